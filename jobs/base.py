@@ -1,0 +1,150 @@
+"""What a job kind provides, and the registry that finds one for a task.
+
+    kind = get_job_kind(spec.task)
+    messages = kind.build_messages(text)               # (system, user)
+    request = ChatRequest(model=m, messages=messages, max_tokens=kind.max_output_tokens())
+    parsed = kind.parse(response.text)                 # Parsed(ok, output, reason)
+
+A job kind is pure: no I/O, no clocks, no provider calls. It turns a row's text into
+messages and a model's answer into a normalised output or a reason it failed validation
+(the engine writes that reason as an `invalid_output` error row, or escalates the row).
+
+A row's text is its `text_columns` joined with a blank line; `join_text` does it for one
+row and `text_expr` for a whole polars frame, with the same result.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import polars as pl
+
+if TYPE_CHECKING:
+    from pipeline.providers.base import Message
+    from schemas.job import ClassifyTask, SummariseTask
+
+    TaskSpec = ClassifyTask | SummariseTask
+
+TEXT_SEPARATOR = "\n\n"
+# Stripped from each part before joining. Spelled out (not str.strip()'s default) so the
+# scalar and polars versions agree on exactly which characters count as blank.
+_BLANK = " \t\n\r\f\v"
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A model's answer after validation: the normalised output, or why it was rejected."""
+
+    ok: bool
+    output: str | None = None
+    reason: str | None = None
+
+    @classmethod
+    def accept(cls, output: str) -> Parsed:
+        return cls(ok=True, output=output, reason=None)
+
+    @classmethod
+    def reject(cls, reason: str) -> Parsed:
+        return cls(ok=False, output=None, reason=reason)
+
+
+@runtime_checkable
+class JobKind(Protocol):
+    """One kind of work (classify, summarise): prompt building and output validation."""
+
+    kind: str
+
+    def build_messages(self, text: str) -> tuple[Message, ...]:
+        """The system message (task, constraints) and the user message (the row's text)."""
+        ...
+
+    def max_output_tokens(self) -> int:
+        """Cap on the answer's tokens, sent as the request's `max_tokens`."""
+        ...
+
+    def parse(self, raw: str) -> Parsed:
+        """Normalise and validate the model's raw answer."""
+        ...
+
+    def estimate_output_tokens(self) -> int:
+        """A typical answer's length in tokens, for forecasting a job's cost."""
+        ...
+
+
+# --- registry ---------------------------------------------------------------------------
+
+# task kind -> 'module:Class' of its JobKind; the class takes the task spec.
+_KINDS: dict[str, str] = {
+    "classify": "jobs.classify:ClassifyJob",
+    "summarise": "jobs.summarise:SummariseJob",
+}
+
+
+def known_kinds() -> list[str]:
+    return sorted(_KINDS)
+
+
+def register(kind: str, target: str) -> None:
+    """Register a job kind given as 'module:Class' (the class is built from the task)."""
+    if ":" not in target:
+        raise ValueError(f"job kind target {target!r} must be 'module:Class'")
+    _KINDS[kind] = target
+    _load.cache_clear()
+
+
+@cache
+def _load(target: str) -> Callable[[TaskSpec], JobKind]:
+    module_name, cls_name = target.split(":", 1)
+    factory: Callable[[TaskSpec], JobKind] = getattr(
+        importlib.import_module(module_name), cls_name
+    )
+    return factory
+
+
+def get_job_kind(task: ClassifyTask | SummariseTask) -> JobKind:
+    """The job kind for a task spec.
+
+        get_job_kind(ClassifyTask(kind="classify", labels=["a", "b"])).kind   # 'classify'
+    """
+    try:
+        target = _KINDS[task.kind]
+    except KeyError:
+        raise ValueError(
+            f"unknown task kind {task.kind!r}; known kinds: {', '.join(known_kinds())}"
+        ) from None
+    return _load(target)(task)
+
+
+# --- row text ---------------------------------------------------------------------------
+
+
+def join_text(values: Sequence[str | None]) -> str | None:
+    """Join one row's text columns with a blank line, skipping null and blank parts.
+
+    >>> join_text(["Refund", None, "  I was charged twice. "])
+    'Refund\\n\\nI was charged twice.'
+    >>> join_text([None, "  "]) is None
+    True
+    """
+    parts = [v.strip(_BLANK) for v in values if v is not None]
+    text = TEXT_SEPARATOR.join(p for p in parts if p)
+    return text or None
+
+
+def text_expr(columns: Sequence[str]) -> pl.Expr:
+    """`join_text` over a frame: one String value per row, null when every part is blank.
+
+        df.with_columns(text_expr(["subject", "body"]))     # adds column 'text'
+    """
+    if not columns:
+        raise ValueError("text_expr needs at least one column")
+    parts = []
+    for name in columns:
+        part = pl.col(name).cast(pl.String).str.strip_chars(_BLANK)
+        parts.append(pl.when(part.str.len_chars() > 0).then(part))
+    joined = pl.concat_str(parts, separator=TEXT_SEPARATOR, ignore_nulls=True)
+    return pl.when(joined.str.len_chars() > 0).then(joined).alias("text")

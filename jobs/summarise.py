@@ -1,0 +1,64 @@
+"""Summarisation: one summary per row, in at most `max_words` words.
+
+    job = SummariseJob(SummariseTask(kind="summarise", max_words=60))
+    job.parse("  The outage lasted 40 minutes. ")   # Parsed(ok=True, output='The outage ...')
+
+The system message says `in at most {max_words} words`; the simulator reads the limit
+from that exact phrase, so keep its wording. Models overshoot a word limit a little, so
+an answer is accepted up to `OVERSHOOT` times the limit and rejected past it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from jobs.base import Parsed
+from pipeline.providers.base import Message
+from schemas.job import SummariseTask
+
+OVERSHOOT = 1.2
+TOKENS_PER_WORD = 1.33
+STYLE_RULES = (
+    "Keep the facts, names, numbers and decisions that matter; leave out greetings and filler. "
+    "Write plain prose with no title, no bullet points and no preamble. "
+    "Answer with the summary only."
+)
+
+# A "Summary:" label before the text is decoration, not part of the summary.
+_LABEL = re.compile(r"^\s*(?:\*\*)?summary(?:\*\*)?\s*:\s*(?:\*\*)?", re.IGNORECASE)
+
+
+class SummariseJob:
+    kind = "summarise"
+
+    def __init__(self, task: SummariseTask) -> None:
+        if not isinstance(task, SummariseTask):
+            raise TypeError(f"SummariseJob needs a SummariseTask, got {type(task).__name__}")
+        self.task = task
+        self.max_words = task.max_words
+        self.hard_limit = math.floor(task.max_words * OVERSHOOT)
+        lines = [f"Summarise the user's text in at most {task.max_words} words."]
+        if task.instructions.strip():
+            lines.append(task.instructions.strip())
+        lines.append(STYLE_RULES)
+        self._system = "\n".join(lines)
+
+    def build_messages(self, text: str) -> tuple[Message, ...]:
+        return (Message("system", self._system), Message("user", text))
+
+    def max_output_tokens(self) -> int:
+        return self.task.output_token_cap()
+
+    def estimate_output_tokens(self) -> int:
+        # Summaries tend to use most of their word allowance.
+        return math.ceil(self.max_words * TOKENS_PER_WORD)
+
+    def parse(self, raw: str) -> Parsed:
+        text = _LABEL.sub("", raw, count=1).strip()
+        if not text:
+            return Parsed.reject("empty summary")
+        words = len(text.split())
+        if words > self.hard_limit:
+            return Parsed.reject(f"summary has {words} words, limit is {self.max_words}")
+        return Parsed.accept(text)

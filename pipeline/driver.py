@@ -1,0 +1,239 @@
+"""Starts the actors, hands units to workers until none are left, writes the summary.
+
+    summary = run_job(spec, output_uri=None, job_id=None, progress=ConsoleProgress())
+
+Workers pull: each idle worker gets the next unit the moment it reports the last one.
+A worker that dies mid-unit is replaced and its unit handed out again; the unit's files
+are rewritten whole and its commit marker comes last, so nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+
+from pipeline.errors import ConfigError
+from pipeline.plan import Plan, Unit, make_plan
+from pipeline.summary import JobSummary, build_summary, write_summary
+from pipeline.worker import UnitReport, UnitRunner
+from schemas.job import JobSpec
+
+log = logging.getLogger("tierline")
+
+MAX_UNIT_TRIES = 3
+
+
+class Progress(Protocol):
+    def start(self, job_id: str, rows_total: int, rows_done: int, units_todo: int) -> None: ...
+    def advance(self, report: UnitReport) -> None: ...
+    def note(self, message: str) -> None: ...
+    def stop(self) -> None: ...
+
+
+class QuietProgress:
+    def start(self, job_id: str, rows_total: int, rows_done: int, units_todo: int) -> None:
+        return None
+
+    def advance(self, report: UnitReport) -> None:
+        return None
+
+    def note(self, message: str) -> None:
+        log.info(message)
+
+    def stop(self) -> None:
+        return None
+
+
+@ray.remote(num_cpus=0)
+class SimActor:
+    """The built-in simulator, hosted in its own process for the length of a job."""
+
+    def __init__(self) -> None:
+        self.server: Any = None
+
+    async def start(self, config_json: str) -> str:
+        from pipeline.sim import SimConfig, SimServer
+
+        self.server = SimServer(SimConfig.model_validate_json(config_json))
+        url: str = await self.server.start("127.0.0.1", 0)
+        return url
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+
+
+@ray.remote(max_restarts=0, max_task_retries=0)
+class WorkerActor:
+    """A Ray home for one `UnitRunner` (one aiohttp session, many calls in flight)."""
+
+    def __init__(
+        self, spec_json: str, job_id: str, output_uri: str, endpoints: dict[str, str]
+    ) -> None:
+        self.runner = UnitRunner(
+            JobSpec.model_validate_json(spec_json), job_id, output_uri, endpoints
+        )
+        self.entered = False
+
+    async def process(self, unit: Unit) -> UnitReport:
+        if not self.entered:
+            await self.runner.__aenter__()
+            self.entered = True
+        return await self.runner.process(unit)
+
+    async def close(self) -> None:
+        if self.entered:
+            await self.runner.__aexit__(None, None, None)
+
+
+def preflight(spec: JobSpec) -> None:
+    """Fail before any call: every used provider's key variable must be set."""
+    used = {d.provider for d in spec.deployments()}
+    missing = [
+        f"provider {name!r} needs environment variable {p.api_key_env}, which is not set"
+        for name, p in spec.providers.items()
+        if name in used and p.api_key_env and not os.environ.get(p.api_key_env)
+    ]
+    if missing:
+        raise ConfigError("; ".join(missing))
+
+
+def ensure_ray() -> None:
+    if not ray.is_initialized():
+        # RAY_ADDRESS, when set, makes this join that cluster instead of starting one.
+        ray.init(
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=True,
+            configure_logging=True,
+        )
+
+
+def sim_config_json(spec: JobSpec, provider: str) -> str:
+    from pipeline.sim import SimConfig
+
+    opts = spec.providers[provider].sim
+    return SimConfig(
+        seed=opts.seed, latency={"mean_ms": opts.latency_ms, "jitter_ms": opts.jitter_ms}
+    ).model_dump_json()
+
+
+@dataclass
+class _Dispatch:
+    spec: JobSpec
+    plan: Plan
+    output_uri: str
+    endpoints: dict[str, str]
+    progress: Progress
+    workers: list[Any] = field(default_factory=list)
+    tries: dict[int, int] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)
+
+    def _new_worker(self) -> Any:
+        return WorkerActor.options(num_cpus=self.spec.run.worker_cpus).remote(
+            self.spec.model_dump_json(), self.plan.job_id, self.output_uri, self.endpoints
+        )
+
+    def run(self) -> None:
+        queue: deque[Unit] = deque(self.plan.todo)
+        n = min(self.spec.run.workers, len(queue))
+        self.workers = [self._new_worker() for _ in range(n)]
+        running: dict[Any, tuple[Any, Unit]] = {}
+        idle = list(self.workers)
+        while queue or running:
+            while idle and queue:
+                w, u = idle.pop(), queue.popleft()
+                running[w.process.remote(u)] = (w, u)
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+            for ref in ready:
+                worker, unit = running.pop(ref)
+                try:
+                    report: UnitReport = ray.get(ref)
+                except RayActorError:
+                    # The process died (killed, node lost): replace it and redo the unit.
+                    self.progress.note(
+                        f"worker lost during unit {unit.index}; handing it out again"
+                    )
+                    self._retry(unit, queue, "worker died repeatedly")
+                    idle.append(self._new_worker())
+                    continue
+                except RayTaskError as exc:
+                    cause = exc.cause if exc.cause is not None else exc
+                    self.progress.note(f"unit {unit.index} ({unit.source}) failed: {cause}")
+                    self._retry(
+                        unit, queue, str(cause), transient=getattr(cause, "transient", False)
+                    )
+                    idle.append(worker)
+                    continue
+                self.progress.advance(report)
+                idle.append(worker)
+        for w in self.workers:
+            with contextlib.suppress(Exception):  # a dead worker has nothing to close
+                ray.get(w.close.remote(), timeout=10)
+            ray.kill(w)
+
+    def _retry(self, unit: Unit, queue: deque[Unit], reason: str, transient: bool = True) -> None:
+        self.tries[unit.index] = self.tries.get(unit.index, 0) + 1
+        if transient and self.tries[unit.index] < MAX_UNIT_TRIES:
+            queue.append(unit)
+        else:
+            self.failed[unit.index] = reason
+
+
+def run_job(
+    spec: JobSpec,
+    *,
+    output_uri: str | None = None,
+    job_id: str | None = None,
+    progress: Progress | None = None,
+) -> JobSummary:
+    progress = progress or QuietProgress()
+    started = time.monotonic()
+    preflight(spec)
+    out_uri = output_uri or spec.output.uri
+    plan = make_plan(spec, output_uri=out_uri, job_id=job_id)
+    for bad in plan.bad_files:
+        progress.note(f"skipping {bad.source}: {bad.reason}")
+    done_rows = sum(c.row_count for c in plan.committed.values())
+    todo = plan.todo
+    failed: dict[int, str] = {}
+    if todo:
+        ensure_ray()
+        endpoints: dict[str, str] = {}
+        sims: list[Any] = []
+        used = {d.provider for d in spec.deployments()}
+        for name, p in spec.providers.items():
+            if p.kind == "sim" and name in used:
+                actor = SimActor.remote()  # type: ignore[attr-defined]
+                endpoints[name] = ray.get(actor.start.remote(sim_config_json(spec, name)))
+                sims.append(actor)
+        progress.start(plan.job_id, plan.rows_total, done_rows, len(todo))
+        dispatch = _Dispatch(spec, plan, out_uri, endpoints, progress)
+        try:
+            dispatch.run()
+        finally:
+            progress.stop()
+            for actor in sims:
+                with contextlib.suppress(Exception):
+                    ray.get(actor.stop.remote(), timeout=10)
+                ray.kill(actor)
+        failed = dispatch.failed
+    else:
+        progress.note(
+            "nothing to do: every unit is already committed"
+            if plan.units
+            else "the input holds no rows"
+        )
+    summary = build_summary(
+        spec, plan, out_uri, wall_s=time.monotonic() - started, failed_units=failed
+    )
+    write_summary(out_uri, plan.job_id, summary)
+    return summary

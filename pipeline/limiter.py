@@ -1,0 +1,42 @@
+"""Per-process admission: a concurrency bound per provider.
+
+    limiter = LocalLimiter({"openai": Limits(max_concurrency=8)})
+    async with limiter.slot(dep, tokens=120):
+        ...
+
+This is the floor every worker has; cluster-wide request and token rates are enforced by
+the quota actors, which hand this limiter leased permits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from pipeline.errors import TierlineError
+from pipeline.providers.base import ChatResponse
+from schemas.job import Deployment, Limits
+
+
+class LocalLimiter:
+    def __init__(self, limits: Mapping[str, Limits]) -> None:
+        self._sems = {
+            name: asyncio.Semaphore(lim.max_concurrency)
+            for name, lim in limits.items()
+            if lim.max_concurrency
+        }
+
+    @asynccontextmanager
+    async def slot(self, deployment: Deployment, tokens: int) -> AsyncIterator[None]:
+        sem = self._sems.get(deployment.provider)
+        if sem is None:
+            yield
+            return
+        async with sem:
+            yield
+
+    def feedback(
+        self, deployment: Deployment, error: TierlineError | None, response: ChatResponse | None
+    ) -> None:
+        return None

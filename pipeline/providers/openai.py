@@ -1,0 +1,58 @@
+"""OpenAI-compatible chat completions (OpenAI, vLLM, Ollama, Groq, Together, the sim).
+
+POST {base_url}/chat/completions  Authorization: Bearer $KEY
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from pipeline.errors import ProviderUnavailable
+from pipeline.providers.base import ChatRequest, ChatResponse, Usage
+from pipeline.providers.http import post_json, resolve_key
+from schemas.job import Timeouts
+
+
+class OpenAIChat:
+    def __init__(
+        self, *, name: str, base_url: str, api_key_env: str | None, timeouts: Timeouts
+    ) -> None:
+        self.name = name
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.api_key_env = api_key_env
+        self.timeouts = timeouts
+
+    def __repr__(self) -> str:  # never show a key, only where it comes from
+        return f"OpenAIChat(name={self.name!r}, url={self.url!r}, key from ${self.api_key_env})"
+
+    async def complete(self, session: aiohttp.ClientSession, request: ChatRequest) -> ChatResponse:
+        key = resolve_key(self.api_key_env, self.name)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        payload: dict[str, Any] = {
+            "model": request.model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+        }
+        where = f"{self.name}/{request.model}"
+        body, rate = await post_json(session, self.url, payload, headers, self.timeouts, where)
+        try:
+            choice = body["choices"][0]
+            text = choice["message"]["content"] or ""
+            usage = body.get("usage") or {}
+            cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+            return ChatResponse(
+                text=text,
+                usage=Usage(
+                    int(usage.get("prompt_tokens", 0)),
+                    int(usage.get("completion_tokens", 0)),
+                    int(cached),
+                ),
+                model=str(body.get("model", request.model)),
+                finish_reason=str(choice.get("finish_reason") or "stop"),
+                rate_headers=rate,
+            )
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise ProviderUnavailable(f"{where}: answer lacks choices[0].message.content") from None

@@ -1,0 +1,206 @@
+"""The simulator's completion handling and the state it shares with the admin routes.
+
+One completion request: read -> check the key -> count it -> (replay: look it up, 404
+when absent) -> rate limits (429) -> latency -> injected fault -> answer. The same path
+serves both wire formats; `wire.py` owns everything format-specific.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from pipeline.sim import generate
+from pipeline.sim.behaviour import Behaviour, Plan
+from pipeline.sim.config import SimConfig
+from pipeline.sim.limits import Limiter
+from pipeline.sim.replay import Recorded, ReplayTable
+from pipeline.sim.stats import SimStats, prompt_id
+from pipeline.sim.wire import Reply, SimRequest, WireError, WireFormat
+from pipeline.tokens import count_tokens
+
+Clock = Callable[[], float]
+ANONYMOUS = "anonymous"
+RECORDED_COST_HEADER = "x-tierline-recorded-cost-usd"
+_HANG_POLL_S = 0.05
+_NOT_JSON = object()
+
+
+class SimState:
+    """Everything one simulator holds: config, limiter, stats, replay table."""
+
+    def __init__(self, config: SimConfig, clock: Clock, wall_clock: Clock) -> None:
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.stats = SimStats()
+        self.limiter = Limiter(config, clock)
+        self.closing = asyncio.Event()
+        self.replay: ReplayTable | None = None
+        self._replay_dir: Path | None = None
+        self.apply(config)
+
+    def apply(self, config: SimConfig) -> None:
+        """Switch to `config`; raises `ReplayDataError` (and keeps the old one) if unusable."""
+        if config.replay_dir is None:
+            self.replay = None
+        elif self.replay is None or config.replay_dir != self._replay_dir:
+            self.replay = ReplayTable.load(config.replay_dir)
+        self._replay_dir = config.replay_dir
+        self.config = config
+        self.behaviour = Behaviour(config)
+        self.limiter.reconfigure(config)
+
+
+STATE: web.AppKey[SimState] = web.AppKey("tierline_sim_state", SimState)
+
+
+def _error(
+    wire: WireFormat,
+    status: int,
+    message: str,
+    kind: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    return web.json_response(wire.error(status, message, kind), status=status, headers=headers)
+
+
+class CompletionHandler:
+    """Answers completion requests in any wire format."""
+
+    def __init__(self, state: SimState) -> None:
+        self.state = state
+
+    def route(self, wire: WireFormat) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            return await self.complete(request, wire)
+
+        return handle
+
+    async def complete(self, request: web.Request, wire: WireFormat) -> web.StreamResponse:
+        state, config = self.state, self.state.config
+        raw_key = wire.api_key(request.headers)
+        key = raw_key or ANONYMOUS
+        try:
+            body: object = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            body = _NOT_JSON
+        hint = body.get("model") if isinstance(body, dict) else None
+        if config.require_api_key and (
+            raw_key is None or (config.api_keys is not None and raw_key not in config.api_keys)
+        ):
+            return self._refuse(wire, hint, key, 401, "missing or unknown API key")
+        try:
+            sim_request = wire.parse(body, request.headers)
+        except WireError as exc:
+            message = "the request body is not valid JSON" if body is _NOT_JSON else str(exc)
+            return self._refuse(wire, hint, key, 400, message)
+        model = sim_request.model
+        prompt = prompt_id(model, sim_request.messages)
+        occurrence = state.stats.received(model, key, prompt)
+        recorded = None
+        if state.replay is not None:
+            recorded = state.replay.lookup(model, generate.last_user_text(sim_request.messages))
+            if recorded is None:
+                state.stats.failed(model, key, 404)
+                message = f"no recorded answer for model {model} and this prompt"
+                return _error(wire, 404, message, "not_found")
+        tokens_in = generate.input_tokens(sim_request.messages, model)
+        verdict = state.limiter.admit(key, model, tokens_in + (sim_request.max_tokens or 0))
+        headers = wire.rate_headers(verdict.state, state.wall_clock())
+        if not verdict.allowed:
+            if verdict.denial == "too_large":
+                state.stats.failed(model, key, 400)
+                limit = verdict.state.tokens_limit
+                message = f"request needs more tokens than the tokens-per-minute limit {limit}"
+                return _error(wire, 400, message, headers=headers)
+            state.stats.failed(model, key, 429)
+            wait = verdict.retry_after_s
+            headers["retry-after"] = str(wait)
+            message = f"rate limit reached on {verdict.denial}; retry after {wait}s"
+            return _error(wire, 429, message, str(verdict.denial), headers)
+        try:
+            plan = state.behaviour.plan(model, prompt=prompt, occurrence=occurrence)
+            if plan.delay_s > 0:
+                await asyncio.sleep(plan.delay_s)
+            if plan.fault is not None:
+                return await self._fault(request, wire, sim_request, key, plan, headers)
+            reply = self._reply(sim_request, tokens_in, plan, recorded)
+            if sim_request.max_tokens is None:
+                state.limiter.charge(key, model, reply.output_tokens)
+            state.stats.answered(model, key, prompt, reply.input_tokens, reply.output_tokens)
+            if recorded is not None and recorded.cost_usd is not None:
+                headers[RECORDED_COST_HEADER] = repr(recorded.cost_usd)
+            answer_id = f"sim{prompt:016x}{occurrence}"
+            created = int(state.wall_clock())
+            payload = wire.answer(sim_request, reply, answer_id=answer_id, created=created)
+            return web.json_response(payload, headers=headers)
+        finally:
+            state.limiter.release(key)
+
+    def _refuse(
+        self, wire: WireFormat, model: object, key: str, status: int, message: str
+    ) -> web.Response:
+        """Answer a request that never got as far as having a model and messages."""
+        name = model if isinstance(model, str) else ""
+        self.state.stats.received(name, key, None)
+        self.state.stats.failed(name, key, status)
+        return _error(wire, status, message)
+
+    def _reply(
+        self,
+        request: SimRequest,
+        tokens_in: int,
+        plan: Plan,
+        recorded: Recorded | None,
+    ) -> Reply:
+        model = request.model
+        if recorded is not None:
+            text = recorded.response
+        else:
+            text = generate.answer(
+                request.messages,
+                model=model,
+                seed=self.state.config.seed,
+                accuracy=plan.settings.accuracy,
+            )
+        if request.max_tokens is not None:
+            text, tokens_out, cut = generate.truncate_to_tokens(text, request.max_tokens, model)
+        else:
+            tokens_out, cut = count_tokens(text, model), False
+        return Reply(text, tokens_in, tokens_out, cut, recorded)
+
+    async def _fault(
+        self,
+        request: web.Request,
+        wire: WireFormat,
+        sim_request: SimRequest,
+        key: str,
+        plan: Plan,
+        headers: dict[str, str],
+    ) -> web.StreamResponse:
+        stats, model, faults = self.state.stats, sim_request.model, plan.settings.faults
+        fault = plan.fault
+        if fault == "reset":
+            stats.dropped(model, key)
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response()
+        if fault == "hang":
+            stats.hung(model, key)
+            deadline = asyncio.get_running_loop().time() + faults.max_hang_s
+            while not self.state.closing.is_set():
+                transport = request.transport
+                left = deadline - asyncio.get_running_loop().time()
+                if transport is None or transport.is_closing() or left <= 0:
+                    break
+                await asyncio.sleep(min(_HANG_POLL_S, left))
+            stats.failed(model, key, 504)
+            return _error(wire, 504, "the request timed out (simulated hang)", headers=headers)
+        status = int(fault or 500)
+        stats.failed(model, key, status)
+        if status in (429, 503, 529):
+            headers["retry-after"] = str(faults.retry_after_s)
+        return _error(wire, status, f"simulated error {status}", headers=headers)

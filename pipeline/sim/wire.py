@@ -1,0 +1,274 @@
+"""The two wire formats the simulator speaks: OpenAI chat completions, Anthropic Messages.
+
+Each format reads its request into one `SimRequest`, and writes answers, errors and
+rate-limit headers its own way; the server never asks which format it is talking.
+
+    wire = FORMATS["anthropic"]
+    request = wire.parse(body, headers)     # raises WireError -> 400
+    payload = wire.answer(request, reply, answer_id="...", created=0)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import ClassVar, Protocol
+
+from pipeline.sim.generate import Msg
+from pipeline.sim.limits import RateState
+from pipeline.sim.replay import Recorded
+
+JSON = dict[str, object]
+
+
+class WireError(Exception):
+    """A request the format cannot accept (answered 400)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimRequest:
+    model: str
+    messages: tuple[Msg, ...]
+    max_tokens: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A successful answer, before it is put in a format."""
+
+    text: str
+    input_tokens: int
+    output_tokens: int
+    truncated: bool
+    recorded: Recorded | None = None
+
+
+def go_duration(seconds: float) -> str:
+    """Seconds as OpenAI writes reset times: '20ms', '1s', '1m30.5s', '6m0s'."""
+    if seconds < 1:
+        return f"{math.ceil(seconds * 1000)}ms" if seconds > 0 else "0s"
+    millis = math.ceil(seconds * 1000)
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs = f"{rest / 1000:.3f}".rstrip("0").rstrip(".")
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+def rfc3339(wall_time: float) -> str:
+    return datetime.fromtimestamp(math.ceil(wall_time), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _text(content: object, where: str) -> str:
+    """Message content: a string, or a list of text blocks joined."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for block in content:
+            if not isinstance(block, dict) or not isinstance(block.get("text"), str):
+                raise WireError(f"{where}: content blocks must be objects with a 'text' string")
+            parts.append(block["text"])
+        return "".join(parts)
+    raise WireError(f"{where}: content must be a string or a list of text blocks")
+
+
+def _positive_int(value: object, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise WireError(f"{name} must be a positive integer")
+    return value
+
+
+def _common(body: object) -> tuple[JSON, str, list[object]]:
+    if not isinstance(body, dict):
+        raise WireError("the request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise WireError("'model' is required and must be a non-empty string")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise WireError("'messages' is required and must be a non-empty list")
+    return body, model, messages
+
+
+def _messages(raw: list[object], roles: Mapping[str, str]) -> list[Msg]:
+    out: list[Msg] = []
+    for i, message in enumerate(raw):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise WireError(f"{where} must be an object")
+        role = message.get("role")
+        if not isinstance(role, str) or role not in roles:
+            raise WireError(f"{where}.role must be one of {', '.join(roles)}")
+        out.append((roles[role], _text(message.get("content"), where)))
+    return out
+
+
+class OpenAIWire:
+    """`POST /v1/chat/completions`."""
+
+    name = "openai"
+    _ROLES: ClassVar[dict[str, str]] = {
+        "system": "system",
+        "developer": "system",
+        "user": "user",
+        "assistant": "assistant",
+    }
+
+    def api_key(self, headers: Mapping[str, str]) -> str | None:
+        scheme, _, key = headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        return key.strip() or None
+
+    def parse(self, body: object, headers: Mapping[str, str]) -> SimRequest:
+        data, model, raw = _common(body)
+        limit = data.get("max_completion_tokens", data.get("max_tokens"))
+        max_tokens = _positive_int(limit, "max_tokens")
+        return SimRequest(model, tuple(_messages(raw, self._ROLES)), max_tokens)
+
+    def answer(self, request: SimRequest, reply: Reply, *, answer_id: str, created: int) -> JSON:
+        payload: JSON = {
+            "id": f"chatcmpl-{answer_id}",
+            "object": "chat.completion",
+            "created": created,
+            "model": request.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": reply.text},
+                    "finish_reason": "length" if reply.truncated else "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": reply.input_tokens,
+                "completion_tokens": reply.output_tokens,
+                "total_tokens": reply.input_tokens + reply.output_tokens,
+            },
+        }
+        return _with_recording(payload, reply)
+
+    def error(self, status: int, message: str, kind: str | None = None) -> JSON:
+        if kind is None:
+            kind = {
+                401: "invalid_request_error",
+                404: "not_found",
+                429: "requests",
+                504: "timeout",
+                529: "overloaded_error",
+            }.get(status)
+            kind = kind or ("server_error" if status >= 500 else "invalid_request_error")
+        code = {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(status)
+        return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+    def rate_headers(self, state: RateState, wall_now: float) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for dim, limit, remaining, reset in (
+            ("requests", state.requests_limit, state.requests_remaining, state.requests_reset_s),
+            ("tokens", state.tokens_limit, state.tokens_remaining, state.tokens_reset_s),
+        ):
+            if limit is not None:
+                headers[f"x-ratelimit-limit-{dim}"] = str(limit)
+                headers[f"x-ratelimit-remaining-{dim}"] = str(remaining)
+                headers[f"x-ratelimit-reset-{dim}"] = go_duration(reset)
+        return headers
+
+
+class AnthropicWire:
+    """`POST /v1/messages`."""
+
+    name = "anthropic"
+    _ROLES: ClassVar[dict[str, str]] = {"user": "user", "assistant": "assistant"}
+    _TYPES: ClassVar[dict[int, str]] = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        403: "permission_error",
+        404: "not_found_error",
+        413: "request_too_large",
+        429: "rate_limit_error",
+        500: "api_error",
+        504: "timeout_error",
+        529: "overloaded_error",
+    }
+
+    def api_key(self, headers: Mapping[str, str]) -> str | None:
+        return headers.get("x-api-key", "").strip() or None
+
+    def parse(self, body: object, headers: Mapping[str, str]) -> SimRequest:
+        if not headers.get("anthropic-version"):
+            raise WireError("anthropic-version: header is required")
+        data, model, raw = _common(body)
+        max_tokens = _positive_int(data.get("max_tokens"), "max_tokens")
+        if max_tokens is None:
+            raise WireError("max_tokens: field required")
+        messages = _messages(raw, self._ROLES)
+        system = data.get("system")
+        if system is not None:
+            messages.insert(0, ("system", _text(system, "system")))
+        return SimRequest(model, tuple(messages), max_tokens)
+
+    def answer(self, request: SimRequest, reply: Reply, *, answer_id: str, created: int) -> JSON:
+        payload: JSON = {
+            "id": f"msg_{answer_id}",
+            "type": "message",
+            "role": "assistant",
+            "model": request.model,
+            "content": [{"type": "text", "text": reply.text}],
+            "stop_reason": "max_tokens" if reply.truncated else "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens},
+        }
+        return _with_recording(payload, reply)
+
+    def error(self, status: int, message: str, kind: str | None = None) -> JSON:
+        # Anthropic names the error by status only; `kind` is the OpenAI-side detail.
+        fallback = "api_error" if status >= 500 else "invalid_request_error"
+        error_type = self._TYPES.get(status, fallback)
+        return {"type": "error", "error": {"type": error_type, "message": message}}
+
+    def rate_headers(self, state: RateState, wall_now: float) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for dim, limit, remaining, reset in (
+            ("requests", state.requests_limit, state.requests_remaining, state.requests_reset_s),
+            ("tokens", state.tokens_limit, state.tokens_remaining, state.tokens_reset_s),
+        ):
+            if limit is not None:
+                headers[f"anthropic-ratelimit-{dim}-limit"] = str(limit)
+                headers[f"anthropic-ratelimit-{dim}-remaining"] = str(remaining)
+                headers[f"anthropic-ratelimit-{dim}-reset"] = rfc3339(wall_now + reset)
+        return headers
+
+
+def _with_recording(payload: JSON, reply: Reply) -> JSON:
+    if reply.recorded is not None:
+        payload["tierline"] = {
+            "recorded_cost_usd": reply.recorded.cost_usd,
+            "sample_id": reply.recorded.sample_id,
+        }
+    return payload
+
+
+class WireFormat(Protocol):
+    """What the server needs from a wire format."""
+
+    name: str
+
+    def api_key(self, headers: Mapping[str, str]) -> str | None: ...
+
+    def parse(self, body: object, headers: Mapping[str, str]) -> SimRequest: ...
+
+    def answer(
+        self, request: SimRequest, reply: Reply, *, answer_id: str, created: int
+    ) -> JSON: ...
+
+    def error(self, status: int, message: str, kind: str | None = None) -> JSON: ...
+
+    def rate_headers(self, state: RateState, wall_now: float) -> dict[str, str]: ...
+
+
+FORMATS: dict[str, WireFormat] = {"openai": OpenAIWire(), "anthropic": AnthropicWire()}

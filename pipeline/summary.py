@@ -1,0 +1,185 @@
+"""The job summary: rows, spend by tier and model, savings against all-flagship.
+
+    summary = build_summary(spec, plan, output_uri, wall_s=12.3)
+    write_summary(output_uri, plan.job_id, summary)      # -> <output>/<job_id>/summary.json
+
+Built from the committed unit files, not from what this run happened to see, so the
+summary of a resumed job covers every unit of it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.plan import Plan
+from pipeline.store import Store
+from schemas.job import JobSpec
+from schemas.prices import PriceTable, UnknownPrice, load_prices
+from schemas.records import COSTS, ERRORS, RESULTS
+
+
+class Bucket(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rows: int = 0
+    calls: int = 0
+    cost_usd: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class JobSummary(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str
+    name: str
+    status: str = Field(description="complete | incomplete (units failed or not done)")
+    output: str
+    rows_total: int
+    rows_ok: int
+    rows_error: int
+    rows_duplicate: int
+    rows_pending: int
+    units_total: int
+    units_committed: int
+    units_failed: dict[str, str]
+    bad_files: dict[str, str]
+    calls: int
+    cost_usd: float
+    by_tier: dict[str, Bucket]
+    by_model: dict[str, Bucket]
+    errors_by_type: dict[str, int]
+    flagship_model: str
+    flagship_baseline_usd: float
+    savings_pct: float
+    price_version: str
+    budget_usd: float | None
+    wall_s: float
+
+
+def _read(store: Store, paths: list[str], schema: object) -> pl.DataFrame:
+    frames = [pl.read_parquet(io.BytesIO(store.read_bytes(p))) for p in paths]
+    if not frames:
+        return pl.from_arrow(schema.empty_table())  # type: ignore[attr-defined,return-value]
+    return pl.concat(frames, how="vertical_relaxed")
+
+
+def load_outputs(out: Store, plan: Plan) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    commits = sorted(plan.committed.values(), key=lambda c: c.unit)
+    results = _read(out, [c.results.path for c in commits], RESULTS)
+    costs = _read(out, [c.costs.path for c in commits], COSTS)
+    errors = _read(out, [c.errors.path for c in commits], ERRORS)
+    return results, costs, errors
+
+
+def flagship_baseline(costs: pl.DataFrame, model: str, prices: PriceTable) -> float:
+    """What the rows that made calls would have cost on `model`: each row's last billed
+    call's tokens, priced at the flagship's rates."""
+    if costs.is_empty():
+        return 0.0
+    try:
+        price = prices.lookup(model)
+    except UnknownPrice:
+        return float("nan")
+    last = (
+        costs.sort("attempt")
+        .group_by("id")
+        .agg(pl.col("input_tokens").last(), pl.col("output_tokens").last())
+    )
+    tin = int(last["input_tokens"].sum())
+    tout = int(last["output_tokens"].sum())
+    return (tin * price.input_per_mtok + tout * price.output_per_mtok) / 1e6
+
+
+def build_summary(
+    spec: JobSpec,
+    plan: Plan,
+    output_uri: str,
+    *,
+    wall_s: float,
+    failed_units: dict[int, str] | None = None,
+    prices: PriceTable | None = None,
+) -> JobSummary:
+    from pipeline.plan import committed_units
+
+    prices = prices or load_prices()
+    out = Store.open(output_uri).child(plan.job_id)
+    plan.committed = committed_units(out)
+    results, costs, errors = load_outputs(out, plan)
+
+    by_tier: dict[str, Bucket] = {}
+    routed = pl.concat([results.select("id", "tier"), errors.select("id", "tier")])
+    for tier, n in routed.group_by("tier").len().iter_rows():
+        by_tier[tier or "none"] = Bucket(rows=n)
+    for tier, calls, cost, tin, tout in (
+        costs.group_by("tier")
+        .agg(
+            pl.len(),
+            pl.col("cost_usd").sum(),
+            pl.col("input_tokens").sum(),
+            pl.col("output_tokens").sum(),
+        )
+        .iter_rows()
+    ):
+        b = by_tier.setdefault(tier, Bucket())
+        b.calls, b.cost_usd, b.input_tokens, b.output_tokens = calls, cost, tin, tout
+
+    by_model: dict[str, Bucket] = {}
+    for prov, model, n in results.group_by("provider", "model").len().iter_rows():
+        by_model[f"{prov}/{model}"] = Bucket(rows=n)
+    for prov, model, calls, cost, tin, tout in (
+        costs.group_by("provider", "model")
+        .agg(
+            pl.len(),
+            pl.col("cost_usd").sum(),
+            pl.col("input_tokens").sum(),
+            pl.col("output_tokens").sum(),
+        )
+        .iter_rows()
+    ):
+        b = by_model.setdefault(f"{prov}/{model}", Bucket())
+        b.calls, b.cost_usd, b.input_tokens, b.output_tokens = calls, cost, tin, tout
+
+    cost = float(costs["cost_usd"].sum()) if not costs.is_empty() else 0.0
+    flagship = spec.flagship()
+    baseline = flagship_baseline(costs, flagship.model, prices)
+    savings = (1.0 - cost / baseline) * 100.0 if baseline and baseline == baseline else 0.0
+    committed_rows = sum(c.row_count for c in plan.committed.values())
+    failed = failed_units or {}
+    rows_dup = sum(c.rows_duplicate for c in plan.committed.values())
+    complete = len(plan.committed) == len(plan.units) and not failed
+    return JobSummary(
+        job_id=plan.job_id,
+        name=spec.name,
+        status="complete" if complete else "incomplete",
+        output=out.display(),
+        rows_total=plan.rows_total,
+        rows_ok=results.height,
+        rows_error=errors.height,
+        rows_duplicate=rows_dup,
+        rows_pending=plan.rows_total - committed_rows,
+        units_total=len(plan.units),
+        units_committed=len(plan.committed),
+        units_failed={str(k): v for k, v in failed.items()},
+        bad_files={b.source: b.reason for b in plan.bad_files},
+        calls=costs.height,
+        cost_usd=cost,
+        by_tier=dict(sorted(by_tier.items())),
+        by_model=dict(sorted(by_model.items())),
+        errors_by_type=dict(errors.group_by("error_type").len().sort("error_type").iter_rows()),
+        flagship_model=flagship.name,
+        flagship_baseline_usd=baseline,
+        savings_pct=savings,
+        price_version=prices.version,
+        budget_usd=spec.budget_usd,
+        wall_s=round(wall_s, 3),
+    )
+
+
+def write_summary(output_uri: str, job_id: str, summary: JobSummary) -> None:
+    out = Store.open(output_uri).child(job_id)
+    out.write_bytes("summary.json", json.dumps(summary.model_dump(mode="json"), indent=2).encode())

@@ -1,0 +1,330 @@
+"""One unit: read -> route -> call -> account -> write, then commit.
+
+    runner = UnitRunner(spec, job_id, output_uri, endpoints)
+    async with runner:
+        report = await runner.process(unit)
+
+`UnitRunner` is plain async Python (tests drive it without Ray); `pipeline.driver` wraps
+it in a Ray actor. Every row of the unit leaves as exactly one result or error row, and
+the commit marker is written only after all three data files are durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+
+import aiohttp
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from jobs.base import get_job_kind, text_expr
+from pipeline.costs import add_cost_column
+from pipeline.errors import InputError
+from pipeline.execute import Limiter, RowExecutor, RowOutcome
+from pipeline.limiter import LocalLimiter
+from pipeline.plan import Unit
+from pipeline.providers import registry
+from pipeline.providers.base import Provider
+from pipeline.retry import RetryPolicy
+from pipeline.routing.policy import choose_tiers, routing_columns
+from pipeline.store import Store, table_to_parquet_bytes, with_retries
+from pipeline.tokens import count_tokens_batch
+from schemas.job import JobSpec
+from schemas.prices import PriceTable, load_prices
+from schemas.records import COSTS, ERRORS, RESULTS, FileEntry, UnitCommit
+
+_ID = "__id"
+_TEXT = "__text"
+_TIER = "__tier"
+
+
+@dataclass(frozen=True)
+class UnitReport:
+    unit: int
+    rows: int
+    rows_ok: int
+    rows_error: int
+    calls: int
+    cost_usd: float
+    tiers: dict[str, int]
+
+
+def unit_files(unit: int, generation: int = 0) -> dict[str, str]:
+    suffix = "" if generation == 0 else f".g{generation}"
+    name = f"unit-{unit:05d}{suffix}"
+    return {
+        "results": f"results/{name}.parquet",
+        "costs": f"costs/{name}.parquet",
+        "errors": f"errors/{name}.parquet",
+        "commit": f"_commits/unit-{unit:05d}.json",
+    }
+
+
+def read_unit(store: Store, unit: Unit, columns: list[str]) -> pa.Table:
+    """The unit's rows (only the columns the job reads); InputError names the file."""
+
+    def _read() -> pa.Table:
+        with store.fs.open_input_file(store.full(unit.source)) as f:
+            table = pq.ParquetFile(f).read_row_groups(list(unit.row_groups), columns=columns)
+        return table.slice(unit.row_offset, unit.row_count)
+
+    try:
+        return with_retries(_read, what=f"read {store.display(unit.source)}")
+    except (OSError, pa.ArrowException) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(
+            f"{store.display(unit.source)}: cannot read rows: {detail}", source=unit.source
+        ) from None
+
+
+class UnitRunner:
+    def __init__(
+        self,
+        spec: JobSpec,
+        job_id: str,
+        output_uri: str,
+        endpoints: dict[str, str],
+        *,
+        prices: PriceTable | None = None,
+        limiter: Limiter | None = None,
+    ) -> None:
+        self.spec = spec
+        self.job_id = job_id
+        self.input = Store.open(spec.input.uri)
+        self.out = Store.open(output_uri).child(job_id)
+        self.endpoints = endpoints
+        self.prices = prices or load_prices()
+        self.kind = get_job_kind(spec.task)
+        self.limiter = limiter or LocalLimiter({n: p.limits for n, p in spec.providers.items()})
+        self.policy = RetryPolicy(
+            max_attempts=spec.run.max_attempts, deadline_s=spec.run.row_deadline_s
+        )
+        self.session: aiohttp.ClientSession | None = None
+        self.executor: RowExecutor | None = None
+
+    async def __aenter__(self) -> UnitRunner:
+        connector = aiohttp.TCPConnector(limit=self.spec.run.max_in_flight, ttl_dns_cache=300)
+        self.session = aiohttp.ClientSession(connector=connector)
+        providers: dict[str, Provider] = {
+            name: registry.create(
+                p.kind,
+                name=name,
+                base_url=self.endpoints.get(name) or p.base_url or "",
+                api_key_env=p.api_key_env,
+                timeouts=p.timeouts,
+            )
+            for name, p in self.spec.providers.items()
+        }
+        tiers = {t: list(deps) for t, deps in self.spec.tiers.items()}
+        self.executor = RowExecutor(
+            self.kind,
+            providers,
+            tiers,
+            self.session,
+            self.limiter,
+            self.policy,
+            rng=random.Random(),
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+    # --- the steps ------------------------------------------------------------------
+
+    def columns(self) -> list[str]:
+        cols = [
+            self.spec.input.id_column,
+            *self.spec.input.text_columns,
+            *routing_columns(self.spec.routing),
+        ]
+        return list(dict.fromkeys(cols))
+
+    def prepare(self, table: pa.Table) -> tuple[pl.DataFrame, list[RowOutcome]]:
+        """Rows to call (id, text, tier) and the rows that fail before any call."""
+        df = pl.from_arrow(table)
+        assert isinstance(df, pl.DataFrame)
+        spec = self.spec
+        df = df.with_columns(
+            pl.col(spec.input.id_column).cast(pl.String).alias(_ID),
+            text_expr(list(spec.input.text_columns)).alias(_TEXT),
+        )
+        df = df.with_columns(choose_tiers(df, spec.routing).alias(_TIER))
+        early: list[RowOutcome] = []
+        null_id = df.filter(pl.col(_ID).is_null())
+        for i in range(null_id.height):
+            early.append(
+                RowOutcome(
+                    id=f"<null-id:{i}>",
+                    tier="",
+                    ok=False,
+                    error_type="null_id",
+                    message="id column is null",
+                )
+            )
+        df = df.filter(pl.col(_ID).is_not_null())
+        dup = df.select(pl.col(_ID).is_duplicated() & ~pl.col(_ID).is_first_distinct()).to_series()
+        df = df.filter(~dup)  # duplicate ids: the first row of an id is the one done
+        cols = ", ".join(spec.input.text_columns)
+        empty = df.filter(pl.col(_TEXT).is_null() | (pl.col(_TEXT).str.strip_chars() == ""))
+        for rid, tier in empty.select(_ID, _TIER).iter_rows():
+            early.append(
+                RowOutcome(
+                    id=rid,
+                    tier=tier,
+                    ok=False,
+                    error_type="empty_text",
+                    message=f"text columns {cols} are all null or empty",
+                )
+            )
+        todo = df.filter(pl.col(_TEXT).is_not_null() & (pl.col(_TEXT).str.strip_chars() != ""))
+        return todo.select(_ID, _TEXT, _TIER), early
+
+    async def call_all(self, todo: pl.DataFrame) -> list[RowOutcome]:
+        assert self.executor is not None
+        executor = self.executor
+        sem = asyncio.Semaphore(self.spec.run.max_in_flight)
+        token_est: dict[str, int] = {}
+        tokens = [0] * todo.height
+        for tier, idx in todo.with_row_index("__i").group_by(_TIER).agg(pl.col("__i")).iter_rows():
+            deps = self.spec.tiers.get(tier) or []
+            model = deps[0].model if deps else ""
+            texts = todo[_TEXT].gather(idx).to_list()
+            counts, _ = count_tokens_batch(texts, model)
+            for i, c in zip(idx, counts, strict=True):
+                tokens[i] = int(c)
+            token_est[tier] = int(sum(counts))
+
+        async def one(i: int, rid: str, text: str, tier: str) -> RowOutcome:
+            async with sem:
+                return await executor.run(rid, text, tier, tokens[i])
+
+        rows = todo.iter_rows()
+        return await asyncio.gather(
+            *(one(i, rid, text, tier) for i, (rid, text, tier) in enumerate(rows))
+        )
+
+    def tables(self, unit: Unit, outcomes: list[RowOutcome]) -> tuple[pa.Table, pa.Table, pa.Table]:
+        now = datetime.now(UTC)
+        ok = [o for o in outcomes if o.ok]
+        bad = [o for o in outcomes if not o.ok]
+        results = pa.Table.from_pylist(
+            [
+                {
+                    "id": o.id,
+                    "output": o.output,
+                    "tier": o.tier,
+                    "provider": o.provider,
+                    "model": o.model,
+                    "status": "ok",
+                    "attempts": o.attempts,
+                    "latency_ms": o.latency_ms,
+                    "unit": unit.index,
+                    "completed_at": now,
+                }
+                for o in ok
+            ],
+            schema=RESULTS,
+        )
+        errors = pa.Table.from_pylist(
+            [
+                {
+                    "id": o.id,
+                    "error_type": o.error_type,
+                    "message": o.message,
+                    "attempts": o.attempts,
+                    "tier": o.tier or None,
+                    "provider": o.provider,
+                    "model": o.model,
+                    "retryable": False,
+                    "unit": unit.index,
+                }
+                for o in bad
+            ],
+            schema=ERRORS,
+        )
+        call_rows = [
+            {
+                "id": o.id,
+                "provider": c.provider,
+                "model": c.model,
+                "tier": c.tier,
+                "input_tokens": c.input_tokens,
+                "output_tokens": c.output_tokens,
+                "call_status": c.call_status,
+                "attempt": c.attempt,
+                "token_method": "provider_usage",
+                "unit": unit.index,
+            }
+            for o in outcomes
+            for c in o.calls
+        ]
+        costs = self._price(call_rows)
+        return results, costs, errors
+
+    def _price(self, call_rows: list[dict[str, object]]) -> pa.Table:
+        if not call_rows:
+            return COSTS.empty_table()
+        df = add_cost_column(pl.DataFrame(call_rows), self.prices)
+        return df.select(COSTS.names).to_arrow().cast(COSTS)
+
+    def write(self, unit: Unit, results: pa.Table, costs: pa.Table, errors: pa.Table) -> UnitCommit:
+        names = unit_files(unit.index)
+        entries: dict[str, FileEntry] = {}
+        for key, table in (("results", results), ("costs", costs), ("errors", errors)):
+            data = table_to_parquet_bytes(table)
+            self.out.write_bytes(names[key], data)
+            entries[key] = FileEntry(
+                path=names[key], rows=table.num_rows, sha256=hashlib.sha256(data).hexdigest()
+            )
+        commit = UnitCommit(
+            job_id=self.job_id,
+            unit=unit.index,
+            source=unit.source,
+            row_groups=list(unit.row_groups),
+            row_offset=unit.row_offset,
+            row_count=unit.row_count,
+            rows_ok=results.num_rows,
+            rows_error=errors.num_rows,
+            rows_duplicate=max(0, unit.row_count - results.num_rows - errors.num_rows),
+            cost_usd=float(pa.compute.sum(costs["cost_usd"]).as_py() or 0.0),
+            calls=costs.num_rows,
+            results=entries["results"],
+            costs=entries["costs"],
+            errors=entries["errors"],
+            written_at=datetime.now(UTC).isoformat(),
+        )
+        # Data first, marker last: a crash before this line leaves the unit to be redone.
+        self.out.write_bytes(names["commit"], commit.model_dump_json(indent=1).encode())
+        return commit
+
+    async def process(self, unit: Unit) -> UnitReport:
+        table = await asyncio.to_thread(read_unit, self.input, unit, self.columns())
+        todo, early = self.prepare(table)
+        outcomes = early + await self.call_all(todo)
+        results, costs, errors = self.tables(unit, outcomes)
+        commit = await asyncio.to_thread(self.write, unit, results, costs, errors)
+        tiers: dict[str, int] = {}
+        for o in outcomes:
+            tiers[o.tier] = tiers.get(o.tier, 0) + 1
+        return UnitReport(
+            unit=unit.index,
+            rows=len(outcomes),
+            rows_ok=commit.rows_ok,
+            rows_error=commit.rows_error,
+            calls=commit.calls,
+            cost_usd=commit.cost_usd,
+            tiers=tiers,
+        )

@@ -1,0 +1,370 @@
+"""The job spec: one YAML file, validated before anything runs.
+
+    spec = load_spec("jobs/examples/classify.yaml")
+    spec.tiers["flagship"][0].model        # 'gpt-4o'
+
+Every model is frozen and forbids unknown fields, so a typo fails here, with the field
+path in the message, before Ray starts or any money is spent. Secrets never live in a
+spec: a provider names the environment variable that holds its key (`api_key_env`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+TIER_ORDER: tuple[str, ...] = ("cheap", "mid", "flagship")
+TierName = Literal["cheap", "mid", "flagship"]
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- task ---------------------------------------------------------------------------
+
+
+class ClassifyTask(Strict):
+    """Pick exactly one label from a fixed set."""
+
+    kind: Literal["classify"] = Field(description="Task kind: one label per row.")
+    labels: list[str] = Field(min_length=2, description="The allowed labels, in order.")
+    instructions: str = Field(default="", description="What to classify and how.")
+    max_output_tokens: int = Field(
+        default=16, ge=1, le=4096, description="Cap on the answer's tokens (one label)."
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_unique(cls, v: list[str]) -> list[str]:
+        clean = [label.strip() for label in v]
+        if any(not label for label in clean):
+            raise ValueError("labels must be non-empty strings")
+        lowered = [label.lower() for label in clean]
+        if len(set(lowered)) != len(lowered):
+            raise ValueError("labels must be unique (case-insensitive)")
+        return clean
+
+
+class SummariseTask(Strict):
+    """Summarise each row's text in at most `max_words` words."""
+
+    kind: Literal["summarise"] = Field(description="Task kind: one summary per row.")
+    max_words: int = Field(default=60, ge=5, le=2000, description="Upper bound on summary words.")
+    instructions: str = Field(default="", description="Extra guidance for the summary.")
+    max_output_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        le=32768,
+        description="Cap on the answer's tokens; default derived from max_words (x2, +16).",
+    )
+
+    def output_token_cap(self) -> int:
+        return self.max_output_tokens or self.max_words * 2 + 16
+
+
+Task = Annotated[ClassifyTask | SummariseTask, Field(discriminator="kind")]
+
+
+# --- input / output ------------------------------------------------------------------
+
+
+def _check_uri(v: str, field: str) -> str:
+    v = v.strip()
+    if not v:
+        raise ValueError(f"{field} must not be empty")
+    if "://" in v:
+        scheme = v.split("://", 1)[0]
+        if scheme not in ("s3", "file"):
+            raise ValueError(
+                f"{field} scheme {scheme!r} is not supported; "
+                "use s3://bucket/prefix or a local folder"
+            )
+        if scheme == "s3":
+            rest = v[len("s3://") :]
+            bucket = rest.split("/", 1)[0]
+            if len(bucket) < 3:
+                raise ValueError(
+                    f"{field}: S3 bucket name {bucket!r} must be at least 3 characters"
+                )
+    return v
+
+
+class InputSpec(Strict):
+    uri: str = Field(description="Folder (local or s3://bucket/prefix/) holding .parquet files.")
+    id_column: str = Field(description="Column that identifies each row; unique per job.")
+    text_columns: list[str] = Field(
+        min_length=1,
+        description="Columns joined (with a blank line) into the text sent to the model.",
+    )
+    rows_per_unit: int = Field(
+        default=1000, ge=1, le=1_000_000, description="Upper bound on rows in one work unit."
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str) -> str:
+        return _check_uri(v, "input.uri")
+
+
+class OutputSpec(Strict):
+    uri: str = Field(
+        description="Folder (local or s3://bucket/prefix/) where <job_id>/ is written."
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str) -> str:
+        return _check_uri(v, "output.uri")
+
+
+# --- providers ------------------------------------------------------------------------
+
+
+class Limits(Strict):
+    """A provider account's limits; unset means unknown (discovered from 429s)."""
+
+    rpm: int | None = Field(default=None, ge=1, description="Requests per minute.")
+    tpm: int | None = Field(default=None, ge=1, description="Tokens (in + out) per minute.")
+    max_concurrency: int | None = Field(default=None, ge=1, description="Requests in flight.")
+    tokens_per_day: int | None = Field(default=None, ge=1, description="Tokens per day.")
+
+
+class Timeouts(Strict):
+    connect_s: float = Field(default=10.0, gt=0, description="TCP connect timeout, seconds.")
+    total_s: float = Field(default=120.0, gt=0, description="Whole-request timeout, seconds.")
+
+
+class SimOptions(Strict):
+    """Behaviour of the built-in simulator (provider kind `sim`)."""
+
+    latency_ms: float = Field(default=20.0, ge=0, description="Mean answer latency, ms.")
+    jitter_ms: float = Field(default=5.0, ge=0, description="Latency jitter (std dev), ms.")
+    seed: int = Field(default=0, description="Seed for latency and fault draws.")
+
+
+class ProviderSpec(Strict):
+    kind: str = Field(description="Wire format: sim | openai | anthropic.")
+    base_url: str | None = Field(
+        default=None, description="API root, e.g. https://api.openai.com/v1."
+    )
+    api_key_env: str | None = Field(
+        default=None, description="Name of the environment variable holding the API key."
+    )
+    limits: Limits = Field(default_factory=Limits, description="Account limits.")
+    timeouts: Timeouts = Field(default_factory=Timeouts, description="Request timeouts.")
+    sim: SimOptions = Field(
+        default_factory=SimOptions, description="Simulator behaviour (kind sim)."
+    )
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        from pipeline.providers.registry import known_kinds
+
+        if v not in known_kinds():
+            raise ValueError(
+                f"unknown provider kind {v!r}; known kinds: {', '.join(known_kinds())}"
+            )
+        return v
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env(cls, v: str | None) -> str | None:
+        if v is not None and not _ENV_NAME.match(v):
+            raise ValueError(
+                "api_key_env must be the NAME of an environment variable (e.g. OPENAI_API_KEY), "
+                "not the key itself"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> ProviderSpec:
+        if self.kind != "sim" and not self.base_url:
+            raise ValueError(f"provider kind {self.kind!r} needs base_url")
+        if self.base_url and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return self
+
+
+class Deployment(Strict):
+    """One `provider/model` entry of a tier. The model may itself contain slashes."""
+
+    provider: str
+    model: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+    @classmethod
+    def parse(cls, text: str) -> Deployment:
+        if "/" not in text:
+            raise ValueError(f"deployment {text!r} must be 'provider/model'")
+        provider, model = text.split("/", 1)
+        if not provider or not model:
+            raise ValueError(f"deployment {text!r} must be 'provider/model'")
+        return cls(provider=provider, model=model)
+
+
+def _to_deployment(v: object) -> object:
+    return Deployment.parse(v) if isinstance(v, str) else v
+
+
+DeploymentRef = Annotated[
+    Deployment,
+    BeforeValidator(_to_deployment),
+    WithJsonSchema({"type": "string", "pattern": "^[^/]+/.+$", "description": "provider/model"}),
+]
+
+
+# --- routing --------------------------------------------------------------------------
+
+
+class Rule(Strict):
+    when: str = Field(description="SQL predicate over input columns, e.g. \"priority = 'high'\".")
+    tier: TierName = Field(description="Tier for rows where the predicate holds.")
+
+    @field_validator("when")
+    @classmethod
+    def _parses(cls, v: str) -> str:
+        from pipeline.routing.rules import compile_predicate
+
+        compile_predicate(v)
+        return v
+
+
+class RoutingSpec(Strict):
+    policy: Literal["rules"] = Field(default="rules", description="Routing policy.")
+    rules: list[Rule] = Field(default_factory=list, description="First matching rule wins.")
+    default: TierName = Field(default="cheap", description="Tier for rows no rule matches.")
+
+
+class RunOptions(Strict):
+    workers: int = Field(default=2, ge=1, le=1024, description="Worker actors.")
+    max_in_flight: int = Field(
+        default=64, ge=1, le=4096, description="Concurrent provider calls per worker."
+    )
+    max_attempts: int = Field(
+        default=4, ge=1, le=20, description="Attempts per call, retries included."
+    )
+    row_deadline_s: float = Field(
+        default=300.0, gt=0, description="Give up on a row after this long, retries included."
+    )
+    worker_cpus: float = Field(
+        default=0.5, gt=0, description="CPUs Ray reserves per worker (calls are I/O-bound)."
+    )
+
+
+# --- the spec -------------------------------------------------------------------------
+
+
+class JobSpec(Strict):
+    name: str = Field(description="Job name; part of the job id and output path.")
+    task: Task = Field(description="What to do with each row.")
+    input: InputSpec = Field(description="Where the rows come from.")
+    output: OutputSpec = Field(description="Where results, costs and errors go.")
+    providers: dict[str, ProviderSpec] = Field(min_length=1, description="Providers by name.")
+    tiers: dict[TierName, list[DeploymentRef]] = Field(
+        description="Per tier, deployments in order of preference ('provider/model')."
+    )
+    routing: RoutingSpec = Field(default_factory=RoutingSpec, description="How rows pick a tier.")
+    budget_usd: float | None = Field(default=None, gt=0, description="Hard cap on spend, USD.")
+    run: RunOptions = Field(default_factory=RunOptions, description="Parallelism and retries.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("name must be 1-63 characters of letters, digits, '.', '_' or '-'")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobSpec:
+        problems: list[str] = []
+        if not any(self.tiers.values()):
+            problems.append("tiers: at least one tier needs a deployment")
+        for tier, deps in self.tiers.items():
+            for dep in deps:
+                if dep.provider not in self.providers:
+                    problems.append(
+                        f"tiers.{tier}: {dep.name!r} names provider {dep.provider!r}, "
+                        f"which is not under providers (have: {', '.join(self.providers)})"
+                    )
+        used = {r.tier for r in self.routing.rules} | {self.routing.default}
+        for tier in sorted(used):
+            if not self.tiers.get(tier):  # type: ignore[call-overload]
+                problems.append(
+                    f"routing: rows can be routed to tier {tier!r}, which has no deployments"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    # Helpers the engine uses; kept here so every module reads the spec the same way.
+    def deployments(self) -> list[Deployment]:
+        seen: dict[str, Deployment] = {}
+        for tier in TIER_ORDER:
+            for dep in self.tiers.get(tier, []):  # type: ignore[call-overload]
+                seen.setdefault(dep.name, dep)
+        return list(seen.values())
+
+    def flagship(self) -> Deployment:
+        for tier in reversed(TIER_ORDER):
+            deps = self.tiers.get(tier)  # type: ignore[call-overload]
+            if deps:
+                return deps[0]
+        raise ValueError("no deployments")
+
+
+class SpecError(ValueError):
+    """A spec that cannot run; `problems` lists 'field.path: reason' lines."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+def parse_spec(data: object, source: str = "<spec>") -> JobSpec:
+    from pydantic import ValidationError
+
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False, include_input=False):
+            loc = ".".join(str(p) for p in err["loc"]) or "(spec)"
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{loc}: {msg}")
+        raise SpecError(source, problems) from None
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(str(p), [f"cannot read file: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(str(p), [f"not valid YAML: {exc}"]) from None
+    if not isinstance(data, dict):
+        raise SpecError(str(p), ["the spec must be a YAML mapping"])
+    return parse_spec(data, str(p))

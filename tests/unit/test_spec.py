@@ -1,0 +1,104 @@
+"""The job spec: the reference example is accepted; every mistake names its field."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipeline.checks import check_spec
+from schemas.export import spec_json_schema
+from schemas.job import SpecError, load_spec, parse_spec
+
+REPO = Path(__file__).resolve().parents[2]
+REFERENCE = REPO / "jobs" / "examples" / "nightly-tickets.yaml"
+
+
+def base() -> dict[str, Any]:
+    return yaml.safe_load(REFERENCE.read_text())
+
+
+def problems(doc: dict[str, Any]) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        parse_spec(doc)
+    return info.value.problems
+
+
+def test_reference_spec_is_accepted_as_written() -> None:
+    spec = load_spec(REFERENCE)
+    assert spec.name == "nightly-tickets"
+    assert [d.name for d in spec.tiers["flagship"]] == ["sim/gpt-4o", "openai/gpt-4o"]
+    assert spec.providers["openai"].limits.rpm == 500
+    assert spec.routing.rules[1].when == "length(body) > 1500"
+    assert spec.flagship().model == "gpt-4o"
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "jobs" / "examples").glob("*.yaml")))
+def test_every_example_spec_validates(path: Path) -> None:
+    load_spec(path)
+
+
+def test_unknown_field_names_its_path() -> None:
+    doc = base()
+    doc["input"]["id_colum"] = "x"
+    assert any(p.startswith("input.id_colum:") for p in problems(doc))
+
+
+def test_tier_naming_unknown_provider() -> None:
+    doc = base()
+    doc["tiers"]["cheap"] = ["nope/gpt-4o-mini"]
+    msg = " ".join(problems(doc))
+    assert "'nope'" in msg and "tiers.cheap" in msg
+
+
+def test_unparseable_rule_fails_with_the_rule() -> None:
+    doc = base()
+    doc["routing"]["rules"][0]["when"] = "priority ==== 'high'"
+    assert any("routing.rules.0.when" in p and "priority ==== 'high'" in p for p in problems(doc))
+
+
+def test_bad_uri_and_unknown_kind() -> None:
+    doc = base()
+    doc["input"]["uri"] = "gs://bucket/x"
+    doc["providers"]["sim"]["kind"] = "carrier-pigeon"
+    ps = problems(doc)
+    assert any(p.startswith("input.uri:") and "gs" in p for p in ps)
+    assert any(p.startswith("providers.sim.kind:") and "carrier-pigeon" in p for p in ps)
+
+
+def test_key_itself_in_api_key_env_is_refused_without_echoing_it() -> None:
+    doc = base()
+    doc["providers"]["openai"]["api_key_env"] = "sk-live-abc123 secret"
+    ps = problems(doc)
+    assert any(p.startswith("providers.openai.api_key_env:") for p in ps)
+    assert "sk-live-abc123" not in " ".join(ps)
+
+
+def test_route_to_empty_tier_fails() -> None:
+    doc = base()
+    doc["tiers"].pop("mid")
+    assert any("'mid'" in p for p in problems(doc))
+
+
+def test_model_without_price_and_missing_key_are_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    doc = copy.deepcopy(base())
+    doc["tiers"]["cheap"] = ["sim/no-such-model-7b"]
+    ps = check_spec(parse_spec(doc))
+    assert any(p.startswith("tiers.cheap.0:") and "no-such-model-7b" in p for p in ps)
+    assert any("OPENAI_API_KEY" in p and "not set" in p for p in ps)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    ps = check_spec(parse_spec(doc))
+    assert not any("OPENAI_API_KEY" in p for p in ps)
+    assert not any("sk-test" in p for p in ps)
+
+
+def test_exported_json_schema_is_current() -> None:
+    committed = REPO / "schemas" / "job.schema.json"
+    assert json.loads(committed.read_text()) == json.loads(spec_json_schema()), (
+        "schemas/job.schema.json is stale: run `tierline schema --out schemas/job.schema.json`"
+    )
