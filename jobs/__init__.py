@@ -1,0 +1,1 @@
+"""The job kinds (classify, summarise): prompts in, validated answers out. See jobs.base."""

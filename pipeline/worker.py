@@ -21,27 +21,21 @@ from types import TracebackType
 import aiohttp
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from jobs.base import get_job_kind, text_expr
+from jobs.base import get_job_kind
 from pipeline.costs import add_cost_column
-from pipeline.errors import InputError
 from pipeline.execute import Limiter, RowExecutor, RowOutcome
 from pipeline.limiter import LocalLimiter
 from pipeline.plan import Unit
 from pipeline.providers import registry
 from pipeline.providers.base import Provider
 from pipeline.retry import RetryPolicy
-from pipeline.routing.policy import choose_tiers, routing_columns
-from pipeline.store import Store, table_to_parquet_bytes, with_retries
+from pipeline.rows import TEXT, TIER, prepare_unit, read_unit, unit_columns
+from pipeline.store import Store, table_to_parquet_bytes
 from pipeline.tokens import count_tokens_batch
 from schemas.job import JobSpec
 from schemas.prices import PriceTable, load_prices
 from schemas.records import COSTS, ERRORS, RESULTS, FileEntry, UnitCommit
-
-_ID = "__id"
-_TEXT = "__text"
-_TIER = "__tier"
 
 
 @dataclass(frozen=True)
@@ -64,23 +58,6 @@ def unit_files(unit: int, generation: int = 0) -> dict[str, str]:
         "errors": f"errors/{name}.parquet",
         "commit": f"_commits/unit-{unit:05d}.json",
     }
-
-
-def read_unit(store: Store, unit: Unit, columns: list[str]) -> pa.Table:
-    """The unit's rows (only the columns the job reads); InputError names the file."""
-
-    def _read() -> pa.Table:
-        with store.fs.open_input_file(store.full(unit.source)) as f:
-            table = pq.ParquetFile(f).read_row_groups(list(unit.row_groups), columns=columns)
-        return table.slice(unit.row_offset, unit.row_count)
-
-    try:
-        return with_retries(_read, what=f"read {store.display(unit.source)}")
-    except (OSError, pa.ArrowException) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(
-            f"{store.display(unit.source)}: cannot read rows: {detail}", source=unit.source
-        ) from None
 
 
 class UnitRunner:
@@ -144,53 +121,14 @@ class UnitRunner:
 
     # --- the steps ------------------------------------------------------------------
 
-    def columns(self) -> list[str]:
-        cols = [
-            self.spec.input.id_column,
-            *self.spec.input.text_columns,
-            *routing_columns(self.spec.routing),
-        ]
-        return list(dict.fromkeys(cols))
-
     def prepare(self, table: pa.Table) -> tuple[pl.DataFrame, list[RowOutcome]]:
         """Rows to call (id, text, tier) and the rows that fail before any call."""
-        df = pl.from_arrow(table)
-        assert isinstance(df, pl.DataFrame)
-        spec = self.spec
-        df = df.with_columns(
-            pl.col(spec.input.id_column).cast(pl.String).alias(_ID),
-            text_expr(list(spec.input.text_columns)).alias(_TEXT),
-        )
-        df = df.with_columns(choose_tiers(df, spec.routing).alias(_TIER))
-        early: list[RowOutcome] = []
-        null_id = df.filter(pl.col(_ID).is_null())
-        for i in range(null_id.height):
-            early.append(
-                RowOutcome(
-                    id=f"<null-id:{i}>",
-                    tier="",
-                    ok=False,
-                    error_type="null_id",
-                    message="id column is null",
-                )
-            )
-        df = df.filter(pl.col(_ID).is_not_null())
-        dup = df.select(pl.col(_ID).is_duplicated() & ~pl.col(_ID).is_first_distinct()).to_series()
-        df = df.filter(~dup)  # duplicate ids: the first row of an id is the one done
-        cols = ", ".join(spec.input.text_columns)
-        empty = df.filter(pl.col(_TEXT).is_null() | (pl.col(_TEXT).str.strip_chars() == ""))
-        for rid, tier in empty.select(_ID, _TIER).iter_rows():
-            early.append(
-                RowOutcome(
-                    id=rid,
-                    tier=tier,
-                    ok=False,
-                    error_type="empty_text",
-                    message=f"text columns {cols} are all null or empty",
-                )
-            )
-        todo = df.filter(pl.col(_TEXT).is_not_null() & (pl.col(_TEXT).str.strip_chars() != ""))
-        return todo.select(_ID, _TEXT, _TIER), early
+        prep = prepare_unit(table, self.spec)
+        early = [
+            RowOutcome(id=rid, tier=tier, ok=False, error_type=etype, message=msg)
+            for rid, tier, etype, msg in prep.early.iter_rows()
+        ]
+        return prep.todo, early
 
     async def call_all(self, todo: pl.DataFrame) -> list[RowOutcome]:
         assert self.executor is not None
@@ -198,10 +136,10 @@ class UnitRunner:
         sem = asyncio.Semaphore(self.spec.run.max_in_flight)
         token_est: dict[str, int] = {}
         tokens = [0] * todo.height
-        for tier, idx in todo.with_row_index("__i").group_by(_TIER).agg(pl.col("__i")).iter_rows():
+        for tier, idx in todo.with_row_index("__i").group_by(TIER).agg(pl.col("__i")).iter_rows():
             deps = self.spec.tiers.get(tier) or []
             model = deps[0].model if deps else ""
-            texts = todo[_TEXT].gather(idx).to_list()
+            texts = todo[TEXT].gather(idx).to_list()
             counts, _ = count_tokens_batch(texts, model)
             for i, c in zip(idx, counts, strict=True):
                 tokens[i] = int(c)
@@ -311,7 +249,7 @@ class UnitRunner:
         return commit
 
     async def process(self, unit: Unit) -> UnitReport:
-        table = await asyncio.to_thread(read_unit, self.input, unit, self.columns())
+        table = await asyncio.to_thread(read_unit, self.input, unit, unit_columns(self.spec))
         todo, early = self.prepare(table)
         outcomes = early + await self.call_all(todo)
         results, costs, errors = self.tables(unit, outcomes)

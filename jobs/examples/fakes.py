@@ -14,6 +14,9 @@ import random
 from collections import ChainMap
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
+from typing import TypeVar
+
+T = TypeVar("T")
 
 FIRST_NAMES = (
     "Aisha", "Ben", "Carla", "Dmitri", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas",
@@ -60,7 +63,7 @@ MONTHS = (
 TODAY = date(2026, 11, 27)
 
 
-def pick(rng: random.Random, items: Sequence[str]) -> str:
+def pick(rng: random.Random, items: Sequence[T]) -> T:
     return items[rng.randrange(len(items))]
 
 
@@ -95,6 +98,27 @@ def _email(rng: random.Random) -> str:
     first = pick(rng, FIRST_NAMES).lower()
     last = pick(rng, LAST_NAMES).lower().replace("'", "")
     return f"{first}.{last}@{pick(rng, ('example.com', 'example.org', 'example.net'))}"
+
+
+class Slots(dict[str, str]):
+    """Template values drawn on first use and then kept, so repeats agree."""
+
+    rng: random.Random
+
+    def __init__(self, rng: random.Random) -> None:
+        super().__init__()
+        self.rng = rng
+
+    def __missing__(self, key: str) -> str:
+        value = GENERATORS[key](self)
+        self[key] = value
+        return value
+
+    def fill(self, template: str, **overrides: str) -> str:
+        """Fill `template`; `overrides` win over (and do not change) the kept values."""
+        if overrides:
+            return template.format_map(ChainMap(overrides, self))
+        return template.format_map(self)
 
 
 def _other(slots: Slots, key: str, draw: Callable[[], str]) -> str:
@@ -154,22 +178,3 @@ GENERATORS: dict[str, Callable[[Slots], str]] = {
     "po": _r(lambda r: f"PO-{r.randint(10000, 99999)}"),
     "request_id": _r(lambda r: f"req_{r.getrandbits(48):012x}"),
 }
-
-
-class Slots(dict[str, str]):
-    """Template values drawn on first use and then kept, so repeats agree."""
-
-    def __init__(self, rng: random.Random) -> None:
-        super().__init__()
-        self.rng = rng
-
-    def __missing__(self, key: str) -> str:
-        value = GENERATORS[key](self)
-        self[key] = value
-        return value
-
-    def fill(self, template: str, **overrides: str) -> str:
-        """Fill `template`; `overrides` win over (and do not change) the kept values."""
-        if overrides:
-            return template.format_map(ChainMap(overrides, self))
-        return template.format_map(self)

@@ -1,7 +1,7 @@
 """Write the demo data: support tickets and documents as zstd Parquet shards.
 
     python -m jobs.examples.make_data                      # into jobs/examples/data/
-    python -m jobs.examples.make_data --out /tmp/demo --rows 200 --docs 20 --seed 3
+    python -m jobs.examples.make_data --out demo-data --rows 200 --docs 20 --seed 3
 
 Same arguments, same bytes: every value comes from a `random.Random` seeded from `--seed`,
 and nothing depends on the clock. Output:

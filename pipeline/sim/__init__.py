@@ -11,8 +11,6 @@ See `config.py` for what can be set and `generate.py` for the prompt conventions
 from pipeline.sim.config import Faults, KeyLimits, Latency, ModelBehaviour, SimConfig
 from pipeline.sim.server import SimServer, build_app, run_in_thread, serve
 
-serve_forever = serve
-
 __all__ = [
     "Faults",
     "KeyLimits",
@@ -23,5 +21,4 @@ __all__ = [
     "build_app",
     "run_in_thread",
     "serve",
-    "serve_forever",
 ]

@@ -8,8 +8,8 @@ serves both wire formats; `wire.py` owns everything format-specific.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from aiohttp import web
 

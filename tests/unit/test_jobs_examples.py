@@ -47,7 +47,7 @@ def test_ticket_shards_columns_and_values(small: Path) -> None:
         assert meta.num_row_groups == 3
         assert meta.row_group(0).column(0).compression == "ZSTD"
     df = pl.read_parquet(small / "tickets")
-    assert df.schema == pl.Schema(
+    assert dict(df.schema) == (
         {
             "ticket_id": pl.String,
             "subject": pl.String,
@@ -98,6 +98,17 @@ def test_committed_data_is_what_the_script_makes(tmp_path: Path) -> None:
         committed = pl.read_parquet(EXAMPLES / "data" / name)
         fresh = pl.read_parquet(tmp_path / name)
         assert committed.equals(fresh), f"{name}: regenerate with python -m jobs.examples.make_data"
+
+
+def test_committed_tickets_look_like_the_brief() -> None:
+    df = pl.read_parquet(EXAMPLES / "data" / "tickets")
+    assert df.height == 3000
+    lengths = df["body"].str.len_chars().fill_null(0)
+    assert 0.07 < (lengths > 1500).mean() < 0.16  # type: ignore[operator]
+    assert ((lengths >= 100) & (lengths <= 600)).mean() > 0.6  # type: ignore[operator]
+    assert 0.05 < (df["priority"] == "high").mean() < 0.15  # type: ignore[operator]
+    no_text = df.select(text_expr(["subject", "body"])).to_series().null_count()
+    assert 5 <= no_text <= 30
 
 
 @pytest.mark.parametrize(

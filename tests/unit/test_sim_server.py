@@ -145,7 +145,7 @@ def test_rpm_limit_answers_429_with_headers_and_recovers_with_time() -> None:
 def test_concurrency_limit_rejects_the_request_over_the_limit() -> None:
     async def go() -> None:
         config = SimConfig(
-            latency=Latency(mean_ms=300), default_limits=KeyLimits(max_concurrency=2)
+            latency=Latency(mean_ms=500), default_limits=KeyLimits(max_concurrency=2)
         )
         async with sim(config) as client:
             sends = [client.post("/v1/chat/completions", json=chat(f"t{i}")) for i in range(3)]
@@ -218,14 +218,18 @@ def test_stats_count_requests_tokens_and_repeated_prompts() -> None:
                 resp = await client.post("/v1/chat/completions", json=chat(text), headers=headers)
                 if resp.status == 200:
                     usage += (await resp.json())["usage"]["prompt_tokens"]
-            await client.post("/v1/chat/completions", json=chat("one", model="m2"))
+            long_key = {"Authorization": "Bearer sk-live-0123456789abcdef"}
+            await client.post(
+                "/v1/chat/completions", json=chat("one", model="m2"), headers=long_key
+            )
             stats = await (await client.get("/stats")).json()
             assert stats["total"]["requests"] == 4 and stats["total"]["ok"] == 3
             assert stats["models"]["m"]["requests"] == 3
             assert stats["models"]["m"]["rate_limited"] == 1
             assert stats["models"]["m"]["tokens_in"] == usage
             assert stats["keys"]["sk-a"]["rate_limited"] == 1
-            assert stats["keys"]["anonymous"]["ok"] == 1
+            assert stats["keys"]["sk-...cdef"]["ok"] == 1  # secrets are masked
+            assert "sk-live-0123456789abcdef" not in str(stats)
             assert stats["distinct_prompts"] == 3  # the model is part of the prompt's identity
             assert stats["repeated_prompts"] == 1
             assert stats["repeated_answers"] == 0  # the repeat was refused, not paid twice
