@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -22,6 +23,7 @@ from ray.exceptions import RayActorError, RayTaskError
 
 from pipeline.errors import ConfigError
 from pipeline.plan import Plan, Unit, make_plan
+from pipeline.quota_actor import account_key, ensure_quota_actor
 from pipeline.summary import JobSummary, build_summary, write_summary
 from pipeline.worker import UnitReport, UnitRunner
 from schemas.job import JobSpec
@@ -76,10 +78,21 @@ class WorkerActor:
     """A Ray home for one `UnitRunner` (one aiohttp session, many calls in flight)."""
 
     def __init__(
-        self, spec_json: str, job_id: str, output_uri: str, endpoints: dict[str, str]
+        self,
+        spec_json: str,
+        job_id: str,
+        output_uri: str,
+        endpoints: dict[str, str],
+        quota_actors: dict[str, str],
     ) -> None:
+        client_id = f"{job_id}-{uuid.uuid4().hex[:8]}"
         self.runner = UnitRunner(
-            JobSpec.model_validate_json(spec_json), job_id, output_uri, endpoints
+            JobSpec.model_validate_json(spec_json),
+            job_id,
+            output_uri,
+            endpoints,
+            quota_actors=quota_actors,
+            client_id=client_id,
         )
         self.entered = False
 
@@ -118,12 +131,22 @@ def ensure_ray() -> None:
 
 
 def sim_config_json(spec: JobSpec, provider: str) -> str:
-    from pipeline.sim import SimConfig
+    return spec.providers[provider].sim.to_sim_config().model_dump_json()
 
-    opts = spec.providers[provider].sim
-    return SimConfig(
-        seed=opts.seed, latency={"mean_ms": opts.latency_ms, "jitter_ms": opts.jitter_ms}
-    ).model_dump_json()
+
+def start_quotas(spec: JobSpec, endpoints: dict[str, str]) -> dict[str, str]:
+    """Find or create the quota actor of every account the job uses; key -> actor name.
+    Keys are the provider name, or 'provider::model' where limits are per model."""
+    names: dict[str, str] = {}
+    for dep in spec.deployments():
+        limits = spec.providers[dep.provider].limits
+        key = f"{dep.provider}::{dep.model}" if limits.per_model else dep.provider
+        if key in names:
+            continue
+        model = dep.model if limits.per_model else None
+        names[key] = account_key(spec, dep.provider, endpoints.get(dep.provider), model)
+        ensure_quota_actor(names[key], limits)
+    return names
 
 
 @dataclass
@@ -132,6 +155,7 @@ class _Dispatch:
     plan: Plan
     output_uri: str
     endpoints: dict[str, str]
+    quota_actors: dict[str, str]
     progress: Progress
     workers: list[Any] = field(default_factory=list)
     tries: dict[int, int] = field(default_factory=dict)
@@ -139,7 +163,11 @@ class _Dispatch:
 
     def _new_worker(self) -> Any:
         return WorkerActor.options(num_cpus=self.spec.run.worker_cpus).remote(
-            self.spec.model_dump_json(), self.plan.job_id, self.output_uri, self.endpoints
+            self.spec.model_dump_json(),
+            self.plan.job_id,
+            self.output_uri,
+            self.endpoints,
+            self.quota_actors,
         )
 
     def run(self) -> None:
@@ -216,7 +244,8 @@ def run_job(
                 endpoints[name] = ray.get(actor.start.remote(sim_config_json(spec, name)))
                 sims.append(actor)
         progress.start(plan.job_id, plan.rows_total, done_rows, len(todo))
-        dispatch = _Dispatch(spec, plan, out_uri, endpoints, progress)
+        quotas = start_quotas(spec, endpoints)
+        dispatch = _Dispatch(spec, plan, out_uri, endpoints, quotas, progress)
         try:
             dispatch.run()
         finally:

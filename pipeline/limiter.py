@@ -37,6 +37,10 @@ class LocalLimiter:
             yield
 
     def feedback(
-        self, deployment: Deployment, error: TierlineError | None, response: ChatResponse | None
+        self,
+        deployment: Deployment,
+        error: TierlineError | None,
+        response: ChatResponse | None,
+        reserved_tokens: int = 0,
     ) -> None:
         return None

@@ -29,13 +29,14 @@ from pipeline.limiter import LocalLimiter
 from pipeline.plan import Unit
 from pipeline.providers import registry
 from pipeline.providers.base import Provider
+from pipeline.quota_actor import ClusterLimiter
 from pipeline.retry import RetryPolicy
 from pipeline.rows import TEXT, TIER, prepare_unit, read_unit, unit_columns
 from pipeline.store import Store, table_to_parquet_bytes
 from pipeline.tokens import count_tokens_batch
 from schemas.job import JobSpec
 from schemas.prices import PriceTable, load_prices
-from schemas.records import COSTS, ERRORS, RESULTS, FileEntry, UnitCommit
+from schemas.records import COSTS, ERRORS, RESULTS, RETRYABLE_ERRORS, FileEntry, UnitCommit
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class UnitRunner:
         *,
         prices: PriceTable | None = None,
         limiter: Limiter | None = None,
+        quota_actors: dict[str, str] | None = None,
+        client_id: str = "local",
     ) -> None:
         self.spec = spec
         self.job_id = job_id
@@ -78,6 +81,8 @@ class UnitRunner:
         self.endpoints = endpoints
         self.prices = prices or load_prices()
         self.kind = get_job_kind(spec.task)
+        if limiter is None and quota_actors:
+            limiter = ClusterLimiter(spec, quota_actors, client_id)
         self.limiter = limiter or LocalLimiter({n: p.limits for n, p in spec.providers.items()})
         self.policy = RetryPolicy(
             max_attempts=spec.run.max_attempts, deadline_s=spec.run.row_deadline_s
@@ -106,6 +111,9 @@ class UnitRunner:
             self.session,
             self.limiter,
             self.policy,
+            on_tier_down=self.spec.routing.on_tier_down,
+            breaker_failures=self.spec.run.breaker_failures,
+            breaker_cooldown_s=self.spec.run.breaker_cooldown_s,
             rng=random.Random(),
         )
         return self
@@ -116,6 +124,8 @@ class UnitRunner:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if isinstance(self.limiter, ClusterLimiter):
+            await self.limiter.close()
         if self.session is not None:
             await self.session.close()
 
@@ -164,10 +174,13 @@ class UnitRunner:
                     "id": o.id,
                     "output": o.output,
                     "tier": o.tier,
+                    "routed_tier": o.routed_tier or o.tier,
                     "provider": o.provider,
                     "model": o.model,
                     "status": "ok",
                     "attempts": o.attempts,
+                    "retries": o.retries,
+                    "rate_limited": o.rate_limited,
                     "latency_ms": o.latency_ms,
                     "unit": unit.index,
                     "completed_at": now,
@@ -186,7 +199,7 @@ class UnitRunner:
                     "tier": o.tier or None,
                     "provider": o.provider,
                     "model": o.model,
-                    "retryable": False,
+                    "retryable": o.error_type in RETRYABLE_ERRORS,
                     "unit": unit.index,
                 }
                 for o in bad

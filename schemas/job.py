@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
+
+from pipeline.sim.config import Faults, KeyLimits, Latency, ModelBehaviour, SimConfig
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -143,6 +145,9 @@ class Limits(Strict):
     tpm: int | None = Field(default=None, ge=1, description="Tokens (in + out) per minute.")
     max_concurrency: int | None = Field(default=None, ge=1, description="Requests in flight.")
     tokens_per_day: int | None = Field(default=None, ge=1, description="Tokens per day.")
+    per_model: bool = Field(
+        default=False, description="The provider limits each model separately (one quota each)."
+    )
 
 
 class Timeouts(Strict):
@@ -154,8 +159,35 @@ class SimOptions(Strict):
     """Behaviour of the built-in simulator (provider kind `sim`)."""
 
     latency_ms: float = Field(default=20.0, ge=0, description="Mean answer latency, ms.")
-    jitter_ms: float = Field(default=5.0, ge=0, description="Latency jitter (std dev), ms.")
-    seed: int = Field(default=0, description="Seed for latency and fault draws.")
+    jitter_ms: float = Field(
+        default=5.0, ge=0, description="Latency spread: uniform within +/- this many ms."
+    )
+    seed: int = Field(default=0, description="Seed for latency, fault and accuracy draws.")
+    accuracy: float = Field(
+        default=1.0, ge=0, le=1, description="Chance a classify answer is the right label."
+    )
+    faults: Faults = Field(default_factory=Faults, description="Injected failures, all models.")
+    limits: KeyLimits = Field(
+        default_factory=KeyLimits, description="Limits the simulator enforces (429s past them)."
+    )
+    models: dict[str, ModelBehaviour] = Field(
+        default_factory=dict, description="Per model name or glob: latency, faults, accuracy."
+    )
+    replay: str | None = Field(
+        default=None,
+        description="Folder of recorded answers (prompts.parquet, responses.parquet) to serve.",
+    )
+
+    def to_sim_config(self) -> SimConfig:
+        return SimConfig(
+            latency=Latency(mean_ms=self.latency_ms, jitter_ms=self.jitter_ms),
+            seed=self.seed,
+            accuracy=self.accuracy,
+            faults=self.faults,
+            default_limits=self.limits,
+            models=self.models,
+            replay_dir=self.replay,
+        )
 
 
 class ProviderSpec(Strict):
@@ -253,6 +285,11 @@ class RoutingSpec(Strict):
     policy: Literal["rules"] = Field(default="rules", description="Routing policy.")
     rules: list[Rule] = Field(default_factory=list, description="First matching rule wins.")
     default: TierName = Field(default="cheap", description="Tier for rows no rule matches.")
+    on_tier_down: Literal["escalate", "defer"] = Field(
+        default="escalate",
+        description="When no deployment of a row's tier can serve it: try the next tier up "
+        "(escalate), or write a retryable `deferred` error row for a later rerun (defer).",
+    )
 
 
 class RunOptions(Strict):
@@ -265,6 +302,12 @@ class RunOptions(Strict):
     )
     row_deadline_s: float = Field(
         default=300.0, gt=0, description="Give up on a row after this long, retries included."
+    )
+    breaker_failures: int = Field(
+        default=5, ge=1, description="Consecutive failed calls that open a deployment's breaker."
+    )
+    breaker_cooldown_s: float = Field(
+        default=30.0, gt=0, description="How long an open breaker skips its deployment."
     )
     worker_cpus: float = Field(
         default=0.5, gt=0, description="CPUs Ray reserves per worker (calls are I/O-bound)."

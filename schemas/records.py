@@ -20,11 +20,15 @@ RESULTS = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),
         pa.field("output", pa.string()),
+        # The tier that answered; `routed_tier` is where routing sent the row first.
         pa.field("tier", pa.string()),
+        pa.field("routed_tier", pa.string()),
         pa.field("provider", pa.string()),
         pa.field("model", pa.string()),
         pa.field("status", pa.string()),
         pa.field("attempts", pa.int32()),
+        pa.field("retries", pa.int32()),
+        pa.field("rate_limited", pa.int32()),
         pa.field("latency_ms", pa.float64()),
         pa.field("unit", pa.int32()),
         pa.field("completed_at", _TS),

@@ -72,7 +72,12 @@ def status_error(status: int, body: str, headers: Any, where: str) -> TierlineEr
     snippet = body[:300].replace("\n", " ")
     msg = f"{where}: HTTP {status}: {snippet}"
     if status == 429:
-        return RateLimited(msg, status=status, retry_after_s=parse_retry_after(headers))
+        rate = {
+            k.lower(): v for k, v in headers.items() if k.lower().startswith(RATE_HEADER_PREFIXES)
+        }
+        return RateLimited(
+            msg, status=status, retry_after_s=parse_retry_after(headers), headers=rate
+        )
     if status in (408, 409) or status >= 500:
         return ProviderUnavailable(msg, status=status)
     if status in (401, 403):
