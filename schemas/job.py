@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-
-from pipeline.sim.config import Faults, KeyLimits, Latency, ModelBehaviour, SimConfig
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -26,6 +24,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from pipeline.sim.config import Faults, KeyLimits, Latency, ModelBehaviour, SimConfig
 
 TIER_ORDER: tuple[str, ...] = ("cheap", "mid", "flagship")
 TierName = Literal["cheap", "mid", "flagship"]
