@@ -97,6 +97,11 @@ def print_summary(s: JobSummary, console: Console | None = None) -> None:
     extra = [f"rows {s.rows_total} in all", f"wall {s.wall_s:.1f}s", f"prices {s.price_version}"]
     if s.rows_duplicate:
         extra.append(f"{s.rows_duplicate} duplicate-id rows skipped")
+    if s.rows_retryable:
+        extra.append(
+            f"{s.rows_retryable} rows deferred or over budget "
+            "(rerun the same command to finish them)"
+        )
     if s.rows_pending:
         extra.append(f"{s.rows_pending} rows not done yet (rerun the same command to resume)")
     console.print(", ".join(extra))

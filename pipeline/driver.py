@@ -27,6 +27,7 @@ from pipeline.quota_actor import account_key, ensure_quota_actor
 from pipeline.summary import JobSummary, build_summary, write_summary
 from pipeline.worker import UnitReport, UnitRunner
 from schemas.job import JobSpec
+from schemas.records import UnitCommit
 
 log = logging.getLogger("tierline")
 
@@ -96,11 +97,11 @@ class WorkerActor:
         )
         self.entered = False
 
-    async def process(self, unit: Unit) -> UnitReport:
+    async def process(self, unit: Unit, previous: UnitCommit | None) -> UnitReport:
         if not self.entered:
             await self.runner.__aenter__()
             self.entered = True
-        return await self.runner.process(unit)
+        return await self.runner.process(unit, previous)
 
     async def close(self) -> None:
         if self.entered:
@@ -179,7 +180,7 @@ class _Dispatch:
         while queue or running:
             while idle and queue:
                 w, u = idle.pop(), queue.popleft()
-                running[w.process.remote(u)] = (w, u)
+                running[w.process.remote(u, self.plan.committed.get(u.index))] = (w, u)
             ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
             for ref in ready:
                 worker, unit = running.pop(ref)
@@ -230,7 +231,7 @@ def run_job(
     plan = make_plan(spec, output_uri=out_uri, job_id=job_id)
     for bad in plan.bad_files:
         progress.note(f"skipping {bad.source}: {bad.reason}")
-    done_rows = sum(c.row_count for c in plan.committed.values())
+    done_rows = sum(c.row_count - c.rows_retryable for c in plan.committed.values())
     todo = plan.todo
     failed: dict[int, str] = {}
     if todo:

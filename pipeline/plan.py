@@ -58,7 +58,13 @@ class Plan:
 
     @property
     def todo(self) -> list[Unit]:
-        return [u for u in self.units if u.index not in self.committed]
+        """Units not committed, and committed units holding rows a rerun should retry
+        (deferred, budget exhausted)."""
+        return [
+            u
+            for u in self.units
+            if u.index not in self.committed or self.committed[u.index].rows_retryable > 0
+        ]
 
     @property
     def rows_total(self) -> int:

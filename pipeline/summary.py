@@ -43,6 +43,7 @@ class JobSummary(BaseModel):
     rows_ok: int
     rows_error: int
     rows_duplicate: int
+    rows_retryable: int = Field(description="Error rows a rerun retries (deferred, budget).")
     rows_pending: int
     units_total: int
     units_committed: int
@@ -151,7 +152,8 @@ def build_summary(
     committed_rows = sum(c.row_count for c in plan.committed.values())
     failed = failed_units or {}
     rows_dup = sum(c.rows_duplicate for c in plan.committed.values())
-    complete = len(plan.committed) == len(plan.units) and not failed
+    retryable = sum(c.rows_retryable for c in plan.committed.values())
+    complete = len(plan.committed) == len(plan.units) and not failed and not retryable
     return JobSummary(
         job_id=plan.job_id,
         name=spec.name,
@@ -161,6 +163,7 @@ def build_summary(
         rows_ok=results.height,
         rows_error=errors.height,
         rows_duplicate=rows_dup,
+        rows_retryable=retryable,
         rows_pending=plan.rows_total - committed_rows,
         units_total=len(plan.units),
         units_committed=len(plan.committed),

@@ -21,6 +21,8 @@ from types import TracebackType
 import aiohttp
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from jobs.base import get_job_kind
 from pipeline.costs import add_cost_column
@@ -231,8 +233,27 @@ class UnitRunner:
         df = add_cost_column(pl.DataFrame(call_rows), self.prices)
         return df.select(COSTS.names).to_arrow().cast(COSTS)
 
-    def write(self, unit: Unit, results: pa.Table, costs: pa.Table, errors: pa.Table) -> UnitCommit:
-        names = unit_files(unit.index)
+    def read_commit(self, commit: UnitCommit) -> tuple[pa.Table, pa.Table, pa.Table]:
+        def read(path: str, schema: pa.Schema) -> pa.Table:
+            table = pq.read_table(pa.BufferReader(self.out.read_bytes(path)))
+            return table.select(schema.names).cast(schema)
+
+        return (
+            read(commit.results.path, RESULTS),
+            read(commit.costs.path, COSTS),
+            read(commit.errors.path, ERRORS),
+        )
+
+    def write(
+        self,
+        unit: Unit,
+        results: pa.Table,
+        costs: pa.Table,
+        errors: pa.Table,
+        previous: UnitCommit | None = None,
+    ) -> UnitCommit:
+        generation = previous.generation + 1 if previous else 0
+        names = unit_files(unit.index, generation)
         entries: dict[str, FileEntry] = {}
         for key, table in (("results", results), ("costs", costs), ("errors", errors)):
             data = table_to_parquet_bytes(table)
@@ -240,9 +261,12 @@ class UnitRunner:
             entries[key] = FileEntry(
                 path=names[key], rows=table.num_rows, sha256=hashlib.sha256(data).hexdigest()
             )
+        retryable = int(pc.sum(errors["retryable"]).as_py() or 0) if errors.num_rows else 0
         commit = UnitCommit(
             job_id=self.job_id,
             unit=unit.index,
+            generation=generation,
+            rows_retryable=retryable,
             source=unit.source,
             row_groups=list(unit.row_groups),
             row_offset=unit.row_offset,
@@ -250,7 +274,7 @@ class UnitRunner:
             rows_ok=results.num_rows,
             rows_error=errors.num_rows,
             rows_duplicate=max(0, unit.row_count - results.num_rows - errors.num_rows),
-            cost_usd=float(pa.compute.sum(costs["cost_usd"]).as_py() or 0.0),
+            cost_usd=float(pc.sum(costs["cost_usd"]).as_py() or 0.0),
             calls=costs.num_rows,
             results=entries["results"],
             costs=entries["costs"],
@@ -259,14 +283,34 @@ class UnitRunner:
         )
         # Data first, marker last: a crash before this line leaves the unit to be redone.
         self.out.write_bytes(names["commit"], commit.model_dump_json(indent=1).encode())
+        if previous is not None:
+            # The new marker names the new files; the previous generation is garbage now.
+            for old in (previous.results, previous.costs, previous.errors):
+                if old.path not in names.values():
+                    self.out.delete(old.path)
         return commit
 
-    async def process(self, unit: Unit) -> UnitReport:
+    async def process(self, unit: Unit, previous: UnitCommit | None = None) -> UnitReport:
+        """Do a unit; with `previous` (its committed state), only retry its retryable rows
+        and write the next generation of its files."""
         table = await asyncio.to_thread(read_unit, self.input, unit, unit_columns(self.spec))
         todo, early = self.prepare(table)
+        kept: tuple[pa.Table, pa.Table, pa.Table] | None = None
+        if previous is not None:
+            old_results, old_costs, old_errors = await asyncio.to_thread(self.read_commit, previous)
+            retry = old_errors.filter(pc.field("retryable"))["id"].to_pylist()
+            todo = todo.filter(pl.col("id").is_in(retry))
+            done = set(todo["id"].to_list())
+            keep = [i not in done for i in old_errors["id"].to_pylist()]
+            kept = (old_results, old_costs, old_errors.filter(pa.array(keep, pa.bool_())))
+            early = []
         outcomes = early + await self.call_all(todo)
         results, costs, errors = self.tables(unit, outcomes)
-        commit = await asyncio.to_thread(self.write, unit, results, costs, errors)
+        if kept is not None:
+            results = pa.concat_tables([kept[0], results])
+            costs = pa.concat_tables([kept[1], costs])
+            errors = pa.concat_tables([kept[2], errors])
+        commit = await asyncio.to_thread(self.write, unit, results, costs, errors, previous)
         tiers: dict[str, int] = {}
         for o in outcomes:
             tiers[o.tier] = tiers.get(o.tier, 0) + 1

@@ -198,3 +198,27 @@ def test_faults_leave_every_row_exactly_once(tmp_path: Path, ray_local: None, si
     results, _ = _ids_once(Store.open(str(tmp_path / "out")).child(summary.job_id), data.height)
     assert int(results["retries"].sum()) > 0
     assert summary.status == "complete"
+
+
+def test_deferred_rows_are_finished_by_a_rerun(tmp_path: Path, ray_local: None, sim: Any) -> None:
+    data = write_shards(tmp_path / "in", shards=1, rows=60)
+    sim.configure({"faults": {"error_rates": {"503": 1.0}}})
+    spec = spec_for(
+        str(tmp_path / "in"),
+        str(tmp_path / "out"),
+        providers={"p": openai_provider(sim.url, timeouts={"connect_s": 1, "total_s": 2})},
+        tiers={"cheap": ["p/gpt-4o-mini"], "mid": ["p/gpt-4o-mini"], "flagship": ["p/gpt-4o"]},
+        routing={"policy": "rules", "rules": [], "default": "cheap", "on_tier_down": "defer"},
+        run={"workers": 1, "max_attempts": 2, "breaker_failures": 2},
+    )
+    first = run_job(spec)
+    assert first.status == "incomplete" and first.rows_retryable == first.rows_error - 4
+    sim.configure({})  # the provider is back
+    second = run_job(spec)
+    out = Store.open(str(tmp_path / "out")).child(second.job_id)
+    results, errors = _ids_once(out, data.height)
+    assert second.status == "complete" and second.rows_retryable == 0
+    assert set(errors["error_type"].to_list()) == {"empty_text"}
+    # Only the next generation's files remain: a glob over the folders sees each id once.
+    assert len(out.list_files("results")) == len(out.list_files("_commits"))
+    assert second.calls == results.height
