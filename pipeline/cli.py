@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from schemas.job import SpecError, load_spec
+from schemas.job import JobSpec, SpecError, load_spec, parse_spec
 
 app = typer.Typer(
     name="tierline",
@@ -28,8 +28,8 @@ app = typer.Typer(
 sim_app = typer.Typer(help="The built-in provider simulator.", no_args_is_help=True)
 app.add_typer(sim_app, name="sim")
 
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 class OutputFormat(StrEnum):
@@ -40,9 +40,15 @@ class OutputFormat(StrEnum):
 SpecArg = Annotated[Path, typer.Argument(help="Job spec (YAML).", show_default=False)]
 
 
-def _load(spec_path: Path):  # type: ignore[no-untyped-def]
+def _load(spec_path: Path, input_uri: str | None = None) -> JobSpec:
     try:
-        return load_spec(spec_path)
+        spec = load_spec(spec_path)
+        if input_uri:
+            # Nightly jobs keep one spec and point it at the day's prefix.
+            doc = spec.model_dump(mode="json")
+            doc["input"]["uri"] = input_uri
+            spec = parse_spec(doc, str(spec_path))
+        return spec
     except SpecError as exc:
         err.print(f"[red]invalid spec[/] {exc.source}:")
         for p in exc.problems:
@@ -74,6 +80,10 @@ def run(
     output: Annotated[
         str | None, typer.Option(help="Output folder or s3:// URI (overrides the spec).")
     ] = None,
+    input_uri: Annotated[
+        str | None,
+        typer.Option("--input", help="Input folder or s3:// URI (overrides the spec)."),
+    ] = None,
     job_id: Annotated[
         str | None, typer.Option(help="Job id; default derived from spec and input.")
     ] = None,
@@ -92,7 +102,7 @@ def run(
     from pipeline.driver import run_job
     from pipeline.errors import TierlineError
 
-    s = _load(spec)
+    s = _load(spec, input_uri)
     problems = check_spec(s)
     if problems:
         err.print(f"[red]invalid spec[/] {spec}:")
@@ -110,6 +120,68 @@ def run(
     else:
         print_summary(summary, out)
     raise typer.Exit(0 if summary.status == "complete" else 1)
+
+
+@app.command()
+def verify(
+    prefix: Annotated[str, typer.Argument(help="A job's output prefix: <output>/<job_id>.")],
+    output_format: Annotated[OutputFormat, typer.Option(help="How to print the answer.")] = (
+        OutputFormat.table
+    ),
+) -> None:
+    """Check a job's outputs: every input id exactly once in results or errors, files
+    match their commit markers, costs belong to their rows, the summary adds up.
+
+    Exits 1 and names the offending ids when anything is off.
+
+    Example:  tierline verify tierline-out/demo-tickets-dce0231161
+    """
+    from pipeline.verify import verify_job
+
+    report = verify_job(prefix)
+    if output_format is OutputFormat.json:
+        doc = {
+            "prefix": report.prefix,
+            "ok": report.ok,
+            "units_checked": report.units_checked,
+            "rows_checked": report.rows_checked,
+            "pending_units": report.pending_units,
+            "problems": report.problems,
+            "missing_ids": report.missing_ids,
+            "duplicate_ids": report.duplicate_ids,
+        }
+        print(json.dumps(doc, indent=2))
+    elif report.ok:
+        pending = f", {report.pending_units} units not done yet" if report.pending_units else ""
+        out.print(
+            f"[green]ok[/] {report.prefix}: {report.units_checked} units, "
+            f"{report.rows_checked} rows, each id exactly once{pending}"
+        )
+    else:
+        err.print(f"[red]verify failed[/] {report.prefix}:")
+        for p in report.problems:
+            err.print(f"  - {p}")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
+def report(
+    prefix: Annotated[str, typer.Argument(help="A job's output prefix: <output>/<job_id>.")],
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="HTML file; default ./report-<job_id>.html.")
+    ] = None,
+    output_format: Annotated[OutputFormat, typer.Option(help="How to print the key figures.")] = (
+        OutputFormat.table
+    ),
+) -> None:
+    """Write a job's self-contained HTML report (spend, tier mix, savings, latency,
+    retries and 429s, forecast against actual, top errors) and print its key figures.
+
+    Example:  tierline report tierline-out/demo-tickets-dce0231161 --out report.html
+    """
+    from pipeline.commands.report import report_command
+
+    report_command(prefix, out_path, output_format.value)
 
 
 @app.command()

@@ -20,8 +20,9 @@ from typing import Any, Protocol
 
 import ray
 from ray.exceptions import RayActorError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, TerminalError
 from pipeline.plan import Plan, Unit, make_plan
 from pipeline.quota_actor import account_key, ensure_quota_actor
 from pipeline.summary import JobSummary, build_summary, write_summary
@@ -121,14 +122,15 @@ def preflight(spec: JobSpec) -> None:
 
 
 def ensure_ray() -> None:
-    if not ray.is_initialized():
-        # RAY_ADDRESS, when set, makes this join that cluster instead of starting one.
-        ray.init(
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-            log_to_driver=True,
-            configure_logging=True,
-        )
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        # Join the cluster the user named (RAY_ADDRESS=auto finds a local `ray start`).
+        ray.init(address=address, logging_level=logging.WARNING)
+    else:
+        # Start a private Ray for this run; never attach to whatever else runs here.
+        ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
 
 
 def sim_config_json(spec: JobSpec, provider: str) -> str:
@@ -163,7 +165,10 @@ class _Dispatch:
     failed: dict[int, str] = field(default_factory=dict)
 
     def _new_worker(self) -> Any:
-        return WorkerActor.options(num_cpus=self.spec.run.worker_cpus).remote(
+        # SPREAD: I/O workers over every node, so losing one node loses few of them.
+        return WorkerActor.options(
+            num_cpus=self.spec.run.worker_cpus, scheduling_strategy="SPREAD"
+        ).remote(
             self.spec.model_dump_json(),
             self.plan.job_id,
             self.output_uri,
@@ -192,14 +197,16 @@ class _Dispatch:
                         f"worker lost during unit {unit.index}; handing it out again"
                     )
                     self._retry(unit, queue, "worker died repeatedly")
-                    idle.append(self._new_worker())
+                    replacement = self._new_worker()
+                    self.workers.append(replacement)
+                    idle.append(replacement)
                     continue
                 except RayTaskError as exc:
                     cause = exc.cause if exc.cause is not None else exc
                     self.progress.note(f"unit {unit.index} ({unit.source}) failed: {cause}")
-                    self._retry(
-                        unit, queue, str(cause), transient=getattr(cause, "transient", False)
-                    )
+                    # Bad input will not get better; anything else is worth another try.
+                    terminal = isinstance(cause, TerminalError)
+                    self._retry(unit, queue, str(cause), transient=not terminal)
                     idle.append(worker)
                     continue
                 self.progress.advance(report)
@@ -241,7 +248,11 @@ def run_job(
         used = {d.provider for d in spec.deployments()}
         for name, p in spec.providers.items():
             if p.kind == "sim" and name in used:
-                actor = SimActor.remote()  # type: ignore[attr-defined]
+                # On the driver's node: the simulator listens on that node's loopback.
+                here = NodeAffinitySchedulingStrategy(
+                    ray.get_runtime_context().get_node_id(), soft=False
+                )
+                actor = SimActor.options(scheduling_strategy=here).remote()  # type: ignore[attr-defined]
                 endpoints[name] = ray.get(actor.start.remote(sim_config_json(spec, name)))
                 sims.append(actor)
         progress.start(plan.job_id, plan.rows_total, done_rows, len(todo))

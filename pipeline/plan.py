@@ -134,6 +134,7 @@ def job_identity(spec: JobSpec, files: list[FileInfo]) -> str:
         "name": spec.name,
         "task": spec.task.model_dump(mode="json"),
         "input": spec.input.model_dump(mode="json"),
+        "input_resolved": _resolved(spec.input.uri),
         "tiers": {t: [d.name for d in deps] for t, deps in spec.tiers.items()},
         "routing": spec.routing.model_dump(mode="json"),
         "files": [(f.path, f.size) for f in files],
@@ -184,7 +185,7 @@ def make_plan(spec: JobSpec, *, output_uri: str | None = None, job_id: str | Non
     identity = job_identity(spec, files)
     jid = job_id or f"{spec.name}-{identity[:10]}"
     out = Store.open(output_uri or spec.output.uri).child(jid)
-    _claim_prefix(out, jid, identity)
+    _claim_prefix(out, jid, identity, spec)
 
     units: list[Unit] = []
     bad: list[BadFile] = []
@@ -211,7 +212,12 @@ def make_plan(spec: JobSpec, *, output_uri: str | None = None, job_id: str | Non
     return Plan(jid, identity, units, committed, bad, files)
 
 
-def _claim_prefix(out: Store, job_id: str, identity: str) -> None:
+def _resolved(uri: str) -> str:
+    store = Store.open(uri)
+    return store.uri if not store.is_local else "file://" + store.root
+
+
+def _claim_prefix(out: Store, job_id: str, identity: str, spec: JobSpec) -> None:
     """Refuse an output prefix that holds a different job under the same id."""
     if out.exists(JOB_MANIFEST):
         try:
@@ -228,4 +234,13 @@ def _claim_prefix(out: Store, job_id: str, identity: str) -> None:
         raise ConfigError(
             f"{out.display()} holds job output without a manifest; refusing to mix jobs"
         )
-    out.write_bytes(JOB_MANIFEST, json.dumps({"job_id": job_id, "identity": identity}).encode())
+    manifest = {
+        "job_id": job_id,
+        "identity": identity,
+        "name": spec.name,
+        # What `tierline verify` needs to check the outputs against the input.
+        "input": spec.input.model_dump(mode="json"),
+        "input_resolved": _resolved(spec.input.uri),
+        "flagship": spec.flagship().name,
+    }
+    out.write_bytes(JOB_MANIFEST, json.dumps(manifest, indent=1).encode())

@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from pipeline.errors import RateLimited, TierlineError
 from pipeline.providers.base import ChatResponse
@@ -44,7 +45,7 @@ def account_key(
     return f"tierline-quota-{provider}-{digest}"
 
 
-@ray.remote(num_cpus=0, max_restarts=-1)
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class QuotaActor:
     """The lease book of one provider account (see `pipeline.quota.QuotaState`)."""
 
@@ -97,8 +98,15 @@ class QuotaActor:
 
 
 def ensure_quota_actor(name: str, limits: Limits) -> Any:
+    # Prefer the driver's node (usually the head, the node least likely to go away);
+    # if that node is lost the actor restarts elsewhere with a fresh lease book.
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
     actor = QuotaActor.options(  # type: ignore[attr-defined]
-        name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+        name=name,
+        namespace=NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        scheduling_strategy=here,
     ).remote(limits.model_dump_json())
     # A second job may bring other limits for the same account: the latest spec wins.
     ray.get(actor.configure.remote(limits.model_dump_json()))

@@ -156,9 +156,16 @@ class Store:
         return sorted(out, key=lambda f: f.path)
 
     def exists(self, rel: str) -> bool:
-        info = with_retries(
-            lambda: self.fs.get_file_info(self.full(rel)), what=f"stat {self.display(rel)}"
-        )
+        if not self.is_local:
+            # By listing: with ListBucket allowed only under a prefix (least privilege),
+            # S3 answers a HEAD of a missing key with 403, not 404.
+            parent, _, name = self.full(rel).rpartition("/")
+            selector = pafs.FileSelector(parent, recursive=False, allow_not_found=True)
+            infos = with_retries(
+                lambda: self.fs.get_file_info(selector), what=f"list {self.display(rel)}"
+            )
+            return any(i.base_name == name and i.type == pafs.FileType.File for i in infos)
+        info = self.fs.get_file_info(self.full(rel))
         return bool(info.type == pafs.FileType.File)
 
     def read_bytes(self, rel: str) -> bytes:

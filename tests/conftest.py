@@ -4,22 +4,33 @@ Ray. The S3 endpoint starts first so the Ray workers inherit AWS_ENDPOINT_URL.""
 from __future__ import annotations
 
 import os
+
+# Ray started by the tests binds to loopback only (read by Ray at import time).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.s3server import FaultyS3Server
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+def s3_server() -> Iterator[FaultyS3Server]:
+    server = FaultyS3Server()
     server.start()
-    host, port = server.get_host_and_port()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(s3_server: FaultyS3Server) -> Iterator[str]:
+    host, port = s3_server.server.server_address[:2]  # type: ignore[union-attr]
     url = f"http://{host}:{port}"
     saved = {k: os.environ.get(k) for k in _S3_ENV}
     os.environ.update(
@@ -33,7 +44,6 @@ def s3_endpoint() -> Iterator[str]:
         }
     )
     yield url
-    server.stop()
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)
@@ -52,9 +62,21 @@ _S3_ENV = (
 
 
 @pytest.fixture(scope="session")
-def ray_local(s3_endpoint: str) -> Iterator[None]:
+def ray_cluster(s3_endpoint: str) -> Iterator[Any]:
+    """One local Ray for the whole session: a head node that tests may add nodes to
+    (`ray_cluster.add_node(...)`) and take away again, as a real cluster loses them."""
     import ray
+    from ray.cluster_utils import Cluster
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False}
+    )
+    ray.init(address=cluster.address, log_to_driver=False)
+    yield cluster
     ray.shutdown()
+    cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_local(ray_cluster: Any) -> None:
+    """Ray is up (see `ray_cluster`)."""
