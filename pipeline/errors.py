@@ -12,6 +12,7 @@ question: is this worth retrying?
     └── TerminalError           do not retry
         ├── BadRequest          400, 404, 422: this row will never work here
         ├── AuthFailed          401, 403: this provider is unusable for the job
+        ├── TooLong             the row does not fit the context window
         ├── InvalidOutput       the answer failed the task's validation
         ├── InputError          a shard or row that cannot be read (names the file)
         └── ConfigError         the spec or environment cannot run (names the field)
@@ -106,6 +107,12 @@ class BadRequest(TerminalError):
 
 class AuthFailed(TerminalError):
     error_type = "auth_failed"
+
+
+class TooLong(TerminalError):
+    """The row does not fit any deployment's context window it may use."""
+
+    error_type = "too_long"
 
 
 class InvalidOutput(TerminalError):

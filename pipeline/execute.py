@@ -27,6 +27,7 @@ from pipeline.errors import (
     ConfigError,
     RateLimited,
     TierlineError,
+    TooLong,
 )
 from pipeline.providers.base import ChatRequest, ChatResponse, Provider
 from pipeline.retry import RetryPolicy
@@ -121,6 +122,7 @@ class RowExecutor:
         policy: RetryPolicy,
         *,
         on_tier_down: str = "escalate",
+        context_windows: Mapping[str, int] | None = None,
         breaker_failures: int = 5,
         breaker_cooldown_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
@@ -134,6 +136,7 @@ class RowExecutor:
         self.limiter = limiter
         self.policy = policy
         self.on_tier_down = on_tier_down
+        self.context_windows = context_windows or {}
         self.clock = clock
         self.sleep = sleep
         self.rng = rng or random.Random()
@@ -165,7 +168,9 @@ class RowExecutor:
             except _TierDown as down:
                 last = down.last or last
         else:
-            if self.on_tier_down == "defer":
+            if isinstance(last, TooLong):
+                out.error_type, out.message = last.error_type, last.message
+            elif self.on_tier_down == "defer":
                 why = f": {last.message}" if last else ""
                 out.error_type, out.message = "deferred", f"tier {tier!r} is down{why}"
             else:
@@ -188,6 +193,13 @@ class RowExecutor:
             request = ChatRequest(
                 model=dep.model, messages=messages, max_tokens=self.kind.max_output_tokens()
             )
+            window = self.context_windows.get(dep.model)
+            if window is not None and input_tokens + request.max_tokens > window:
+                last = TooLong(
+                    f"{input_tokens} input tokens + {request.max_tokens} for the answer exceed "
+                    f"the {window}-token context window of {dep.model}"
+                )
+                continue
             error = await self._try_deployment(dep, tier, request, input_tokens, out, started)
             if error is None:
                 return

@@ -54,34 +54,72 @@ def read_unit(store: Store, unit: Unit, columns: list[str]) -> pa.Table:
         ) from None
 
 
-def prepare_unit(table: pa.Table, spec: JobSpec) -> PreparedUnit:
+def _invalid_utf8(table: pa.Table, columns: list[str]) -> tuple[pa.Table, list[str | None]]:
+    """Null out string values that are not valid UTF-8 (Parquet does not guarantee it and
+    polars would carry the bad bytes on). Returns the table and, per row, the name of the
+    first column found bad (None for good rows)."""
+    bad: list[str | None] = [None] * table.num_rows
+    for name in columns:
+        col = table.column(name)
+        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            continue
+        try:
+            col.validate(full=True)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        raw = col.cast(pa.large_binary() if pa.types.is_large_string(col.type) else pa.binary())
+        clean: list[str | None] = []
+        for i, value in enumerate(raw.to_pylist()):
+            try:
+                clean.append(None if value is None else value.decode("utf-8"))
+            except UnicodeDecodeError:
+                clean.append(None)
+                bad[i] = bad[i] or name
+        table = table.set_column(
+            table.schema.get_field_index(name), name, pa.array(clean, type=col.type)
+        )
+    return table, bad
+
+
+def prepare_unit(table: pa.Table, spec: JobSpec, unit: int = 0) -> PreparedUnit:
+    cols = list(spec.input.text_columns)
+    table, bad_utf8 = _invalid_utf8(table, [spec.input.id_column, *cols])
     df = pl.from_arrow(table)
     assert isinstance(df, pl.DataFrame)
-    cols = list(spec.input.text_columns)
+    df = df.with_columns(pl.Series("__bad_utf8", bad_utf8, dtype=pl.String)).with_row_index("__row")
     df = df.with_columns(
         pl.col(spec.input.id_column).cast(pl.String).alias("__id"),
         text_expr(cols).alias("__text"),
     )
     df = df.with_columns(choose_tiers(df, spec.routing).alias("__tier"))
     df = df.select(
-        pl.col("__id").alias(ID), pl.col("__text").alias(TEXT), pl.col("__tier").alias(TIER)
+        pl.col("__id").alias(ID),
+        pl.col("__text").alias(TEXT),
+        pl.col("__tier").alias(TIER),
+        pl.col("__bad_utf8"),
+        pl.col("__row"),
     )
 
-    null_id = (
-        df.filter(pl.col(ID).is_null())
-        .with_row_index("__n")
-        .select(
-            pl.format("<null-id:{}>", pl.col("__n")).alias(ID),
-            pl.col(TIER),
-            pl.lit("null_id").alias("error_type"),
-            pl.lit(f"id column {spec.input.id_column!r} is null").alias("message"),
-        )
+    null_id = df.filter(pl.col(ID).is_null()).select(
+        # Named by position, so the row still gets its one error row.
+        pl.format(f"<null-id:unit-{unit}:row-{{}}>", pl.col("__row")).alias(ID),
+        pl.col(TIER),
+        pl.lit("null_id").alias("error_type"),
+        pl.lit(f"id column {spec.input.id_column!r} is null or not valid UTF-8").alias("message"),
     )
     df = df.filter(pl.col(ID).is_not_null())
     # Duplicate ids: the first row of an id is the one done; repeats are counted.
     first = df.select(pl.col(ID).is_first_distinct()).to_series()
     duplicates = int((~first).sum())
     df = df.filter(first)
+    undecodable = df.filter(pl.col("__bad_utf8").is_not_null()).select(
+        pl.col(ID),
+        pl.col(TIER),
+        pl.lit("invalid_text").alias("error_type"),
+        pl.format("column {} is not valid UTF-8", pl.col("__bad_utf8")).alias("message"),
+    )
+    df = df.filter(pl.col("__bad_utf8").is_null()).drop("__bad_utf8", "__row")
     blank = pl.col(TEXT).is_null() | (pl.col(TEXT).str.strip_chars() == "")
     empty = df.filter(blank).select(
         pl.col(ID),
@@ -89,5 +127,5 @@ def prepare_unit(table: pa.Table, spec: JobSpec) -> PreparedUnit:
         pl.lit("empty_text").alias("error_type"),
         pl.lit(f"text columns {', '.join(cols)} are all null or empty").alias("message"),
     )
-    early = pl.concat([null_id, empty], how="vertical_relaxed")
+    early = pl.concat([null_id, undecodable, empty], how="vertical_relaxed")
     return PreparedUnit(todo=df.filter(~blank), early=early, duplicates=duplicates)

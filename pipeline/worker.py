@@ -35,7 +35,7 @@ from pipeline.quota_actor import ClusterLimiter
 from pipeline.retry import RetryPolicy
 from pipeline.rows import TEXT, TIER, prepare_unit, read_unit, unit_columns
 from pipeline.store import Store, table_to_parquet_bytes
-from pipeline.tokens import count_tokens_batch
+from pipeline.tokens import chat_overhead_tokens, count_tokens, count_tokens_batch
 from schemas.job import JobSpec
 from schemas.prices import PriceTable, load_prices
 from schemas.records import COSTS, ERRORS, RESULTS, RETRYABLE_ERRORS, FileEntry, UnitCommit
@@ -114,11 +114,26 @@ class UnitRunner:
             self.limiter,
             self.policy,
             on_tier_down=self.spec.routing.on_tier_down,
+            context_windows=self._context_windows(),
             breaker_failures=self.spec.run.breaker_failures,
             breaker_cooldown_s=self.spec.run.breaker_cooldown_s,
             rng=random.Random(),
         )
         return self
+
+    def _prompt_tokens(self, model: str) -> int:
+        """Tokens of the request around the row's text: instructions and chat framing."""
+        msgs = self.kind.build_messages("")
+        return sum(count_tokens(m.content, model) for m in msgs) + chat_overhead_tokens(len(msgs))
+
+    def _context_windows(self) -> dict[str, int]:
+        windows = {}
+        for dep in self.spec.deployments():
+            try:
+                windows[dep.model] = self.prices.lookup(dep.model).context_window
+            except KeyError:
+                continue  # validation already refused unpriced models
+        return windows
 
     async def __aexit__(
         self,
@@ -133,9 +148,9 @@ class UnitRunner:
 
     # --- the steps ------------------------------------------------------------------
 
-    def prepare(self, table: pa.Table) -> tuple[pl.DataFrame, list[RowOutcome]]:
+    def prepare(self, table: pa.Table, unit: int = 0) -> tuple[pl.DataFrame, list[RowOutcome]]:
         """Rows to call (id, text, tier) and the rows that fail before any call."""
-        prep = prepare_unit(table, self.spec)
+        prep = prepare_unit(table, self.spec, unit)
         early = [
             RowOutcome(id=rid, tier=tier, ok=False, error_type=etype, message=msg)
             for rid, tier, etype, msg in prep.early.iter_rows()
@@ -146,16 +161,14 @@ class UnitRunner:
         assert self.executor is not None
         executor = self.executor
         sem = asyncio.Semaphore(self.spec.run.max_in_flight)
-        token_est: dict[str, int] = {}
         tokens = [0] * todo.height
         for tier, idx in todo.with_row_index("__i").group_by(TIER).agg(pl.col("__i")).iter_rows():
             deps = self.spec.tiers.get(tier) or []
             model = deps[0].model if deps else ""
-            texts = todo[TEXT].gather(idx).to_list()
-            counts, _ = count_tokens_batch(texts, model)
+            counts, _ = count_tokens_batch(todo[TEXT].gather(idx), model)
+            overhead = self._prompt_tokens(model)
             for i, c in zip(idx, counts, strict=True):
-                tokens[i] = int(c)
-            token_est[tier] = int(sum(counts))
+                tokens[i] = int(c) + overhead
 
         async def one(i: int, rid: str, text: str, tier: str) -> RowOutcome:
             async with sem:
@@ -294,7 +307,7 @@ class UnitRunner:
         """Do a unit; with `previous` (its committed state), only retry its retryable rows
         and write the next generation of its files."""
         table = await asyncio.to_thread(read_unit, self.input, unit, unit_columns(self.spec))
-        todo, early = self.prepare(table)
+        todo, early = self.prepare(table, unit.index)
         kept: tuple[pa.Table, pa.Table, pa.Table] | None = None
         if previous is not None:
             old_results, old_costs, old_errors = await asyncio.to_thread(self.read_commit, previous)

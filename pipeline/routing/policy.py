@@ -21,7 +21,14 @@ def _rules(df: pl.DataFrame, routing: RoutingSpec) -> pl.Series:
     return route_by_rules(df, routing.rules, routing.default)
 
 
-POLICIES: dict[str, PolicyFn] = {"rules": _rules}
+def _learned(df: pl.DataFrame, routing: RoutingSpec) -> pl.Series:
+    # Imported on first use: numpy/scipy/scikit-learn load only for jobs that route this way.
+    from pipeline.routing.learned import learned_policy
+
+    return learned_policy(df, routing)
+
+
+POLICIES: dict[str, PolicyFn] = {"rules": _rules, "learned": _learned}
 
 
 def choose_tiers(df: pl.DataFrame, routing: RoutingSpec) -> pl.Series:
@@ -33,4 +40,5 @@ def routing_columns(routing: RoutingSpec) -> list[str]:
     cols: set[str] = set()
     for rule in routing.rules:
         cols.update(predicate_columns(rule.when))
+    cols.update(getattr(routing, "features", None) or [])  # the learned policy's metadata
     return sorted(cols)

@@ -1,0 +1,465 @@
+"""The `learned` policy: a small model predicts, per tier, the chance that the tier's answer
+is good enough, and each row goes to the cheapest tier worth its price.
+
+    model = RouterModel.load("router.npz")
+    tiers = route_learned(df, "text", model, threshold=model.preset("balanced"))
+
+Features: log text length, hashed word 1-2-grams weighted by tf-idf, and the metadata
+columns the model was trained with (categories one-hot, numbers standardised). One
+logistic-regression head per tier (optionally two more for the cheap/mid agreement
+cascade) is applied as a sparse matrix product over the whole unit.
+
+Two decision rules, fixed when the model is trained (both take one number, `threshold`):
+
+- `threshold`: the cheapest tier whose probability is at least `threshold`; a row no tier
+  clears goes to its most probable tier.
+- `utility`: the tier maximising `p(tier) - threshold * cost(tier) / cost(flagship)`, i.e.
+  pay for a dearer tier only while it buys at least `threshold` accuracy per flagship-cost.
+
+With `cascade`, a row sent to `cheap` is assumed checked by the engine's cheap/mid agreement
+test and escalated to flagship on disagreement; its expected quality and cost say so.
+
+The model file is an .npz of plain arrays plus a JSON header, read with
+`allow_pickle=False`: loading it never runs code. Pure: no Ray, no HTTP, no downloads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal, Protocol, cast
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import HashingVectorizer
+
+FORMAT = "tierline-router"
+VERSION = 1
+TIERS: tuple[str, ...] = ("cheap", "mid", "flagship")
+AGREE, AGREE_OK = "agree", "agree_correct"
+# prepare_unit puts the joined row text here before the policy runs.
+TEXT_COLUMN = "__text"
+
+Decision = Literal["threshold", "utility"]
+FloatArray = np.ndarray[Any, np.dtype[np.float64]]
+IntArray = np.ndarray[Any, np.dtype[np.int64]]
+
+
+class RouterFileError(ValueError):
+    """A router model file that cannot be used (missing, wrong format or version)."""
+
+
+# --- features ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """How rows become a sparse matrix; fitted on training rows, stored in the model file."""
+
+    n_text: int
+    ngram_max: int
+    idf: FloatArray  # (n_text,), 1.0 for hash buckets never seen in training
+    length_mean: float
+    length_std: float
+    categorical: dict[str, list[str]] = field(default_factory=dict)  # column -> categories
+    numeric: dict[str, tuple[float, float]] = field(default_factory=dict)  # column -> mean, std
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.categorical, *self.numeric]
+
+    @property
+    def width(self) -> int:
+        return self.n_text + 1 + sum(map(len, self.categorical.values())) + len(self.numeric)
+
+    def vectorizer(self) -> HashingVectorizer:
+        # Every parameter spelled out: a change of scikit-learn's defaults must not move hashes.
+        return HashingVectorizer(
+            n_features=self.n_text,
+            ngram_range=(1, self.ngram_max),
+            lowercase=True,
+            token_pattern=r"(?u)\b\w\w+\b",
+            alternate_sign=False,
+            norm=None,
+            dtype=np.float64,
+        )
+
+
+def text_counts(texts: list[str], n_text: int, ngram_max: int) -> sp.csr_matrix:
+    """Raw hashed n-gram counts (what idf is fitted on)."""
+    spec = FeatureSpec(n_text, ngram_max, np.ones(0), 0.0, 1.0)
+    return sp.csr_matrix(spec.vectorizer().transform(texts))
+
+
+def _log_length(texts: list[str]) -> FloatArray:
+    return np.log1p(np.fromiter((len(t) for t in texts), dtype=np.float64, count=len(texts)))
+
+
+def fit_features(
+    df: pl.DataFrame,
+    text_col: str,
+    columns: list[str] | None = None,
+    *,
+    n_text: int = 2**18,
+    ngram_max: int = 2,
+    max_categories: int = 100,
+) -> FeatureSpec:
+    """Fit idf, length scaling and metadata encodings on training rows."""
+    texts = _texts(df, text_col)
+    counts = text_counts(texts, n_text, ngram_max)
+    doc_freq = np.bincount(counts.indices, minlength=n_text).astype(np.float64)
+    n = max(len(texts), 1)
+    idf = np.log((1.0 + n) / (1.0 + doc_freq)) + 1.0  # scikit-learn's smooth idf
+    lengths = _log_length(texts)
+    categorical: dict[str, list[str]] = {}
+    numeric: dict[str, tuple[float, float]] = {}
+    for col in columns or []:
+        s = df.get_column(col)
+        if s.dtype.is_numeric():
+            v = s.cast(pl.Float64).drop_nulls().to_numpy()
+            mean = float(v.mean()) if v.size else 0.0
+            std = float(v.std()) if v.size else 1.0
+            numeric[col] = (mean, std if std > 0 else 1.0)
+        else:
+            top = s.cast(pl.String).drop_nulls().value_counts(sort=True).head(max_categories)
+            categorical[col] = sorted(top.get_column(col).to_list())
+    return FeatureSpec(
+        n_text=n_text,
+        ngram_max=ngram_max,
+        idf=idf,
+        length_mean=float(lengths.mean()) if lengths.size else 0.0,
+        length_std=float(lengths.std()) if lengths.size and lengths.std() > 0 else 1.0,
+        categorical=categorical,
+        numeric=numeric,
+    )
+
+
+def featurize(df: pl.DataFrame, text_col: str, spec: FeatureSpec) -> sp.csr_matrix:
+    """One sparse row per frame row: [tf-idf n-grams | log length | categories | numbers]."""
+    texts = _texts(df, text_col)
+    x = sp.csr_matrix(spec.vectorizer().transform(texts))
+    x.data = 1.0 + np.log(x.data)  # sublinear tf
+    x = sp.csr_matrix(x @ sp.diags(spec.idf))
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+    x = sp.csr_matrix(sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ x)
+    blocks = [
+        x,
+        sp.csr_matrix(((_log_length(texts) - spec.length_mean) / spec.length_std)[:, None]),
+    ]
+    for col, cats in spec.categorical.items():
+        index = {c: i for i, c in enumerate(cats)}
+        values = df.get_column(col).cast(pl.String).to_list()
+        rows = [r for r, v in enumerate(values) if v in index]
+        cols = [index[cast(str, values[r])] for r in rows]
+        blocks.append(
+            sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(values), len(cats)))
+        )
+    for col, (mean, std) in spec.numeric.items():
+        v = df.get_column(col).cast(pl.Float64).fill_null(mean).to_numpy()
+        blocks.append(sp.csr_matrix(((v - mean) / std)[:, None]))
+    return sp.csr_matrix(sp.hstack(blocks, format="csr"))
+
+
+def _texts(df: pl.DataFrame, text_col: str) -> list[str]:
+    return df.get_column(text_col).cast(pl.String).fill_null("").to_list()
+
+
+# --- the model --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Head:
+    """One logistic regression: P(label) = sigmoid(x . coef + intercept)."""
+
+    coef: FloatArray
+    intercept: float
+
+    def predict(self, x: sp.csr_matrix) -> FloatArray:
+        z = np.asarray(x @ self.coef).ravel() + self.intercept
+        return cast(FloatArray, 1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0))))
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Validation outcomes of a sweep of thresholds (what targets are resolved against)."""
+
+    thresholds: FloatArray
+    rel_quality: FloatArray  # accuracy / all-flagship accuracy on the same rows
+    rel_cost: FloatArray  # cost / all-flagship cost
+    flagship_share: FloatArray  # rows whose answer needed a flagship call
+
+
+@dataclass(frozen=True)
+class RouterModel:
+    """Everything the `learned` policy needs, as read from (or written to) one file."""
+
+    tiers: dict[str, str]  # tier -> the model it was trained for, cheapest tier first
+    features: FeatureSpec
+    heads: dict[str, Head]  # one per tier, plus AGREE / AGREE_OK when `cascade`
+    tier_cost: dict[str, float]  # mean USD per row, from training
+    decision: Decision = "utility"
+    cascade: bool = False
+    threshold: float | None = None  # the default threshold (preset 'balanced' when trained)
+    presets: dict[str, float] = field(default_factory=dict)  # optimize preset -> threshold
+    curve: Curve | None = None
+    info: dict[str, Any] = field(default_factory=dict)  # data hash, date, rows, metrics
+
+    def tier_names(self) -> list[str]:
+        return [t for t in TIERS if t in self.tiers]
+
+    def predict(self, df: pl.DataFrame, text_col: str) -> dict[str, FloatArray]:
+        """Every head's probability per row."""
+        x = featurize(df, text_col, self.features)
+        return {name: head.predict(x) for name, head in self.heads.items()}
+
+    def options(self, probs: dict[str, FloatArray]) -> tuple[FloatArray, FloatArray]:
+        """Expected quality and cost (USD) per row and tier, columns in `tier_names()`."""
+        names = self.tier_names()
+        quality = np.column_stack([probs[t] for t in names])
+        cost = np.tile(np.array([self.tier_cost[t] for t in names]), (quality.shape[0], 1))
+        if self.cascade:
+            agree, agree_ok = probs[AGREE], probs[AGREE_OK]
+            c = self.tier_cost
+            quality[:, 0] = agree_ok + (1.0 - agree) * probs["flagship"]
+            cost[:, 0] = c["cheap"] + c["mid"] + (1.0 - agree) * c["flagship"]
+        return quality, cost
+
+    def preset(self, name: str) -> float:
+        try:
+            return self.presets[name]
+        except KeyError:
+            raise KeyError(
+                f"router model has no preset {name!r} (has: {', '.join(sorted(self.presets))})"
+            ) from None
+
+    # --- file ---------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> None:
+        """Write one .npz file (arrays + JSON header); atomic via a temporary name."""
+        f = self.features
+        header = {
+            "format": FORMAT,
+            "version": VERSION,
+            "tiers": self.tiers,
+            "tier_cost": self.tier_cost,
+            "decision": self.decision,
+            "cascade": self.cascade,
+            "threshold": self.threshold,
+            "presets": self.presets,
+            "heads": {n: h.intercept for n, h in self.heads.items()},
+            "features": {
+                "n_text": f.n_text,
+                "ngram_max": f.ngram_max,
+                "length_mean": f.length_mean,
+                "length_std": f.length_std,
+                "categorical": f.categorical,
+                "numeric": {k: list(v) for k, v in f.numeric.items()},
+            },
+            "info": self.info,
+        }
+        arrays: dict[str, np.ndarray[Any, Any]] = {
+            "header": np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8),
+            "idf": f.idf.astype(np.float32),
+        }
+        for name, head in self.heads.items():
+            arrays[f"coef_{name}"] = head.coef.astype(np.float32)
+        if self.curve is not None:
+            for key in ("thresholds", "rel_quality", "rel_cost", "flagship_share"):
+                arrays[f"curve_{key}"] = getattr(self.curve, key)
+        target = Path(path)
+        tmp = target.with_name(target.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
+        os.replace(tmp, target)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RouterModel:
+        """Read a model file; RouterFileError when it is not a router model of this version."""
+        p = Path(path)
+        try:
+            data = np.load(p, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise RouterFileError(f"{p}: not a router model file ({exc})") from None
+        try:
+            with data:
+                return cls._from_arrays(p, data)
+        except RouterFileError:
+            raise
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            # Object arrays (pickles) land here too: numpy refuses them without allow_pickle.
+            raise RouterFileError(f"{p}: not a usable router model file ({exc})") from None
+
+    @classmethod
+    def _from_arrays(cls, p: Path, data: Any) -> RouterModel:
+        """The model from an open npz archive (arrays are read lazily, so errors show here)."""
+        if "header" not in data.files:
+            raise RouterFileError(f"{p}: not a router model file (no header)")
+        header = json.loads(bytes(data["header"]).decode())
+        if header.get("format") != FORMAT:
+            raise RouterFileError(f"{p}: not a router model file")
+        if header.get("version") != VERSION:
+            raise RouterFileError(
+                f"{p}: router model version {header.get('version')!r}; this tierline "
+                f"reads version {VERSION} only: retrain it with `tierline router train`"
+            )
+        hf = header["features"]
+        features = FeatureSpec(
+            n_text=int(hf["n_text"]),
+            ngram_max=int(hf["ngram_max"]),
+            idf=data["idf"].astype(np.float64),
+            length_mean=float(hf["length_mean"]),
+            length_std=float(hf["length_std"]),
+            categorical={k: list(v) for k, v in hf["categorical"].items()},
+            numeric={k: (float(v[0]), float(v[1])) for k, v in hf["numeric"].items()},
+        )
+        heads = {
+            n: Head(data[f"coef_{n}"].astype(np.float64), float(b))
+            for n, b in header["heads"].items()
+        }
+        curve = None
+        if "curve_thresholds" in data.files:
+            curve = Curve(
+                *(
+                    data[f"curve_{k}"].astype(np.float64)
+                    for k in ("thresholds", "rel_quality", "rel_cost", "flagship_share")
+                )
+            )
+        return cls(
+            tiers=dict(header["tiers"]),
+            features=features,
+            heads=heads,
+            tier_cost={k: float(v) for k, v in header["tier_cost"].items()},
+            decision=header["decision"],
+            cascade=bool(header["cascade"]),
+            threshold=header["threshold"],
+            presets={k: float(v) for k, v in header["presets"].items()},
+            curve=curve,
+            info=dict(header["info"]),
+        )
+
+
+# --- deciding ---------------------------------------------------------------------------
+
+
+def choose(quality: FloatArray, cost: FloatArray, threshold: float, decision: Decision) -> IntArray:
+    """Index of the chosen tier per row (columns cheapest first; ties go to the cheaper).
+
+    >>> q = np.array([[0.9, 0.95, 0.97], [0.5, 0.6, 0.8]])
+    >>> choose(q, np.array([[1.0, 2.0, 10.0]] * 2), 0.85, "threshold").tolist()
+    [0, 2]
+    """
+    if decision == "threshold":
+        clears = quality >= threshold
+        first = np.argmax(clears, axis=1)
+        return np.where(clears.any(axis=1), first, np.argmax(quality, axis=1)).astype(np.int64)
+    if decision == "utility":
+        scale = float(np.mean(cost[:, -1])) or 1.0
+        return np.argmax(quality - threshold * cost / scale, axis=1).astype(np.int64)
+    raise ValueError(f"unknown decision rule {decision!r}; known: threshold, utility")
+
+
+def route_learned(
+    df: pl.DataFrame, text_col: str, model: RouterModel, threshold: float
+) -> pl.Series:
+    """One tier per row (a String series named `tier`), decided for the whole frame at once.
+
+    route_learned(pl.DataFrame({"text": ["2+2?"]}), "text", model, 0.2)   # ['cheap']
+    """
+    if df.height == 0:
+        return pl.Series("tier", [], dtype=pl.String)
+    quality, cost = model.options(model.predict(df, text_col))
+    picked = choose(quality, cost, threshold, model.decision)
+    names = np.array(model.tier_names(), dtype=object)
+    return pl.Series("tier", names[picked].tolist(), dtype=pl.String)
+
+
+def tier_problems(model: RouterModel, spec_models: dict[str, str | None]) -> list[str]:
+    """What a spec check should say when a job's tiers differ from the model's training.
+
+    tier_problems(model, {"cheap": "gpt-4o-mini", "mid": None, "flagship": "gpt-4o"})
+    """
+    problems = []
+    for tier, trained in model.tiers.items():
+        used = spec_models.get(tier)
+        if used is None:
+            problems.append(f"routing: the router model can pick tier {tier!r}, which is empty")
+        elif used != trained:
+            problems.append(
+                f"routing: the router model learned {tier}={trained}; this job's {tier} is "
+                f"{used} (retrain for it, or expect other quality)"
+            )
+    return problems
+
+
+# --- the policy adapter -----------------------------------------------------------------
+
+
+class LearnedRouting(Protocol):
+    """The routing spec fields the learned policy reads."""
+
+    model: str | None
+    threshold: float | None
+    target: object | None  # {max_flagship_share: x} | {min_quality: y}
+    optimize: str | None
+
+
+def resolve_threshold(
+    model: RouterModel,
+    *,
+    threshold: float | None = None,
+    target: object | None = None,
+    optimize: str | None = None,
+) -> float:
+    """The threshold a run uses: explicit, else a target resolved on the model's validation
+    curve, else an `optimize` preset, else the model's default."""
+    if threshold is not None:
+        return float(threshold)
+    if target is not None:
+        from pipeline.routing.calibrate import Target, pick
+
+        if model.curve is None:
+            raise ValueError("router model has no validation curve to resolve a target on")
+        return pick(model.curve, Target.parse(target)).threshold
+    if optimize is not None:
+        return model.preset(optimize)
+    if model.threshold is None:
+        raise ValueError("router model has no default threshold: set routing.threshold")
+    return model.threshold
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path: str, mtime_ns: int, size: int) -> RouterModel:
+    return RouterModel.load(path)
+
+
+def load_model(path: str | Path) -> RouterModel:
+    """Load once per process (per file version): every unit of a job shares it."""
+    st = os.stat(path)
+    return _load_cached(str(path), st.st_mtime_ns, st.st_size)
+
+
+def learned_policy(df: pl.DataFrame, routing: object) -> pl.Series:
+    """`POLICIES["learned"]`: reads routing.model / threshold / target / optimize."""
+    spec = cast(LearnedRouting, routing)
+    path = getattr(spec, "model", None)
+    if not path:
+        raise ValueError("routing.policy 'learned' needs routing.model (a router model file)")
+    model = load_model(path)
+    threshold = resolve_threshold(
+        model,
+        threshold=getattr(spec, "threshold", None),
+        target=getattr(spec, "target", None),
+        optimize=getattr(spec, "optimize", None),
+    )
+    return route_learned(df, TEXT_COLUMN, model, threshold)
+
+
+def register() -> None:
+    """Add `learned` to the policy registry (pipeline.routing.policy already does this)."""
+    from pipeline.routing.policy import POLICIES
+
+    POLICIES["learned"] = learned_policy

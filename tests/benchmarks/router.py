@@ -1,0 +1,598 @@
+"""Router benchmark: does the learned router keep flagship quality at a fraction of its cost?
+
+    python tests/benchmarks/router.py --data DIR                   # about 2-3 minutes
+    python tests/benchmarks/router.py --data DIR --quick           # offline only, about 1 minute
+    python tests/benchmarks/router.py --data DIR --json out.json --png curve.png
+
+DIR is in the two-file format (prompts.parquet: sample_id, eval_name, split, prompt;
+responses.parquet: sample_id, model, response, correct, cost_usd), e.g. RouterBench.
+
+1. Train on `split == train` only (`pipeline.routing.train`): every threshold is
+   calibrated there, on cross-fitted predictions. The test split is never used to choose
+   anything; it is only scored.
+2. Score on `split == test` with the recorded `correct` and `cost_usd` of the model that
+   answered (so numbers compare with RouterBench's). Test rows whose sample id also occurs
+   in the train split (their recorded answers cannot be told apart) and rows missing a
+   recorded answer of any tier are left out, and counted.
+3. Offline policies: the learned router (several variants), at the thresholds chosen on
+   train. Rows marked `sim.` are simulated from the recorded answers: the cheap/mid
+   agreement cascade (both asked; kept when their answers agree, else flagship) is not in
+   the engine yet.
+4. Pipeline run (not with --quick): the test split as Parquet input, `pipeline.driver.run_job`
+   on a local Ray with the simulator replaying the recorded answers; the learned router's
+   tiers applied by the engine. Scored from the results files: the recorded answer of the
+   model that answered each row, and the recorded cost of every billed call.
+5. Baselines: each tier alone, a random mix at the learned router's tier shares, the
+   oracle (cheapest tier whose recorded answer is correct), the all-rows cascade (sim.).
+6. The cost-quality curve of each learned variant (its training thresholds swept over the
+   test rows: reporting, not tuning) as a PNG, and its area: normalised cost 0..1 on x,
+   accuracy on y, the step function of the best accuracy reachable at that cost, with the
+   tiers-alone points added to every curve (any router can fall back to them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import struct
+import sys
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, get_args
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+
+from pipeline.routing.calibrate import Outcomes, area_under_curve, realise  # noqa: E402
+from pipeline.routing.learned import TIERS, RouterModel, choose, route_learned  # noqa: E402
+from pipeline.routing.train import (  # noqa: E402
+    AGREE,
+    FitOptions,
+    fit_router,
+    from_two_file,
+    normalise_answer,
+    parse_tiers,
+)
+
+TARGET = (0.95, 0.35)  # at least 95% of flagship accuracy at no more than 35% of its cost
+
+
+# --- test data ----------------------------------------------------------------------------
+
+
+@dataclass
+class TestSet:
+    frame: pl.DataFrame  # id, text, features, correct_<t>, cost_<t>, agree
+    outcomes: Outcomes
+    excluded: dict[str, int]
+
+
+def load_test(data: Path, tiers: dict[str, str], features: list[str]) -> TestSet:
+    prompts = pl.read_parquet(data / "prompts.parquet").with_columns(
+        pl.col("sample_id").cast(pl.String)
+    )
+    responses = pl.read_parquet(data / "responses.parquet").with_columns(
+        pl.col("sample_id").cast(pl.String)
+    )
+    test = prompts.filter(pl.col("split") == "test")
+    other_ids = prompts.filter(pl.col("split") != "test")["sample_id"].implode()
+    ambiguous = test.filter(pl.col("sample_id").is_in(other_ids))
+    test = test.filter(~pl.col("sample_id").is_in(other_ids)).unique(
+        "sample_id", keep="first", maintain_order=True
+    )
+    frame = test.select(
+        pl.col("sample_id").alias("id"), pl.col("prompt").alias("text"), *map(pl.col, features)
+    )
+    for tier, model in tiers.items():
+        rec = responses.filter(pl.col("model") == model).unique(
+            "sample_id", keep="first", maintain_order=True
+        )
+        frame = frame.join(
+            rec.select(
+                pl.col("sample_id").alias("id"),
+                pl.col("correct").cast(pl.Float64).alias(f"correct_{tier}"),
+                pl.col("cost_usd").cast(pl.Float64).alias(f"cost_{tier}"),
+                pl.col("response").alias(f"answer_{tier}"),
+            ),
+            on="id",
+            how="left",
+            maintain_order="left",
+        )
+    complete = frame.drop_nulls([f"correct_{t}" for t in tiers] + [f"cost_{t}" for t in tiers])
+    agree = [
+        float(normalise_answer(a) == normalise_answer(b) and normalise_answer(a) is not None)
+        for a, b in zip(complete["answer_cheap"], complete["answer_mid"], strict=True)
+    ]
+    complete = complete.with_columns(pl.Series(AGREE, agree, dtype=pl.Float64))
+    names = [t for t in TIERS if t in tiers]
+    outcomes = Outcomes(
+        correct=np.column_stack([complete[f"correct_{t}"].to_numpy() for t in names]),
+        cost=np.column_stack([complete[f"cost_{t}"].to_numpy() for t in names]),
+        agree=complete[AGREE].to_numpy(),
+    )
+    excluded = {
+        "id_also_in_train": ambiguous.height,
+        "missing_recorded_answer": frame.height - complete.height,
+    }
+    return TestSet(complete, outcomes, excluded)
+
+
+# --- scoring ------------------------------------------------------------------------------
+
+
+def score(
+    test: TestSet, choice: np.ndarray, *, cascade: bool, simulated: bool, source: str
+) -> dict[str, Any]:
+    out = test.outcomes
+    n = choice.shape[0]
+    quality = np.nan_to_num(out.correct)  # no unknowns on scored rows
+    correct, spent, flagship = realise(choice, out, quality, out.cost, cascade=cascade)
+    flag_acc = float(out.correct[:, -1].mean())
+    flag_cost = float(out.cost[:, -1].sum())
+    names = [t for t in TIERS if t in ("cheap", "mid", "flagship")][: out.correct.shape[1]]
+    row: dict[str, Any] = {
+        "accuracy": float(correct.mean()),
+        "cost_usd": float(spent.sum()),
+        "pct_flagship_accuracy": 100.0 * float(correct.mean()) / flag_acc,
+        "pct_flagship_cost": 100.0 * float(spent.sum()) / flag_cost,
+        "share": {t: float(np.mean(choice == i)) for i, t in enumerate(names)},
+        "flagship_answered": float(flagship.mean()),
+        "rows": n,
+        "simulated": simulated,
+        "source": source,
+    }
+    return row
+
+
+def expected_row(test: TestSet, shares: dict[str, float], source: str) -> dict[str, Any]:
+    """A random mix with these tier shares, in expectation (no draw, no luck)."""
+    out = test.outcomes
+    names = list(shares)
+    acc = sum(shares[t] * float(out.correct[:, i].mean()) for i, t in enumerate(names))
+    cost = sum(shares[t] * float(out.cost[:, i].sum()) for i, t in enumerate(names))
+    flag_acc, flag_cost = float(out.correct[:, -1].mean()), float(out.cost[:, -1].sum())
+    return {
+        "accuracy": acc,
+        "cost_usd": cost,
+        "pct_flagship_accuracy": 100.0 * acc / flag_acc,
+        "pct_flagship_cost": 100.0 * cost / flag_cost,
+        "share": dict(shares),
+        "flagship_answered": shares.get("flagship", 0.0),
+        "rows": out.correct.shape[0],
+        "simulated": False,
+        "source": source,
+    }
+
+
+def oracle_choice(test: TestSet) -> np.ndarray:
+    right = test.outcomes.correct == 1.0
+    first = np.argmax(right, axis=1)
+    return np.where(right.any(axis=1), first, right.shape[1] - 1)
+
+
+def policy_choice(test: TestSet, model: RouterModel, threshold: float) -> np.ndarray:
+    quality, cost = model.options(model.predict(test.frame, "text"))
+    return choose(quality, cost, threshold, model.decision)
+
+
+def curve_points(test: TestSet, model: RouterModel) -> list[tuple[float, float]]:
+    assert model.curve is not None
+    quality, cost = model.options(model.predict(test.frame, "text"))
+    points = []
+    for t in model.curve.thresholds:
+        choice = choose(quality, cost, float(t), model.decision)
+        row = score(test, choice, cascade=model.cascade, simulated=model.cascade, source="")
+        points.append((row["pct_flagship_cost"] / 100.0, row["accuracy"]))
+    return sorted(set(points))
+
+
+# --- the pipeline run ---------------------------------------------------------------------
+
+
+def pipeline_run(
+    test: TestSet,
+    data: Path,
+    tiers: dict[str, str],
+    model: RouterModel,
+    model_path: Path,
+    threshold: float,
+    features: list[str],
+) -> tuple[dict[str, Any], str]:
+    """Run the test split through run_job (local Ray, replaying simulator); score it."""
+    from pipeline.driver import run_job
+    from schemas.job import RoutingSpec, SimOptions, parse_spec
+
+    work = Path(tempfile.mkdtemp(prefix="router-bench-"))
+    inp = work / "input"
+    inp.mkdir()
+    rows = test.frame.select("id", "text", *features)
+    learned_in_spec = "learned" in get_args(RoutingSpec.model_fields["policy"].annotation)
+    if learned_in_spec:
+        routing: dict[str, Any] = {
+            "policy": "learned",
+            "model": str(model_path),
+            "threshold": threshold,
+            "features": features,
+        }
+        how = "routing.policy learned"
+    else:
+        # Until the spec has `learned`: the same decisions, made here by route_learned over
+        # the whole frame, applied by the engine as rules on a column.
+        rows = rows.with_columns(route_learned(rows, "text", model, threshold).alias("tier_hint"))
+        routing = {
+            "policy": "rules",
+            "rules": [
+                {"when": "tier_hint = 'mid'", "tier": "mid"},
+                {"when": "tier_hint = 'flagship'", "tier": "flagship"},
+            ],
+            "default": "cheap",
+        }
+        how = "route_learned tiers applied as rules (spec has no `learned` yet)"
+    rows.write_parquet(inp / "part-000.parquet")
+    stop = None
+    if "replay" in SimOptions.model_fields:
+        provider: dict[str, Any] = {
+            "kind": "sim",
+            "sim": {"latency_ms": 0, "jitter_ms": 0, "replay": str(data)},
+        }
+    else:
+        from pipeline.sim import SimConfig, run_in_thread
+
+        base_url, stop = run_in_thread(SimConfig(replay_dir=data))
+        provider = {"kind": "openai", "base_url": base_url}
+    spec = parse_spec(
+        {
+            "name": "router-bench",
+            # Stand-in for a passthrough kind: recorded answers are free text, and
+            # summarise accepts any non-empty answer under its word cap.
+            "task": {"kind": "summarise", "max_words": 2000},
+            "input": {
+                "uri": str(inp),
+                "id_column": "id",
+                "text_columns": ["text"],
+                "rows_per_unit": 200,
+            },
+            "output": {"uri": str(work / "out")},
+            "providers": {"sim": provider},
+            "tiers": {t: [f"sim/{m}"] for t, m in tiers.items()},
+            "routing": routing,
+            "run": {"workers": 2, "max_in_flight": 32, "max_attempts": 2},
+        }
+    )
+    import ray
+
+    if not ray.is_initialized():
+        # A Ray of our own: never join another cluster running on this machine.
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    started = time.monotonic()
+    try:
+        summary = run_job(spec, job_id="router-bench")
+    finally:
+        if stop is not None:
+            stop()
+    wall = time.monotonic() - started
+    job = work / "out" / "router-bench"
+    results = pl.read_parquet(job / "results" / "*.parquet")
+    costs = pl.read_parquet(job / "costs" / "*.parquet")
+    errors = pl.read_parquet(job / "errors" / "*.parquet")
+    recorded = pl.concat(
+        [
+            test.frame.select(
+                "id",
+                pl.lit(m).alias("model"),
+                pl.col(f"correct_{t}").alias("correct"),
+                pl.col(f"cost_{t}").alias("rec_cost"),
+            )
+            for t, m in tiers.items()
+        ]
+    )
+    answered = results.select("id", "model", "tier").join(recorded, on=["id", "model"], how="left")
+    billed = costs.select("id", "model").join(recorded, on=["id", "model"], how="left")
+    n = test.frame.height
+    flag_acc = float(test.outcomes.correct[:, -1].mean())
+    flag_cost = float(test.outcomes.cost[:, -1].sum())
+    acc = float(answered["correct"].fill_null(0.0).sum()) / n
+    cost = float(billed["rec_cost"].fill_null(0.0).sum())
+    shares = {
+        t: (int((answered["tier"] == t).sum()) + int((errors["tier"] == t).sum())) / n
+        for t in tiers
+    }
+    row = {
+        "accuracy": acc,
+        "cost_usd": cost,
+        "pct_flagship_accuracy": 100.0 * acc / flag_acc,
+        "pct_flagship_cost": 100.0 * cost / flag_cost,
+        "share": shares,
+        "flagship_answered": shares.get("flagship", 0.0),
+        "rows": n,
+        "simulated": False,
+        "source": f"pipeline run ({how}); {summary.status}, {results.height} results, "
+        f"{errors.height} errors, {costs.height} billed calls, {wall:.1f} s",
+        "errors": errors.group_by("error_type").len().sort("error_type").rows(),
+    }
+    return row, str(job)
+
+
+# --- PNG ------------------------------------------------------------------------------------
+
+COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14)]
+
+
+def write_png(
+    path: Path,
+    curves: dict[str, list[tuple[float, float]]],
+    points: dict[str, tuple[float, float]],
+    size: tuple[int, int] = (720, 480),
+) -> dict[str, str]:
+    """Curves (x = normalised cost, y = accuracy) as a PNG, no plotting library; returns
+    the colour of each curve (the image has no text: the legend is printed)."""
+    w, h = size
+    m = 40
+    img = bytearray([255] * (w * h * 3))
+    ys = [y for c in curves.values() for _, y in c] + [y for _, y in points.values()]
+    y0, y1 = np.floor(min(ys) * 20) / 20, np.ceil(max(ys) * 20) / 20
+
+    def px(x: float, y: float) -> tuple[int, int]:
+        return (
+            int(m + min(max(x, 0.0), 1.0) * (w - 2 * m)),
+            int(h - m - (y - y0) / (y1 - y0) * (h - 2 * m)),
+        )
+
+    def put(x: int, y: int, c: tuple[int, int, int]) -> None:
+        if 0 <= x < w and 0 <= y < h:
+            img[(y * w + x) * 3 : (y * w + x) * 3 + 3] = bytes(c)
+
+    def line(a: tuple[int, int], b: tuple[int, int], c: tuple[int, int, int], t: int = 1) -> None:
+        steps = max(abs(b[0] - a[0]), abs(b[1] - a[1]), 1)
+        for i in range(steps + 1):
+            x = round(a[0] + (b[0] - a[0]) * i / steps)
+            y = round(a[1] + (b[1] - a[1]) * i / steps)
+            for dx in range(-(t // 2), t // 2 + 1):
+                for dy in range(-(t // 2), t // 2 + 1):
+                    put(x + dx, y + dy, c)
+
+    grey, black = (225, 225, 225), (0, 0, 0)
+    for i in range(11):  # x grid every 10% of flagship cost
+        line(px(i / 10, y0), px(i / 10, y1), grey)
+    for v in np.arange(y0, y1 + 1e-9, 0.05):  # y grid every 5 accuracy points
+        line(px(0, v), px(1, v), grey)
+    line(px(0, y0), px(1, y0), black)
+    line(px(0, y0), px(0, y1), black)
+    line(px(TARGET[1], y0), px(TARGET[1], y1), (255, 200, 200))  # the cost target
+    legend = {}
+    for (name, pts), colour in zip(curves.items(), COLOURS, strict=False):
+        legend[name] = "rgb" + str(colour)
+        for a, b in itertools.pairwise(pts):
+            line(px(*a), px(*b), colour, 3)
+    for name, (x, y) in points.items():
+        cx, cy = px(x, y)
+        for dx in range(-4, 5):
+            for dy in range(-4, 5):
+                put(cx + dx, cy + dy, black)
+        legend[name] = "black square"
+    raw = b"".join(b"\x00" + bytes(img[r * w * 3 : (r + 1) * w * 3]) for r in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    note = f"x: cost / all-flagship cost (0..1); y: accuracy {y0:.2f}..{y1:.2f}; " + "; ".join(
+        f"{k}={v}" for k, v in legend.items()
+    )
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+        + chunk(b"tEXt", b"Description\x00" + note.encode("latin-1", "replace"))
+        + chunk(b"IDAT", zlib.compress(bytes(raw), 9))
+        + chunk(b"IEND", b"")
+    )
+    legend["axes"] = f"x 0..1 of flagship cost, y {y0:.2f}..{y1:.2f} accuracy"
+    return legend
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+def table(rows: dict[str, dict[str, Any]], tiers: list[str]) -> str:
+    head = f"{'policy':<34} {'acc':>6} {'cost $':>8} {'% fl.acc':>8} {'% fl.cost':>9}  " + " ".join(
+        f"{t:>8}" for t in tiers
+    )
+    lines = [head, "-" * len(head)]
+    for name, r in rows.items():
+        shares = " ".join(f"{100 * r['share'].get(t, 0.0):>7.1f}%" for t in tiers)
+        lines.append(
+            f"{name:<34} {r['accuracy']:>6.3f} {r['cost_usd']:>8.4f} "
+            f"{r['pct_flagship_accuracy']:>7.1f}% {r['pct_flagship_cost']:>8.1f}%  {shares}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="two-file data folder")
+    parser.add_argument("--json", type=Path, help="write the numbers here")
+    parser.add_argument("--png", type=Path, help="cost-quality curve (default beside --json)")
+    parser.add_argument("--quick", action="store_true", help="offline only, fewer variants")
+    parser.add_argument("--tiers", help="cheap=MODEL,mid=MODEL,flagship=MODEL")
+    parser.add_argument("--features", default="eval_name", help="metadata columns, comma-separated")
+    parser.add_argument("--folds", type=int, default=5, help="cross-fitting folds on train")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    tiers = parse_tiers(args.tiers)
+    columns = pl.read_parquet_schema(args.data / "prompts.parquet")
+    features = [f for f in args.features.split(",") if f and f in columns]
+    names = [t for t in TIERS if t in tiers]
+
+    t0 = time.monotonic()
+    train = from_two_file(args.data, tiers, features)
+    train_ids = set(train.frame["id"].to_list())
+    test = load_test(args.data, tiers, features)
+    leaked = train_ids & set(test.frame["id"].to_list())
+    assert not leaked, f"{len(leaked)} test rows are in the training set"
+    print(
+        f"train rows {train.frame.height} (excluded {train.excluded}); "
+        f"test rows {test.frame.height} (excluded {test.excluded}); features {features}"
+    )
+    variants: dict[str, tuple[FitOptions, list[str]]] = {
+        "learned": (FitOptions(decision="utility", folds=args.folds), features),
+        "learned+cascade": (
+            FitOptions(decision="utility", cascade=True, folds=args.folds),
+            features,
+        ),
+    }
+    if not args.quick:
+        variants["learned-threshold"] = (
+            FitOptions(decision="threshold", folds=args.folds),
+            features,
+        )
+        variants["learned-text-only"] = (FitOptions(decision="utility", folds=args.folds), [])
+    models: dict[str, RouterModel] = {}
+    for name, (opts, feats) in variants.items():
+        ts = train if feats == features else from_two_file(args.data, tiers, feats)
+        models[name] = fit_router(ts, opts)
+    print(f"trained {len(models)} routers in {time.monotonic() - t0:.1f} s")
+
+    policies: dict[str, dict[str, Any]] = {}
+    thresholds: dict[str, dict[str, Any]] = {}
+    for name, model in models.items():
+        presets = ["cost", "balanced", "quality"] if model.cascade else ["balanced"]
+        for preset in presets:
+            t = model.presets[preset]
+            key = f"{name}@{preset}"
+            thresholds[key] = {"threshold": t, **model.info["validation"]["presets"][preset]}
+            choice = policy_choice(test, model, t)
+            policies[key + (" (sim.)" if model.cascade else "")] = score(
+                test,
+                choice,
+                cascade=model.cascade,
+                simulated=model.cascade,
+                source=f"offline, {model.decision}, threshold {t:.4f} from train",
+            )
+
+    model_dir = Path(tempfile.mkdtemp(prefix="router-model-"))
+    model_path = model_dir / "router.npz"
+    models["learned"].save(model_path)
+    if not args.quick:
+        row, _job = pipeline_run(
+            test,
+            args.data,
+            tiers,
+            models["learned"],
+            model_path,
+            models["learned"].presets["balanced"],
+            features,
+        )
+        policies["learned@balanced (pipeline run)"] = row
+        import ray
+
+        ray.shutdown()
+
+    n = test.frame.height
+    baselines: dict[str, dict[str, Any]] = {}
+    for i, tier in enumerate(names):
+        baselines[f"{tier} alone"] = score(
+            test, np.full(n, i), cascade=False, simulated=False, source="recorded"
+        )
+    shares = policies["learned@balanced"]["share"]
+    baselines["random mix (learned's shares)"] = expected_row(test, shares, "expectation")
+    baselines["oracle"] = score(
+        test, oracle_choice(test), cascade=False, simulated=False, source="recorded"
+    )
+    baselines["cascade all rows (sim.)"] = score(
+        test, np.zeros(n, dtype=np.int64), cascade=True, simulated=True, source="recorded"
+    )
+
+    curves = {name: curve_points(test, model) for name, model in models.items()}
+    flag_acc = float(test.outcomes.correct[:, -1].mean())
+    mix = [
+        (s / 20, (1 - s / 20) * baselines["cheap alone"]["accuracy"] + s / 20 * flag_acc)
+        for s in range(21)
+    ]
+    cheap_rel = baselines["cheap alone"]["pct_flagship_cost"] / 100
+    curves["random cheap/flagship mix"] = [(cheap_rel + (1 - cheap_rel) * x, y) for x, y in mix]
+    # Every router can fall back to a tier alone (all cheap, all flagship): those points
+    # belong to every curve, so a curve that starts dearer (the cascade pays cheap + mid
+    # on every row it keeps) is not scored 0 below its first point.
+    alone = [
+        (r["pct_flagship_cost"] / 100, r["accuracy"]) for k, r in baselines.items() if "alone" in k
+    ]
+    aucs = {
+        name: area_under_curve(
+            np.array([p[0] for p in [*pts, *alone]]), np.array([p[1] for p in [*pts, *alone]])
+        )
+        for name, pts in curves.items()
+    }
+    png = args.png or (args.json.with_suffix(".png") if args.json else Path("router-curve.png"))
+    dots = {
+        name: (r["pct_flagship_cost"] / 100, r["accuracy"])
+        for name, r in baselines.items()
+        if "alone" in name or name == "oracle"
+    }
+    legend = write_png(png, curves, dots)
+
+    print()
+    print(table(policies, names))
+    print()
+    print(table(baselines, names))
+    print()
+    for name, th in thresholds.items():
+        print(
+            f"{name:<28} threshold {th['threshold']:.4f}  on train (cross-fitted): quality "
+            f"{th['rel_quality']:.1%} at {th['rel_cost']:.1%} of flagship cost"
+        )
+    print()
+    print("area under the cost-quality curve (x: cost / flagship cost, y: accuracy):")
+    for name, a in aucs.items():
+        print(f"  {name:<28} {a:.4f}   {legend.get(name, '')}")
+    print(f"curve PNG: {png}  ({legend['axes']}; black squares: tiers alone and the oracle)")
+    best = policies.get("learned+cascade@balanced (sim.)")
+    if best:
+        ok = best["pct_flagship_accuracy"] >= 100 * TARGET[0] and (
+            best["pct_flagship_cost"] <= 100 * TARGET[1]
+        )
+        print(
+            f"target (>= {TARGET[0]:.0%} of flagship accuracy at <= {TARGET[1]:.0%} of its "
+            f"cost): learned+cascade@balanced (sim.) {'meets' if ok else 'misses'} it"
+        )
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "policies": policies,
+                    "baselines": baselines,
+                    "curves": {
+                        name: {"auc": aucs[name], "points": curves[name]} for name in curves
+                    },
+                    "thresholds": thresholds,
+                    "data": {
+                        "train_rows": train.frame.height,
+                        "train_excluded": train.excluded,
+                        "test_rows": n,
+                        "test_excluded": test.excluded,
+                        "tiers": tiers,
+                        "features": features,
+                        "training": models["learned"].info,
+                    },
+                },
+                indent=1,
+                default=str,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
