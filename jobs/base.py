@@ -25,9 +25,9 @@ import polars as pl
 
 if TYPE_CHECKING:
     from pipeline.providers.base import Message
-    from schemas.job import ClassifyTask, SummariseTask
+    from schemas.job import ClassifyTask, GenerateTask, SummariseTask
 
-    TaskSpec = ClassifyTask | SummariseTask
+    TaskSpec = ClassifyTask | SummariseTask | GenerateTask
 
 TEXT_SEPARATOR = "\n\n"
 # Stripped from each part before joining. Spelled out (not str.strip()'s default) so the
@@ -81,6 +81,7 @@ class JobKind(Protocol):
 _KINDS: dict[str, str] = {
     "classify": "jobs.classify:ClassifyJob",
     "summarise": "jobs.summarise:SummariseJob",
+    "generate": "jobs.generate:GenerateJob",
 }
 
 
@@ -105,7 +106,7 @@ def _load(target: str) -> Callable[[TaskSpec], JobKind]:
     return factory
 
 
-def get_job_kind(task: ClassifyTask | SummariseTask) -> JobKind:
+def get_job_kind(task: ClassifyTask | SummariseTask | GenerateTask) -> JobKind:
     """The job kind for a task spec.
 
         get_job_kind(ClassifyTask(kind="classify", labels=["a", "b"])).kind   # 'classify'

@@ -15,12 +15,12 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import aiohttp
 
-from jobs.base import JobKind
+from jobs.base import JobKind, Parsed
 from pipeline.errors import (
     AuthFailed,
     BadRequest,
@@ -29,9 +29,10 @@ from pipeline.errors import (
     TierlineError,
     TooLong,
 )
-from pipeline.providers.base import ChatRequest, ChatResponse, Provider
+from pipeline.providers.base import ChatRequest, ChatResponse, Message, Provider
 from pipeline.retry import RetryPolicy
-from schemas.job import TIER_ORDER, Deployment
+from pipeline.routing.cascade import majority, normalise
+from schemas.job import TIER_ORDER, CascadeSpec, Deployment, VoteSpec
 
 
 class Limiter(Protocol):
@@ -75,6 +76,8 @@ class RowOutcome:
     retries: int = 0
     rate_limited: int = 0
     routed_tier: str = ""
+    accepted_attempt: int | None = None
+    accepted_reason: str | None = None
 
 
 class Breaker:
@@ -123,6 +126,8 @@ class RowExecutor:
         *,
         on_tier_down: str = "escalate",
         context_windows: Mapping[str, int] | None = None,
+        cascade: CascadeSpec | None = None,
+        vote: VoteSpec | None = None,
         breaker_failures: int = 5,
         breaker_cooldown_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
@@ -137,6 +142,8 @@ class RowExecutor:
         self.policy = policy
         self.on_tier_down = on_tier_down
         self.context_windows = context_windows or {}
+        self.cascade = cascade
+        self.vote = vote
         self.clock = clock
         self.sleep = sleep
         self.rng = rng or random.Random()
@@ -152,21 +159,66 @@ class RowExecutor:
         return b
 
     def tiers_from(self, tier: str) -> list[str]:
-        if self.on_tier_down != "escalate" or tier not in TIER_ORDER:
+        if not (self.on_tier_down == "escalate" or self.cascade_on) or tier not in TIER_ORDER:
             return [tier]
         return [t for t in TIER_ORDER[TIER_ORDER.index(tier) :] if self.tiers.get(t)]
 
-    async def run(self, row_id: str, text: str, tier: str, input_tokens: int = 0) -> RowOutcome:
+    async def run(
+        self,
+        row_id: str,
+        text: str,
+        tier: str,
+        input_tokens: int = 0,
+        allowed: frozenset[str] | None = None,
+    ) -> RowOutcome:
+        """`allowed`: the providers this row may be sent to (sensitive rows); None = any."""
         messages = self.kind.build_messages(text)
         out = RowOutcome(id=row_id, tier=tier, ok=False, routed_tier=tier)
         started = self.clock()
         last: TierlineError | None = None
-        for t in self.tiers_from(tier):
+        chain = self.tiers_from(tier)
+        if allowed is not None and not any(
+            d.provider in allowed for t in chain for d in self._candidates(t, None)
+        ):
+            out.error_type = "no_allowed_provider"
+            out.message = f"no deployment from tier {tier!r} up is on an allowed provider"
+            return out
+        skip_to = 0
+        for i, t in enumerate(chain):
+            if i < skip_to:
+                continue  # that tier's model already answered this row (as agreement partner)
             try:
-                await self._run_tier(t, messages, input_tokens, out, started)
-                break  # settled: ok, invalid output or a row-level terminal error
+                ans = await self._answer(t, messages, input_tokens, out, started, allowed)
             except _TierDown as down:
                 last = down.last or last
+                continue
+            except _Settled:
+                break
+            final = i == len(chain) - 1
+            accepted, reason = await self._check(
+                t, ans, messages, input_tokens, out, started, allowed
+            )
+            if accepted or (final and ans.parsed.ok):
+                out.ok, out.output, out.error_type, out.message = (
+                    True,
+                    ans.parsed.output,
+                    None,
+                    None,
+                )
+                out.provider, out.model, out.tier = ans.dep.provider, ans.dep.model, t
+                out.accepted_attempt = ans.attempt
+                out.accepted_reason = reason if accepted else f"final_tier ({reason})"
+                break
+            if final or not self.cascade_on:
+                out.provider, out.model, out.tier = ans.dep.provider, ans.dep.model, t
+                out.error_type = "invalid_output"
+                out.message = ans.parsed.reason or reason
+                break
+            self._mark(out, t, "disagreed" if reason == "disagree" else "escalated")
+            if reason == "disagree" and self.cascade is not None and self.cascade.agree:
+                partner_tier = self._tier_of(self.cascade.agree[1])
+                if partner_tier in chain and chain.index(partner_tier) < len(chain) - 1:
+                    skip_to = chain.index(partner_tier) + 1
         else:
             if isinstance(last, TooLong):
                 out.error_type, out.message = last.error_type, last.message
@@ -179,46 +231,159 @@ class RowExecutor:
         out.latency_ms = (self.clock() - started) * 1000.0
         return out
 
-    async def _run_tier(
-        self, tier: str, messages: tuple, input_tokens: int, out: RowOutcome, started: float
-    ) -> None:
+    @property
+    def cascade_on(self) -> bool:
+        return self.cascade is not None or self.vote is not None
+
+    def _candidates(self, tier: str, allowed: frozenset[str] | None) -> list[Deployment]:
+        if self.vote is not None and tier == self.vote.tier:
+            deps = list(self.vote.deployments)
+        else:
+            deps = list(self.tiers.get(tier, ()))
+        return deps if allowed is None else [d for d in deps if d.provider in allowed]
+
+    @staticmethod
+    def _mark(out: RowOutcome, tier: str, status: str) -> None:
+        out.calls = [
+            replace(c, call_status=status) if c.tier == tier and c.call_status == "ok" else c
+            for c in out.calls
+        ]
+
+    async def _answer(
+        self,
+        tier: str,
+        messages: tuple[Message, ...],
+        input_tokens: int,
+        out: RowOutcome,
+        started: float,
+        allowed: frozenset[str] | None,
+    ) -> _Answer:
+        """One parsed answer from the tier (its first deployment that works), or a vote."""
+        if self.vote is not None and tier == self.vote.tier:
+            return await self._vote(tier, messages, input_tokens, out, started, allowed)
         last: TierlineError | None = None
-        for dep in self.tiers.get(tier, ()):
-            if dep.provider in self.dead:
-                last = last or AuthFailed(self.dead[dep.provider])
-                continue
-            if not self.breaker(dep).allow():
-                last = last or TierlineError(f"{dep.name}: circuit open after repeated failures")
-                continue
-            request = ChatRequest(
-                model=dep.model, messages=messages, max_tokens=self.kind.max_output_tokens()
-            )
-            window = self.context_windows.get(dep.model)
-            if window is not None and input_tokens + request.max_tokens > window:
-                last = TooLong(
-                    f"{input_tokens} input tokens + {request.max_tokens} for the answer exceed "
-                    f"the {window}-token context window of {dep.model}"
-                )
-                continue
-            error = await self._try_deployment(dep, tier, request, input_tokens, out, started)
-            if error is None:
-                return
-            if isinstance(error, BadRequest):
-                out.error_type, out.message = error.error_type, error.message
-                return  # this row will not work on any deployment as sent
-            last = error
+        for dep in self._candidates(tier, allowed):
+            result = await self._ask(dep, tier, messages, input_tokens, out, started)
+            if isinstance(result, _Answer):
+                return result
+            if isinstance(result, BadRequest):
+                out.error_type, out.message = result.error_type, result.message
+                raise _Settled()  # this row will not work on any deployment as sent
+            if result is not None:
+                last = result
         raise _TierDown(last)
+
+    async def _vote(
+        self,
+        tier: str,
+        messages: tuple[Message, ...],
+        input_tokens: int,
+        out: RowOutcome,
+        started: float,
+        allowed: frozenset[str] | None,
+    ) -> _Answer:
+        deps = self._candidates(tier, allowed)
+        results = await asyncio.gather(
+            *(self._ask(d, tier, messages, input_tokens, out, started) for d in deps)
+        )
+        answers = [r for r in results if isinstance(r, _Answer) and r.parsed.ok]
+        if not answers:
+            errors = [r for r in results if isinstance(r, TierlineError)]
+            raise _TierDown(errors[-1] if errors else None)
+        winner, tie = majority([a.parsed.output or "" for a in answers])
+        chosen = next(a for a in answers if normalise(a.parsed.output or "") == winner)
+        chosen.vote_tie = tie
+        return chosen
+
+    async def _check(
+        self,
+        tier: str,
+        ans: _Answer,
+        messages: tuple[Message, ...],
+        input_tokens: int,
+        out: RowOutcome,
+        started: float,
+        allowed: frozenset[str] | None,
+    ) -> tuple[bool, str]:
+        """The cascade's validators: the task's own, agreement, log-probability, vote."""
+        if not ans.parsed.ok:
+            return False, "invalid_output"
+        if not self.cascade_on:
+            return True, "valid"
+        if ans.vote_tie is not None:
+            return (not ans.vote_tie), ("vote_tie" if ans.vote_tie else "vote")
+        cascade = self.cascade
+        floor = cascade.min_logprob if cascade is not None else None
+        if floor is not None and ans.logprob is not None and ans.logprob < floor:
+            return False, "low_logprob"
+        if cascade is not None and cascade.agree:
+            first, second = cascade.agree
+            if tier == self._tier_of(first):
+                partner = second if ans.dep.name == first.name else first
+                if allowed is not None and partner.provider not in allowed:
+                    return False, "disagree"  # cannot be checked here: escalate, never leak
+                other = await self._ask(partner, tier, messages, input_tokens, out, started)
+                if not isinstance(other, _Answer) or not other.parsed.ok:
+                    return False, "disagree"
+                same = normalise(other.parsed.output or "") == normalise(ans.parsed.output or "")
+                return (True, "agree") if same else (False, "disagree")
+        return True, "valid"
+
+    def _tier_of(self, dep: Deployment) -> str | None:
+        for t in TIER_ORDER:
+            if any(d.name == dep.name for d in self.tiers.get(t, ())):
+                return t
+        return None
+
+    async def _ask(
+        self,
+        dep: Deployment,
+        tier: str,
+        messages: tuple[Message, ...],
+        input_tokens: int,
+        out: RowOutcome,
+        started: float,
+    ) -> _Answer | TierlineError | None:
+        """One deployment, with retries: its parsed answer, or why it could not answer."""
+        if dep.provider in self.dead:
+            return AuthFailed(self.dead[dep.provider])
+        if not self.breaker(dep).allow():
+            return TierlineError(f"{dep.name}: circuit open after repeated failures")
+        request = ChatRequest(
+            model=dep.model, messages=messages, max_tokens=self.kind.max_output_tokens()
+        )
+        window = self.context_windows.get(dep.model)
+        if window is not None and input_tokens + request.max_tokens > window:
+            return TooLong(
+                f"{input_tokens} input tokens + {request.max_tokens} for the answer exceed "
+                f"the {window}-token context window of {dep.model}"
+            )
+        result = await self._try_deployment(dep, request, input_tokens, out, started)
+        if isinstance(result, TierlineError):
+            return result
+        parsed = self.kind.parse(result.text)
+        out.calls.append(
+            CallRecord(
+                dep.provider,
+                dep.model,
+                tier,
+                result.usage.input_tokens,
+                result.usage.output_tokens,
+                "ok" if parsed.ok else "invalid_output",
+                out.attempts,
+            )
+        )
+        return _Answer(dep, parsed, out.attempts, result.mean_logprob)
 
     async def _try_deployment(
         self,
         dep: Deployment,
-        tier: str,
         request: ChatRequest,
         input_tokens: int,
         out: RowOutcome,
         started: float,
-    ) -> TierlineError | None:
-        """Attempts on one deployment. None when the row is settled (ok or invalid output)."""
+    ) -> ChatResponse | TierlineError:
+        """Attempts on one deployment: the response, or the error that ended them."""
         provider = self.providers[dep.provider]
         breaker = self.breaker(dep)
         tokens = input_tokens + request.max_tokens
@@ -249,23 +414,18 @@ class RowExecutor:
                 continue
             breaker.record(True)
             self.limiter.feedback(dep, None, response, tokens)
-            parsed = self.kind.parse(response.text)
-            status = "ok" if parsed.ok else "invalid_output"
-            out.calls.append(
-                CallRecord(
-                    dep.provider,
-                    dep.model,
-                    tier,
-                    response.usage.input_tokens,
-                    response.usage.output_tokens,
-                    status,
-                    out.attempts,
-                )
-            )
-            out.provider, out.model, out.tier = dep.provider, dep.model, tier
-            if parsed.ok:
-                out.ok, out.output, out.error_type, out.message = True, parsed.output, None, None
-            else:
-                out.error_type, out.message = "invalid_output", parsed.reason
-            return None
+            return response
         raise AssertionError("unreachable")
+
+
+@dataclass(slots=True)
+class _Answer:
+    dep: Deployment
+    parsed: Parsed
+    attempt: int
+    logprob: float | None = None
+    vote_tie: bool | None = None
+
+
+class _Settled(Exception):
+    """The row is settled as an error (e.g. a bad request); stop trying tiers."""

@@ -18,16 +18,16 @@ import pyarrow.parquet as pq
 from jobs.base import text_expr
 from pipeline.errors import InputError
 from pipeline.plan import Unit
-from pipeline.routing.policy import choose_tiers, routing_columns
+from pipeline.routing.policy import choose_tiers, routing_columns, sensitive_mask
 from pipeline.store import Store, with_retries
 from schemas.job import JobSpec
 
-ID, TEXT, TIER = "id", "text", "tier"
+ID, TEXT, TIER, SENSITIVE = "id", "text", "tier", "sensitive"
 
 
 @dataclass(frozen=True)
 class PreparedUnit:
-    todo: pl.DataFrame  # id, text, tier
+    todo: pl.DataFrame  # id, text, tier, sensitive
     early: pl.DataFrame  # id, tier, error_type, message
     duplicates: int
 
@@ -92,11 +92,15 @@ def prepare_unit(table: pa.Table, spec: JobSpec, unit: int = 0) -> PreparedUnit:
         pl.col(spec.input.id_column).cast(pl.String).alias("__id"),
         text_expr(cols).alias("__text"),
     )
-    df = df.with_columns(choose_tiers(df, spec.routing).alias("__tier"))
+    df = df.with_columns(
+        choose_tiers(df, spec.routing).alias("__tier"),
+        sensitive_mask(df, spec.routing, "__text").alias("__sensitive"),
+    )
     df = df.select(
         pl.col("__id").alias(ID),
         pl.col("__text").alias(TEXT),
         pl.col("__tier").alias(TIER),
+        pl.col("__sensitive").alias(SENSITIVE),
         pl.col("__bad_utf8"),
         pl.col("__row"),
     )

@@ -33,10 +33,10 @@ from pipeline.providers import registry
 from pipeline.providers.base import Provider
 from pipeline.quota_actor import ClusterLimiter
 from pipeline.retry import RetryPolicy
-from pipeline.rows import TEXT, TIER, prepare_unit, read_unit, unit_columns
+from pipeline.rows import ID, SENSITIVE, TEXT, TIER, prepare_unit, read_unit, unit_columns
 from pipeline.store import Store, table_to_parquet_bytes
 from pipeline.tokens import chat_overhead_tokens, count_tokens, count_tokens_batch
-from schemas.job import JobSpec
+from schemas.job import CascadeSpec, JobSpec
 from schemas.prices import PriceTable, load_prices
 from schemas.records import COSTS, ERRORS, RESULTS, RETRYABLE_ERRORS, FileEntry, UnitCommit
 
@@ -115,6 +115,8 @@ class UnitRunner:
             self.policy,
             on_tier_down=self.spec.routing.on_tier_down,
             context_windows=self._context_windows(),
+            cascade=self._cascade(),
+            vote=self.spec.routing.vote,
             breaker_failures=self.spec.run.breaker_failures,
             breaker_cooldown_s=self.spec.run.breaker_cooldown_s,
             rng=random.Random(),
@@ -125,6 +127,12 @@ class UnitRunner:
         """Tokens of the request around the row's text: instructions and chat framing."""
         msgs = self.kind.build_messages("")
         return sum(count_tokens(m.content, model) for m in msgs) + chat_overhead_tokens(len(msgs))
+
+    def _cascade(self) -> CascadeSpec | None:
+        routing = self.spec.routing
+        if routing.cascade is None and routing.policy == "cascade":
+            return CascadeSpec()  # the task's own validation decides escalation
+        return routing.cascade
 
     def _context_windows(self) -> dict[str, int]:
         windows = {}
@@ -170,13 +178,18 @@ class UnitRunner:
             for i, c in zip(idx, counts, strict=True):
                 tokens[i] = int(c) + overhead
 
-        async def one(i: int, rid: str, text: str, tier: str) -> RowOutcome:
-            async with sem:
-                return await executor.run(rid, text, tier, tokens[i])
+        rule = self.spec.routing.sensitive
+        allowed = frozenset(rule.allowed_providers) if rule is not None else None
 
-        rows = todo.iter_rows()
+        async def one(i: int, rid: str, text: str, tier: str, sensitive: bool) -> RowOutcome:
+            async with sem:
+                return await executor.run(
+                    rid, text, tier, tokens[i], allowed if sensitive else None
+                )
+
+        rows = todo.select(ID, TEXT, TIER, SENSITIVE).iter_rows()
         return await asyncio.gather(
-            *(one(i, rid, text, tier) for i, (rid, text, tier) in enumerate(rows))
+            *(one(i, rid, text, tier, bool(sens)) for i, (rid, text, tier, sens) in enumerate(rows))
         )
 
     def tables(self, unit: Unit, outcomes: list[RowOutcome]) -> tuple[pa.Table, pa.Table, pa.Table]:
@@ -196,6 +209,8 @@ class UnitRunner:
                     "attempts": o.attempts,
                     "retries": o.retries,
                     "rate_limited": o.rate_limited,
+                    "accepted_attempt": o.accepted_attempt,
+                    "accepted_reason": o.accepted_reason,
                     "latency_ms": o.latency_ms,
                     "unit": unit.index,
                     "completed_at": now,

@@ -80,7 +80,17 @@ class SummariseTask(Strict):
         return self.max_output_tokens or self.max_words * 2 + 16
 
 
-Task = Annotated[ClassifyTask | SummariseTask, Field(discriminator="kind")]
+class GenerateTask(Strict):
+    """Free-form answers: any non-empty answer is accepted (e.g. replaying recorded ones)."""
+
+    kind: Literal["generate"] = Field(description="Task kind: one free-form answer per row.")
+    instructions: str = Field(default="", description="System prompt; empty sends none.")
+    max_output_tokens: int = Field(
+        default=512, ge=1, le=32768, description="Cap on the answer's tokens."
+    )
+
+
+Task = Annotated[ClassifyTask | SummariseTask | GenerateTask, Field(discriminator="kind")]
 
 
 # --- input / output ------------------------------------------------------------------
@@ -281,8 +291,84 @@ class Rule(Strict):
         return v
 
 
+class RoutingTarget(Strict):
+    """Calibrate the learned router's threshold to one of these (on its validation data)."""
+
+    max_flagship_share: float | None = Field(
+        default=None, ge=0, le=1, description="At most this share of rows goes to flagship."
+    )
+    min_quality: float | None = Field(
+        default=None, ge=0, le=1.5, description="At least this fraction of all-flagship quality."
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> RoutingTarget:
+        if (self.max_flagship_share is None) == (self.min_quality is None):
+            raise ValueError("set exactly one of max_flagship_share or min_quality")
+        return self
+
+
+class CascadeSpec(Strict):
+    """Validate each answer; escalate to the next tier up until one is accepted."""
+
+    agree: list[DeploymentRef] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=2,
+        description="Two deployments that must give the same answer for a row at the first "
+        "one's tier; when they differ the row escalates.",
+    )
+    min_logprob: float | None = Field(
+        default=None,
+        le=0,
+        description="Escalate when the answer's mean token log-probability is lower "
+        "(only where the provider returns log-probabilities).",
+    )
+
+
+class VoteSpec(Strict):
+    """Ask several deployments; the majority answer wins, a tie escalates."""
+
+    deployments: list[DeploymentRef] = Field(
+        min_length=2, description="Deployments that vote (each is called once per row)."
+    )
+    tier: TierName = Field(default="cheap", description="Rows routed to this tier are voted on.")
+
+
+class SensitiveSpec(Strict):
+    """Rows matching `when` or `pattern` go only to `allowed_providers`, on fallback and
+    escalation too; a row no allowed provider can take becomes `no_allowed_provider`."""
+
+    when: str | None = Field(default=None, description="SQL predicate, e.g. 'contains_pii'.")
+    pattern: str | None = Field(
+        default=None, description="Regular expression over the row's text (e-mail, IBAN, ...)."
+    )
+    allowed_providers: list[str] = Field(
+        min_length=1, description="Providers that may see sensitive rows."
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> SensitiveSpec:
+        if not self.when and not self.pattern:
+            raise ValueError("set `when` (a predicate), `pattern` (a regex), or both")
+        if self.pattern:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
+        if self.when:
+            from pipeline.routing.rules import compile_predicate
+
+            compile_predicate(self.when)
+        return self
+
+
 class RoutingSpec(Strict):
-    policy: Literal["rules"] = Field(default="rules", description="Routing policy.")
+    policy: Literal["rules", "learned", "cascade"] = Field(
+        default="rules",
+        description="rules: SQL predicates; learned: a trained router model; cascade: start "
+        "every row at the cheapest tier and escalate until an answer is accepted.",
+    )
     rules: list[Rule] = Field(default_factory=list, description="First matching rule wins.")
     default: TierName = Field(default="cheap", description="Tier for rows no rule matches.")
     on_tier_down: Literal["escalate", "defer"] = Field(
@@ -290,6 +376,39 @@ class RoutingSpec(Strict):
         description="When no deployment of a row's tier can serve it: try the next tier up "
         "(escalate), or write a retryable `deferred` error row for a later rerun (defer).",
     )
+    model: str | None = Field(
+        default=None, description="learned: the router model file (tierline router train)."
+    )
+    threshold: float | None = Field(
+        default=None, ge=0, description="learned: decision threshold, set directly."
+    )
+    target: RoutingTarget | None = Field(
+        default=None, description="learned: calibrate the threshold to this target."
+    )
+    optimize: Literal["cost", "balanced", "quality"] | None = Field(
+        default=None, description="learned: a preset threshold (cost, balanced, quality)."
+    )
+    features: list[str] = Field(
+        default_factory=list, description="learned: metadata columns the router model reads."
+    )
+    cascade: CascadeSpec | None = Field(
+        default=None,
+        description="Validate answers and escalate rejected rows (any policy; implied by "
+        "policy cascade).",
+    )
+    vote: VoteSpec | None = Field(default=None, description="Majority vote for a tier.")
+    sensitive: SensitiveSpec | None = Field(
+        default=None, description="Rows only some providers may see."
+    )
+
+    @model_validator(mode="after")
+    def _learned_needs_model(self) -> RoutingSpec:
+        if self.policy == "learned" and not self.model:
+            raise ValueError("policy 'learned' needs `model`: a file from `tierline router train`")
+        return self
+
+    def escalates(self) -> bool:
+        return self.policy == "cascade" or self.cascade is not None
 
 
 class RunOptions(Strict):
@@ -348,6 +467,20 @@ class JobSpec(Strict):
                     problems.append(
                         f"tiers.{tier}: {dep.name!r} names provider {dep.provider!r}, "
                         f"which is not under providers (have: {', '.join(self.providers)})"
+                    )
+        extra: list[tuple[str, Deployment]] = []
+        if self.routing.cascade and self.routing.cascade.agree:
+            extra += [("routing.cascade.agree", d) for d in self.routing.cascade.agree]
+        if self.routing.vote:
+            extra += [("routing.vote.deployments", d) for d in self.routing.vote.deployments]
+        for where, dep in extra:
+            if dep.provider not in self.providers:
+                problems.append(f"{where}: {dep.name!r} names unknown provider {dep.provider!r}")
+        if self.routing.sensitive:
+            for name in self.routing.sensitive.allowed_providers:
+                if name not in self.providers:
+                    problems.append(
+                        f"routing.sensitive.allowed_providers: {name!r} is not under providers"
                     )
         used = {r.tier for r in self.routing.rules} | {self.routing.default}
         for tier in sorted(used):

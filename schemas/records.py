@@ -29,6 +29,9 @@ RESULTS = pa.schema(
         pa.field("attempts", pa.int32()),
         pa.field("retries", pa.int32()),
         pa.field("rate_limited", pa.int32()),
+        # Which call's answer was kept, and why (valid, agree, vote, final_tier (...)).
+        pa.field("accepted_attempt", pa.int32()),
+        pa.field("accepted_reason", pa.string()),
         pa.field("latency_ms", pa.float64()),
         pa.field("unit", pa.int32()),
         pa.field("completed_at", _TS),
@@ -45,7 +48,8 @@ COSTS = pa.schema(
         pa.field("output_tokens", pa.int64()),
         pa.field("cost_usd", pa.float64()),
         pa.field("price_version", pa.string()),
-        # One row per billed call: 'ok' answers and answers that failed validation.
+        # One row per billed call: ok, invalid_output, or, for answers a cascade did not
+        # keep, escalated / disagreed.
         pa.field("call_status", pa.string()),
         pa.field("attempt", pa.int32()),
         pa.field("token_method", pa.string()),

@@ -46,6 +46,8 @@ class ChatResponse:
     usage: Usage
     model: str
     finish_reason: str = "stop"
+    # Mean token log-probability of the answer, where the provider returns them.
+    mean_logprob: float | None = None
     # Rate-limit headers seen on the answer (lower-cased names), for quota feedback.
     rate_headers: dict[str, str] = field(default_factory=dict)
 

@@ -52,7 +52,14 @@ class OpenAIChat:
                 ),
                 model=str(body.get("model", request.model)),
                 finish_reason=str(choice.get("finish_reason") or "stop"),
+                mean_logprob=_mean_logprob(choice),
                 rate_headers=rate,
             )
         except (KeyError, IndexError, TypeError, ValueError):
             raise ProviderUnavailable(f"{where}: answer lacks choices[0].message.content") from None
+
+
+def _mean_logprob(choice: dict[str, Any]) -> float | None:
+    content = (choice.get("logprobs") or {}).get("content") or []
+    values = [float(t["logprob"]) for t in content if isinstance(t, dict) and "logprob" in t]
+    return sum(values) / len(values) if values else None

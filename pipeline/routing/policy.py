@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import polars as pl
 
-from pipeline.routing.rules import predicate_columns, route_by_rules
+from pipeline.routing.rules import compile_predicate, predicate_columns, route_by_rules
 from schemas.job import RoutingSpec
 
 PolicyFn = Callable[[pl.DataFrame, RoutingSpec], pl.Series]
@@ -28,7 +28,13 @@ def _learned(df: pl.DataFrame, routing: RoutingSpec) -> pl.Series:
     return learned_policy(df, routing)
 
 
-POLICIES: dict[str, PolicyFn] = {"rules": _rules, "learned": _learned}
+def _cascade(df: pl.DataFrame, routing: RoutingSpec) -> pl.Series:
+    # Every row starts at the cheapest tier; the executor escalates rejected answers.
+    # Rules, when given, may still send rows higher from the start.
+    return route_by_rules(df, routing.rules, routing.default)
+
+
+POLICIES: dict[str, PolicyFn] = {"rules": _rules, "learned": _learned, "cascade": _cascade}
 
 
 def choose_tiers(df: pl.DataFrame, routing: RoutingSpec) -> pl.Series:
@@ -41,4 +47,19 @@ def routing_columns(routing: RoutingSpec) -> list[str]:
     for rule in routing.rules:
         cols.update(predicate_columns(rule.when))
     cols.update(getattr(routing, "features", None) or [])  # the learned policy's metadata
+    if routing.sensitive is not None and routing.sensitive.when:
+        cols.update(predicate_columns(routing.sensitive.when))
     return sorted(cols)
+
+
+def sensitive_mask(df: pl.DataFrame, routing: RoutingSpec, text_col: str) -> pl.Series:
+    """True for rows only `routing.sensitive.allowed_providers` may see."""
+    rule = routing.sensitive
+    if rule is None:
+        return pl.Series("sensitive", [False] * df.height, dtype=pl.Boolean)
+    expr = pl.lit(False)
+    if rule.when:
+        expr = expr | compile_predicate(rule.when).fill_null(False)
+    if rule.pattern:
+        expr = expr | pl.col(text_col).str.contains(rule.pattern).fill_null(False)
+    return df.select(expr.alias("sensitive")).to_series()

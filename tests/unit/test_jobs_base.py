@@ -18,7 +18,13 @@ def test_parsed_is_frozen_and_has_constructors() -> None:
 
 
 def test_known_kinds_cover_the_spec_task_kinds() -> None:
-    assert known_kinds() == ["classify", "summarise"]
+    import typing
+
+    from schemas.job import Task
+
+    members = typing.get_args(typing.get_args(Task)[0])
+    spec_kinds = sorted(typing.get_args(m.model_fields["kind"].annotation)[0] for m in members)
+    assert known_kinds() == spec_kinds == ["classify", "generate", "summarise"]
 
 
 def test_unknown_kind_names_the_known_ones() -> None:
@@ -56,3 +62,12 @@ def test_get_job_kind_builds_from_the_task() -> None:
     job = get_job_kind(ClassifyTask(kind="classify", labels=["a", "b"]))
     assert isinstance(job, ClassifyJob)
     assert job.labels == ("a", "b")
+
+
+def test_generate_accepts_any_non_empty_answer() -> None:
+    from schemas.job import GenerateTask
+
+    job = get_job_kind(GenerateTask(kind="generate", instructions="Answer briefly."))
+    assert [m.role for m in job.build_messages("2+2?")] == ["system", "user"]
+    assert job.parse("  4 \n").output == "4"
+    assert not job.parse("   ").ok

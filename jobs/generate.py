@@ -1,0 +1,39 @@
+"""Free-form generation: the row's text is the prompt; any non-empty answer is accepted.
+
+    job = GenerateJob(GenerateTask(kind="generate", max_output_tokens=256))
+
+Used to replay recorded answers (the router benchmark) and for open-ended prompts whose
+quality is judged downstream.
+"""
+
+from __future__ import annotations
+
+import math
+
+from jobs.base import Parsed
+from pipeline.providers.base import Message
+from schemas.job import GenerateTask
+
+
+class GenerateJob:
+    kind = "generate"
+
+    def __init__(self, task: GenerateTask) -> None:
+        self.task = task
+
+    def build_messages(self, text: str) -> tuple[Message, ...]:
+        user = Message(role="user", content=text)
+        if self.task.instructions:
+            return (Message(role="system", content=self.task.instructions), user)
+        return (user,)
+
+    def max_output_tokens(self) -> int:
+        return self.task.max_output_tokens
+
+    def estimate_output_tokens(self) -> int:
+        # No better prior than "a fair share of the cap" without earlier runs.
+        return max(1, math.ceil(self.task.max_output_tokens / 4))
+
+    def parse(self, raw: str) -> Parsed:
+        text = raw.strip()
+        return Parsed.accept(text) if text else Parsed.reject("empty answer")
