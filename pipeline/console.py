@@ -5,9 +5,18 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
+from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from pipeline.summary import JobSummary
@@ -15,63 +24,117 @@ from pipeline.worker import UnitReport
 
 
 class ConsoleProgress:
-    """Live bar when stderr is a terminal; a log line every few seconds otherwise."""
+    """Live bar when stderr is a terminal; a log line every few seconds otherwise.
+
+    Shows rows done of all, rows/s, spend against the budget and the forecast, the tier
+    mix so far, calls in flight and 429s per provider, and the time left.
+    """
 
     def __init__(self, console: Console | None = None, every_s: float = 5.0) -> None:
         self.console = console or Console(stderr=True)
-        self.live = self.console.is_terminal
+        self.is_live = self.console.is_terminal
         self.every_s = every_s
         self.bar: Progress | None = None
-        self.task: int | None = None
+        self.task: TaskID | None = None
         self.rows_total = 0
-        self.rows_done = 0
+        self.rows_base = 0  # committed before this run
+        self.rows_done = 0  # committed in this run
+        self.unit_rows = 0  # finished inside units still running
         self.cost = 0.0
+        self.budget: float | None = None
+        self.forecast: float | None = None
+        self.tiers: Counter[str] = Counter()
+        self.in_flight: dict[str, int] = {}
+        self.limited: dict[str, int] = {}
         self.started = 0.0
         self.last_log = 0.0
 
-    def start(self, job_id: str, rows_total: int, rows_done: int, units_todo: int) -> None:
-        self.rows_total, self.rows_done = rows_total, rows_done
+    def start(
+        self,
+        job_id: str,
+        rows_total: int,
+        rows_done: int,
+        units_todo: int,
+        *,
+        budget_usd: float | None = None,
+        forecast_usd: float | None = None,
+        spent_usd: float = 0.0,
+    ) -> None:
+        self.rows_total, self.rows_base = rows_total, rows_done
+        self.budget, self.forecast, self.cost = budget_usd, forecast_usd, spent_usd
         self.started = self.last_log = time.monotonic()
         self.console.print(
             f"job [bold]{job_id}[/]: {units_todo} units to do, {rows_total} rows in all"
         )
-        if self.live:
+        if self.is_live:
             self.bar = Progress(
                 TextColumn("[bold]rows"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]} rows/s  ${task.fields[cost]}"),
                 TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"),
                 console=self.console,
                 transient=False,
             )
             self.bar.start()
-            self.task = self.bar.add_task(
-                "rows", total=rows_total, completed=rows_done, rate="0", cost="0.0000"
+            self.task = self.bar.add_task("rows", total=rows_total, completed=rows_done, info="")
+
+    def line(self) -> str:
+        # A poll can see a unit's rows just before its report arrives: never overcount.
+        done = min(self.rows_total, self.rows_base + self.rows_done + self.unit_rows)
+        elapsed = max(1e-6, time.monotonic() - self.started)
+        rate = (self.rows_done + self.unit_rows) / elapsed
+        parts = [f"{rate:,.0f} rows/s", f"${self.cost:.4f}"]
+        if self.budget:
+            parts[-1] += f" of ${self.budget:g}"
+        if self.forecast is not None:
+            parts.append(f"forecast ${self.forecast:.4f}")
+        total = sum(self.tiers.values())
+        if total:
+            parts.append(" ".join(f"{t} {n / total:.0%}" for t, n in sorted(self.tiers.items())))
+        if self.in_flight:
+            parts.append(
+                "in flight " + " ".join(f"{p} {n}" for p, n in sorted(self.in_flight.items()))
             )
+        if any(self.limited.values()):
+            parts.append("429s " + " ".join(f"{p} {n}" for p, n in sorted(self.limited.items())))
+        left = self.rows_total - done
+        if rate > 0 and left > 0:
+            parts.append(f"ETA {left / rate:,.0f}s")
+        return f"{done:,}/{self.rows_total:,} rows, " + ", ".join(parts)
+
+    def _show(self) -> None:
+        if self.bar is not None and self.task is not None:
+            done = min(self.rows_total, self.rows_base + self.rows_done + self.unit_rows)
+            self.bar.update(self.task, completed=done, info=self.line())
+        elif time.monotonic() - self.last_log >= self.every_s:
+            self.last_log = time.monotonic()
+            print(f"progress: {self.line()}", file=sys.stderr, flush=True)
 
     def advance(self, report: UnitReport) -> None:
         self.rows_done += report.rows
+        self.unit_rows = 0
         self.cost += report.cost_usd
-        elapsed = max(1e-6, time.monotonic() - self.started)
-        rate = f"{(self.rows_done / elapsed):,.0f}"
-        if self.bar is not None and self.task is not None:
-            self.bar.update(self.task, advance=report.rows, rate=rate, cost=f"{self.cost:.4f}")
-        elif time.monotonic() - self.last_log >= self.every_s:
-            self.last_log = time.monotonic()
-            print(
-                f"progress: {self.rows_done}/{self.rows_total} rows, "
-                f"{rate} rows/s, ${self.cost:.4f}",
-                file=sys.stderr,
-                flush=True,
-            )
+        self.tiers.update(report.tiers)
+        self._show()
+
+    def live(self, figures: dict[str, Any]) -> None:
+        self.unit_rows = int(figures.get("unit_rows", 0))
+        self.in_flight = {k: v for k, v in figures.get("in_flight", {}).items() if v}
+        for k, v in figures.get("rate_limited", {}).items():
+            self.limited[k] = max(self.limited.get(k, 0), int(v))
+        self._show()
 
     def note(self, message: str) -> None:
-        self.console.print(f"[yellow]{message}[/]" if self.live else message)
+        self.console.print(f"[yellow]{message}[/]" if self.is_live else message)
 
     def stop(self) -> None:
+        self.unit_rows, self.in_flight = 0, {}
         if self.bar is not None:
+            self._show()
             self.bar.stop()
+        else:
+            print(f"done: {self.line()}", file=sys.stderr, flush=True)
 
 
 def summary_table(s: JobSummary) -> Table:

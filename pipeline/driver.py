@@ -10,6 +10,7 @@ are rewritten whole and its commit marker comes last, so nothing is counted twic
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import time
@@ -25,6 +26,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from pipeline.errors import ConfigError, TerminalError
 from pipeline.plan import Plan, Unit, make_plan
 from pipeline.quota_actor import account_key, ensure_quota_actor
+from pipeline.store import Store
 from pipeline.summary import JobSummary, build_summary, write_summary
 from pipeline.worker import UnitReport, UnitRunner
 from schemas.job import JobSpec
@@ -33,20 +35,45 @@ from schemas.records import UnitCommit
 log = logging.getLogger("tierline")
 
 MAX_UNIT_TRIES = 3
+POLL_S = 1.0
+
+
+def _add(dicts: Any) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for d in dicts:
+        for k, v in d.items():
+            total[k] = total.get(k, 0) + int(v)
+    return total
 
 
 class Progress(Protocol):
-    def start(self, job_id: str, rows_total: int, rows_done: int, units_todo: int) -> None: ...
+    def start(
+        self,
+        job_id: str,
+        rows_total: int,
+        rows_done: int,
+        units_todo: int,
+        *,
+        budget_usd: float | None = None,
+        forecast_usd: float | None = None,
+        spent_usd: float = 0.0,
+    ) -> None: ...
     def advance(self, report: UnitReport) -> None: ...
+    def live(self, figures: dict[str, Any]) -> None: ...
     def note(self, message: str) -> None: ...
     def stop(self) -> None: ...
 
 
 class QuietProgress:
-    def start(self, job_id: str, rows_total: int, rows_done: int, units_todo: int) -> None:
+    def start(
+        self, job_id: str, rows_total: int, rows_done: int, units_todo: int, **_: Any
+    ) -> None:
         return None
 
     def advance(self, report: UnitReport) -> None:
+        return None
+
+    def live(self, figures: dict[str, Any]) -> None:
         return None
 
     def note(self, message: str) -> None:
@@ -104,6 +131,10 @@ class WorkerActor:
             self.entered = True
         return await self.runner.process(unit, previous)
 
+    async def stats(self) -> dict[str, Any]:
+        """Live figures for the driver's progress display (runs beside `process`)."""
+        return self.runner.metrics.snapshot()
+
     async def close(self) -> None:
         if self.entered:
             await self.runner.__aexit__(None, None, None)
@@ -135,6 +166,15 @@ def ensure_ray() -> None:
 
 def sim_config_json(spec: JobSpec, provider: str) -> str:
     return spec.providers[provider].sim.to_sim_config().model_dump_json()
+
+
+def _forecast_p50(output_uri: str, job_id: str) -> float | None:
+    """The dry run's p50 cost for this job, when one was made (`tierline forecast`)."""
+    try:
+        doc = json.loads(Store.open(output_uri).child(job_id).read_bytes("forecast.json"))
+        return float(doc["cost_usd"]["p50"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def start_quotas(spec: JobSpec, endpoints: dict[str, str]) -> dict[str, str]:
@@ -182,11 +222,15 @@ class _Dispatch:
         self.workers = [self._new_worker() for _ in range(n)]
         running: dict[Any, tuple[Any, Unit]] = {}
         idle = list(self.workers)
+        last_poll = time.monotonic()
         while queue or running:
             while idle and queue:
                 w, u = idle.pop(), queue.popleft()
                 running[w.process.remote(u, self.plan.committed.get(u.index))] = (w, u)
             ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+            if time.monotonic() - last_poll >= POLL_S:
+                last_poll = time.monotonic()
+                self._poll([w for w, _ in running.values()])
             for ref in ready:
                 worker, unit = running.pop(ref)
                 try:
@@ -215,6 +259,22 @@ class _Dispatch:
             with contextlib.suppress(Exception):  # a dead worker has nothing to close
                 ray.get(w.close.remote(), timeout=10)
             ray.kill(w)
+
+    def _poll(self, busy: list[Any]) -> None:
+        """Ask busy workers for live figures; a slow or dead one is simply left out."""
+        refs = [w.stats.remote() for w in busy]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0.5)
+        snaps = []
+        for ref in ready:
+            with contextlib.suppress(Exception):
+                snaps.append(ray.get(ref))
+        live = {
+            "unit_rows": sum(s["unit_rows"] for s in snaps),
+            "in_flight": _add(s["in_flight"] for s in snaps),
+            "rate_limited": _add(s["rate_limited"] for s in snaps),
+            "retries": _add(s["retries"] for s in snaps),
+        }
+        self.progress.live(live)
 
     def _retry(self, unit: Unit, queue: deque[Unit], reason: str, transient: bool = True) -> None:
         self.tries[unit.index] = self.tries.get(unit.index, 0) + 1
@@ -255,7 +315,15 @@ def run_job(
                 actor = SimActor.options(scheduling_strategy=here).remote()  # type: ignore[attr-defined]
                 endpoints[name] = ray.get(actor.start.remote(sim_config_json(spec, name)))
                 sims.append(actor)
-        progress.start(plan.job_id, plan.rows_total, done_rows, len(todo))
+        progress.start(
+            plan.job_id,
+            plan.rows_total,
+            done_rows,
+            len(todo),
+            budget_usd=spec.budget_usd,
+            forecast_usd=_forecast_p50(out_uri, plan.job_id),
+            spent_usd=sum(c.cost_usd for c in plan.committed.values()),
+        )
         quotas = start_quotas(spec, endpoints)
         dispatch = _Dispatch(spec, plan, out_uri, endpoints, quotas, progress)
         try:

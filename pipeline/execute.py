@@ -29,6 +29,7 @@ from pipeline.errors import (
     TierlineError,
     TooLong,
 )
+from pipeline.metrics import Metrics
 from pipeline.providers.base import ChatRequest, ChatResponse, Message, Provider
 from pipeline.retry import RetryPolicy
 from pipeline.routing.cascade import majority, normalise
@@ -128,6 +129,7 @@ class RowExecutor:
         context_windows: Mapping[str, int] | None = None,
         cascade: CascadeSpec | None = None,
         vote: VoteSpec | None = None,
+        metrics: Metrics | None = None,
         breaker_failures: int = 5,
         breaker_cooldown_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
@@ -144,6 +146,7 @@ class RowExecutor:
         self.context_windows = context_windows or {}
         self.cascade = cascade
         self.vote = vote
+        self.metrics = metrics or Metrics("local")
         self.clock = clock
         self.sleep = sleep
         self.rng = rng or random.Random()
@@ -391,7 +394,8 @@ class RowExecutor:
             out.attempts += 1
             try:
                 async with self.limiter.slot(dep, tokens):
-                    response = await provider.complete(self.session, request)
+                    with self.metrics.call(dep.provider, dep.model):
+                        response = await provider.complete(self.session, request)
             except (AuthFailed, ConfigError) as exc:
                 self.dead[dep.provider] = exc.message
                 self.limiter.feedback(dep, exc, None, tokens)
@@ -403,6 +407,7 @@ class RowExecutor:
                 breaker.record(False)
                 if isinstance(exc, RateLimited):
                     out.rate_limited += 1
+                    self.metrics.limited(dep.provider)
                 retry_after = exc.retry_after_s if isinstance(exc, RateLimited) else None
                 delay = self.policy.delay(attempt, self.rng, retry_after)
                 if not breaker.allow() or not self.policy.may_retry(
@@ -410,6 +415,7 @@ class RowExecutor:
                 ):
                     return exc
                 out.retries += 1
+                self.metrics.retry(dep.provider, exc.error_type)
                 await self.sleep(delay)
                 continue
             breaker.record(True)

@@ -209,10 +209,11 @@ class QuotaClient:
         if success:
             self.successes += 1
 
-    def rate_limited(self, retry_after_s: float | None, headers: dict[str, str]) -> None:
+    def rate_limited(self, retry_after_s: float | None, headers: dict[str, str]) -> bool:
+        """Pause this client; True when this starts a new pause (reported to the actor)."""
         now = self.clock()
         if now < self.pause_until:
-            return  # this pause is known; report a storm once
+            return False  # this pause is known; report a storm once
         self.pause_until = now + (retry_after_s or 1.0)
         # Permits held now would be spent into the pause: hand them back.
         self.req = self.tok = 0
@@ -220,6 +221,7 @@ class QuotaClient:
         if self.sync_task is None:
             # Limits were unknown: from now on, learn what the account allows.
             self.sync_task = asyncio.create_task(self._sync_loop())
+        return True
 
     async def _sync_loop(self) -> None:
         while True:
@@ -270,8 +272,10 @@ class ClusterLimiter:
         spec: JobSpec,
         actors: Mapping[str, str],
         client_id: str,
+        on_pause: Callable[[str], None] | None = None,
     ) -> None:
         self.spec = spec
+        self.on_pause = on_pause
         self.clients: dict[str, QuotaClient] = {}
         for key, name in actors.items():
             provider = key.split("::", 1)[0]
@@ -305,7 +309,9 @@ class ClusterLimiter:
             used = response.usage.input_tokens + response.usage.output_tokens
         client.release(reserved_tokens, used, success=error is None)
         if isinstance(error, RateLimited):
-            client.rate_limited(error.retry_after_s, dict(error.context.get("headers") or {}))
+            headers = dict(error.context.get("headers") or {})
+            if client.rate_limited(error.retry_after_s, headers) and self.on_pause:
+                self.on_pause(deployment.provider)
 
     async def close(self) -> None:
         for c in self.clients.values():

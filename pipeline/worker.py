@@ -28,6 +28,7 @@ from jobs.base import get_job_kind
 from pipeline.costs import add_cost_column
 from pipeline.execute import Limiter, RowExecutor, RowOutcome
 from pipeline.limiter import LocalLimiter
+from pipeline.metrics import Metrics
 from pipeline.plan import Unit
 from pipeline.providers import registry
 from pipeline.providers.base import Provider
@@ -83,8 +84,9 @@ class UnitRunner:
         self.endpoints = endpoints
         self.prices = prices or load_prices()
         self.kind = get_job_kind(spec.task)
+        self.metrics = Metrics(job_id)
         if limiter is None and quota_actors:
-            limiter = ClusterLimiter(spec, quota_actors, client_id)
+            limiter = ClusterLimiter(spec, quota_actors, client_id, on_pause=self.metrics.pause)
         self.limiter = limiter or LocalLimiter({n: p.limits for n, p in spec.providers.items()})
         self.policy = RetryPolicy(
             max_attempts=spec.run.max_attempts, deadline_s=spec.run.row_deadline_s
@@ -117,6 +119,7 @@ class UnitRunner:
             context_windows=self._context_windows(),
             cascade=self._cascade(),
             vote=self.spec.routing.vote,
+            metrics=self.metrics,
             breaker_failures=self.spec.run.breaker_failures,
             breaker_cooldown_s=self.spec.run.breaker_cooldown_s,
             rng=random.Random(),
@@ -183,9 +186,11 @@ class UnitRunner:
 
         async def one(i: int, rid: str, text: str, tier: str, sensitive: bool) -> RowOutcome:
             async with sem:
-                return await executor.run(
+                outcome = await executor.run(
                     rid, text, tier, tokens[i], allowed if sensitive else None
                 )
+            self.metrics.row(outcome.tier, outcome.ok)
+            return outcome
 
         rows = todo.select(ID, TEXT, TIER, SENSITIVE).iter_rows()
         return await asyncio.gather(
@@ -321,6 +326,7 @@ class UnitRunner:
     async def process(self, unit: Unit, previous: UnitCommit | None = None) -> UnitReport:
         """Do a unit; with `previous` (its committed state), only retry its retryable rows
         and write the next generation of its files."""
+        self.metrics.unit_rows = 0
         table = await asyncio.to_thread(read_unit, self.input, unit, unit_columns(self.spec))
         todo, early = self.prepare(table, unit.index)
         kept: tuple[pa.Table, pa.Table, pa.Table] | None = None
@@ -333,12 +339,17 @@ class UnitRunner:
             kept = (old_results, old_costs, old_errors.filter(pa.array(keep, pa.bool_())))
             early = []
         outcomes = early + await self.call_all(todo)
+        for o in early:
+            self.metrics.row(o.tier, False)
         results, costs, errors = self.tables(unit, outcomes)
+        for (prov, model), usd in _spend_by_model(costs).items():
+            self.metrics.spend(prov, model, usd)
         if kept is not None:
             results = pa.concat_tables([kept[0], results])
             costs = pa.concat_tables([kept[1], costs])
             errors = pa.concat_tables([kept[2], errors])
         commit = await asyncio.to_thread(self.write, unit, results, costs, errors, previous)
+        self.metrics.unit_rows = 0
         tiers: dict[str, int] = {}
         for o in outcomes:
             tiers[o.tier] = tiers.get(o.tier, 0) + 1
@@ -351,3 +362,12 @@ class UnitRunner:
             cost_usd=commit.cost_usd,
             tiers=tiers,
         )
+
+
+def _spend_by_model(costs: pa.Table) -> dict[tuple[str, str], float]:
+    if costs.num_rows == 0:
+        return {}
+    df = pl.from_arrow(costs.select(["provider", "model", "cost_usd"]))
+    assert isinstance(df, pl.DataFrame)
+    grouped = df.group_by("provider", "model").agg(pl.col("cost_usd").sum())
+    return {(p, m): float(c) for p, m, c in grouped.iter_rows()}
