@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint schema clean
+.PHONY: demo test lint schema docs clean
 
 $(BIN)/tierline: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,6 +20,10 @@ test: $(BIN)/tierline
 
 schema: $(BIN)/tierline
 	$(BIN)/tierline schema --out schemas/job.schema.json
+
+# The spec's JSON Schema and the README's configuration reference, from the models.
+docs: schema
+	$(BIN)/python -m schemas.export
 
 clean:
 	rm -rf $(VENV) tierline-out .pytest_cache

@@ -102,3 +102,16 @@ def test_exported_json_schema_is_current() -> None:
     assert json.loads(committed.read_text()) == json.loads(spec_json_schema()), (
         "schemas/job.schema.json is stale: run `tierline schema --out schemas/job.schema.json`"
     )
+
+
+def test_readme_configuration_reference_is_current() -> None:
+    from schemas.export import spec_reference_markdown
+
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("<!-- config-reference:start -->\n") + len(
+        "<!-- config-reference:start -->\n"
+    )
+    end = readme.index("<!-- config-reference:end -->")
+    assert readme[start:end] == spec_reference_markdown(), (
+        "README's configuration reference is stale: regenerate it from schemas.export"
+    )
