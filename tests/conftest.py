@@ -4,10 +4,6 @@ Ray. The S3 endpoint starts first so the Ray workers inherit AWS_ENDPOINT_URL.""
 from __future__ import annotations
 
 import os
-
-# Ray started by the tests binds to loopback only (read by Ray at import time).
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +11,16 @@ from typing import Any
 import pytest
 
 from tests.s3server import FaultyS3Server
+
+# Ray started by the tests binds to loopback only (read by Ray at import time).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# Fake provider keys for the secrets test. Set before Ray starts, as a real cluster's pods
+# hold keys in their environment: only the variable names travel with a job.
+CANARY_KEYS = {
+    "TIERLINE_CANARY_GOOD": "sk-canary-GOOD-7c1e0a93b4d2f6",
+    "TIERLINE_CANARY_BAD": "sk-canary-BAD-51f0d2aa8e3c90",
+}
+os.environ.update(CANARY_KEYS)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
