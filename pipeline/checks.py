@@ -11,12 +11,17 @@ from __future__ import annotations
 import os
 
 from schemas.job import TIER_ORDER, JobSpec
-from schemas.prices import PriceTable, UnknownPrice, load_prices
+from schemas.prices import PriceTable, UnknownPrice
 
 
 def check_spec(spec: JobSpec, prices: PriceTable | None = None) -> list[str]:
-    prices = prices or load_prices()
     problems: list[str] = []
+    if prices is None:
+        try:
+            prices = spec.price_table()
+        except ValueError as exc:
+            return [f"prices: {str(exc).splitlines()[0]}"]
+    problems += _learned_problems(spec)
     for tier in TIER_ORDER:
         for i, dep in enumerate(spec.tiers.get(tier) or []):  # type: ignore[call-overload]
             try:
@@ -31,3 +36,17 @@ def check_spec(spec: JobSpec, prices: PriceTable | None = None) -> list[str]:
                 f"(export it before running; the key is read at call time and never stored)"
             )
     return problems
+
+
+def _learned_problems(spec: JobSpec) -> list[str]:
+    routing = spec.routing
+    if routing.policy != "learned" or not routing.model:
+        return []
+    from pipeline.routing.learned import RouterFileError, load_model, tier_problems
+
+    try:
+        model = load_model(routing.model)
+    except (OSError, RouterFileError) as exc:
+        return [f"routing.model: cannot load {routing.model!r}: {exc}"]
+    first = {t: (deps[0].model if deps else None) for t, deps in spec.tiers.items()}
+    return tier_problems(model, first)  # type: ignore[arg-type]

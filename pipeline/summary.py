@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.plan import Plan
 from pipeline.store import Store
 from schemas.job import JobSpec
-from schemas.prices import PriceTable, UnknownPrice, load_prices
+from schemas.prices import PriceTable, UnknownPrice
 from schemas.records import COSTS, ERRORS, RESULTS
 
 
@@ -107,7 +107,7 @@ def build_summary(
 ) -> JobSummary:
     from pipeline.plan import committed_units
 
-    prices = prices or load_prices()
+    prices = prices or spec.price_table()
     out = Store.open(output_uri).child(plan.job_id)
     plan.committed = committed_units(out)
     results, costs, errors = load_outputs(out, plan)

@@ -38,7 +38,7 @@ from pipeline.rows import ID, SENSITIVE, TEXT, TIER, prepare_unit, read_unit, un
 from pipeline.store import Store, table_to_parquet_bytes
 from pipeline.tokens import chat_overhead_tokens, count_tokens, count_tokens_batch
 from schemas.job import CascadeSpec, JobSpec
-from schemas.prices import PriceTable, load_prices
+from schemas.prices import PriceTable
 from schemas.records import COSTS, ERRORS, RESULTS, RETRYABLE_ERRORS, FileEntry, UnitCommit
 
 
@@ -82,7 +82,7 @@ class UnitRunner:
         self.input = Store.open(spec.input.uri)
         self.out = Store.open(output_uri).child(job_id)
         self.endpoints = endpoints
-        self.prices = prices or load_prices()
+        self.prices = prices or spec.price_table()
         self.kind = get_job_kind(spec.task)
         self.metrics = Metrics(job_id)
         if limiter is None and quota_actors:

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from pipeline.sim.config import Faults, KeyLimits, Latency, ModelBehaviour, SimConfig
+from schemas.prices import PriceTable, load_prices
 
 TIER_ORDER: tuple[str, ...] = ("cheap", "mid", "flagship")
 TierName = Literal["cheap", "mid", "flagship"]
@@ -447,6 +448,11 @@ class JobSpec(Strict):
     )
     routing: RoutingSpec = Field(default_factory=RoutingSpec, description="How rows pick a tier.")
     budget_usd: float | None = Field(default=None, gt=0, description="Hard cap on spend, USD.")
+    prices: dict[str, dict[str, float | int | str]] = Field(
+        default_factory=dict,
+        description="Price overrides or additions by model (fields of the price table, e.g. "
+        "input_per_mtok, output_per_mtok, context_window); the cost rows' price_version says so.",
+    )
     run: RunOptions = Field(default_factory=RunOptions, description="Parallelism and retries.")
 
     @field_validator("name")
@@ -493,6 +499,10 @@ class JobSpec(Strict):
         return self
 
     # Helpers the engine uses; kept here so every module reads the spec the same way.
+    def price_table(self) -> PriceTable:
+        table = load_prices()
+        return table.with_overrides(self.prices) if self.prices else table
+
     def deployments(self) -> list[Deployment]:
         seen: dict[str, Deployment] = {}
         for tier in TIER_ORDER:

@@ -115,3 +115,25 @@ def test_readme_configuration_reference_is_current() -> None:
     assert readme[start:end] == spec_reference_markdown(), (
         "README's configuration reference is stale: regenerate it from schemas.export"
     )
+
+
+def test_price_overrides_change_costs_and_version_and_bad_ones_are_reported() -> None:
+    doc = base()
+    doc["tiers"]["cheap"] = ["sim/our-finetune-7b"]
+    doc["prices"] = {
+        "our-finetune-7b": {
+            "input_per_mtok": 0.2,
+            "output_per_mtok": 0.4,
+            "context_window": 32768,
+            "max_output_tokens": 4096,
+            "provider_family": "mistral",
+        },
+        "gpt-4o": {"input_per_mtok": 2.0},
+    }
+    spec = parse_spec(doc)
+    table = spec.price_table()
+    assert table.lookup("our-finetune-7b").output_per_mtok == 0.4
+    assert table.lookup("gpt-4o").input_per_mtok == 2.0 and "overrides" in table.version
+    assert not [p for p in check_spec(spec) if "price" in p]
+    doc["prices"] = {"gpt-4o": {"input_per_mtok": -1}}
+    assert any(p.startswith("prices:") for p in check_spec(parse_spec(doc)))
