@@ -1,0 +1,348 @@
+"""The forecast's per-unit work, and running it over many units on every core.
+
+    ctx = UnitContext(spec, prices, tiers, out_uri="out/", job_id="job-1")
+    for result in run_units(ctx, plan.units, backend="process"):
+        ...  # one small `UnitResult` per unit, in no particular order
+
+A unit is read and prepared exactly as a run does it (`pipeline.rows`), its rows' tokens
+are counted with the first model of their tier (`pipeline.tokens`), priced
+(`pipeline.costs`), written as `forecast/unit-<n>.parquet`, and summed per
+tier/provider/model. Only the sums travel back, so memory does not grow with the input.
+
+Backends: `inline` (this process), `process` (this process and a pool of one more per
+core, started with forkserver so no thread state is copied) and `ray` (tasks on the
+cluster this process is connected to). Units are handed out in tasks of about
+`TASK_ROWS` rows, two per pool process queued; units that share row groups are read once.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Literal
+
+import polars as pl
+import pyarrow as pa
+
+from pipeline.costs import add_cost_column
+from pipeline.forecast_estimates import OutputAssumption
+from pipeline.plan import Unit
+from pipeline.rows import ID, TEXT, TIER, prepare_unit, read_unit, unit_columns
+from pipeline.store import Store, table_to_parquet_bytes
+from pipeline.tokens import count_tokens_batch
+from schemas.job import JobSpec
+from schemas.prices import PriceTable
+
+Backend = Literal["inline", "process", "ray"]
+TASK_ROWS = 10_000
+FORECAST_DIR = "forecast"
+GROUP_KEYS = ("tier", "provider", "model")
+SUM_COLUMNS = ("rows", "input_tokens", "out_p10", "out_p50", "out_p90", "reserve_tokens")
+
+
+@dataclass(frozen=True)
+class TierPlan:
+    """What a tier's rows are sent to (its first deployment) and what that costs."""
+
+    provider: str
+    model: str
+    family: str  # the price table's provider_family: picks tokenizer or estimate
+    prompt_tokens: int  # system message + chat overhead, added to every row's text
+    max_tokens: int  # the request's max_tokens bounded by the model's limit
+    output: OutputAssumption
+
+
+@dataclass(frozen=True)
+class UnitContext:
+    spec: JobSpec
+    prices: PriceTable
+    tiers: dict[str, TierPlan]
+    out_uri: str | None = None  # where forecast/unit-<n>.parquet goes; None writes none
+    job_id: str = ""
+
+
+@dataclass
+class UnitResult:
+    unit: int
+    rows: int  # rows in the unit
+    rows_callable: int  # rows that would be sent
+    early: dict[str, int] = field(default_factory=dict)  # error type -> rows (no call)
+    duplicates: int = 0
+    groups: list[tuple[Any, ...]] = field(default_factory=list)  # GROUP_KEYS + SUM_COLUMNS
+
+
+# One row per row that would be sent; `_cap` is the request's max_tokens.
+_ROWS = {
+    ID: pl.String,
+    TIER: pl.String,
+    "text_tokens": pl.Int64,
+    "input_tokens": pl.Int64,
+    "provider": pl.String,
+    "model": pl.String,
+    "_cap": pl.Int64,
+    "out_p10": pl.Float64,
+    "out_p50": pl.Float64,
+    "out_p90": pl.Float64,
+}
+
+
+@lru_cache(maxsize=8)
+def _store(uri: str) -> Store:
+    return Store.open(uri)
+
+
+def unit_rows(ctx: UnitContext, unit: Unit, table: pa.Table) -> tuple[pl.DataFrame, UnitResult]:
+    """The unit's forecast rows (one per row that would be sent) and their sums."""
+    prep = prepare_unit(table, ctx.spec)
+    parts = []
+    for (tier,), part in prep.todo.partition_by(TIER, as_dict=True).items():
+        tp = ctx.tiers[str(tier)]
+        counts, _ = count_tokens_batch(part[TEXT], tp.model, tp.family)
+        text_tokens = counts.alias("text_tokens")
+        part = part.select(ID, TIER).with_columns(
+            text_tokens,
+            (text_tokens + tp.prompt_tokens).alias("input_tokens"),
+            pl.lit(tp.provider).alias("provider"),
+            pl.lit(tp.model).alias("model"),
+            pl.lit(tp.max_tokens, dtype=pl.Int64).alias("_cap"),
+        )
+        p10, p50, p90 = tp.output.exprs(pl.col("text_tokens"), pl.col("input_tokens"))
+        parts.append(
+            part.with_columns(p10.alias("out_p10"), p50.alias("out_p50"), p90.alias("out_p90"))
+        )
+    rows = pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=_ROWS)
+    sums = (
+        rows.group_by(*GROUP_KEYS)
+        .agg(
+            pl.len().alias("rows"),
+            pl.col("input_tokens").sum(),
+            pl.col("out_p10").sum(),
+            pl.col("out_p50").sum(),
+            pl.col("out_p90").sum(),
+            (pl.col("input_tokens") + pl.col("_cap")).sum().alias("reserve_tokens"),
+        )
+        .select(*GROUP_KEYS, *SUM_COLUMNS)
+    )
+    early = dict(prep.early.group_by("error_type").len().iter_rows())
+    result = UnitResult(
+        unit=unit.index,
+        rows=unit.row_count,
+        rows_callable=rows.height,
+        early={str(k): int(v) for k, v in early.items()},
+        duplicates=prep.duplicates,
+        groups=list(sums.iter_rows()),
+    )
+    return rows, result
+
+
+def forecast_file(rows: pl.DataFrame, prices: PriceTable) -> pl.DataFrame:
+    """The id-level forecast Parquet: id, tier, provider, model, input_tokens,
+    est_output_tokens (p50, fractional: an expectation) and est_cost_usd."""
+    if rows.is_empty():
+        usage = rows.select(ID, TIER, "provider", "model", "input_tokens").with_columns(
+            pl.lit(None, dtype=pl.Float64).alias("output_tokens"),
+            pl.lit(None, dtype=pl.Float64).alias("cost_usd"),
+        )
+    else:
+        usage = add_cost_column(
+            rows.select(
+                ID,
+                TIER,
+                "provider",
+                "model",
+                "input_tokens",
+                pl.col("out_p50").alias("output_tokens"),
+            ),
+            prices,
+        )
+    return usage.select(
+        ID,
+        TIER,
+        "provider",
+        "model",
+        "input_tokens",
+        pl.col("output_tokens").alias("est_output_tokens"),
+        pl.col("cost_usd").alias("est_cost_usd"),
+    )
+
+
+def unit_file(index: int) -> str:
+    return f"{FORECAST_DIR}/unit-{index:05d}.parquet"
+
+
+def _read_groups(units: Sequence[Unit]) -> list[tuple[Unit, list[Unit]]]:
+    """Consecutive units over the same row groups, each batch as one covering read."""
+    batches: list[tuple[Unit, list[Unit]]] = []
+    for u in units:
+        if batches:
+            cover, members = batches[-1]
+            same = cover.source == u.source and cover.row_groups == u.row_groups
+            if same and u.row_offset == cover.row_offset + cover.row_count:
+                grown = Unit(
+                    cover.index,
+                    cover.source,
+                    cover.row_groups,
+                    cover.row_offset,
+                    cover.row_count + u.row_count,
+                )
+                batches[-1] = (grown, [*members, u])
+                continue
+        batches.append((u, [u]))
+    return batches
+
+
+def forecast_task(ctx: UnitContext, units: Sequence[Unit]) -> list[UnitResult]:
+    """Forecast a batch of units; writes each unit's Parquet when `ctx.out_uri` is set.
+
+    Writes go to a background thread (Parquet encoding and the file system release the
+    GIL), so one unit's write overlaps the next unit's counting; all of them are done
+    before this returns."""
+    store = _store(ctx.spec.input.uri)
+    out = _store(ctx.out_uri).child(ctx.job_id) if ctx.out_uri else None
+    columns = unit_columns(ctx.spec)
+    results = []
+    writes: list[cf.Future[None]] = []
+    for cover, members in _read_groups(units):
+        table = read_unit(store, cover, columns)
+        for u in members:
+            part = table.slice(u.row_offset - cover.row_offset, u.row_count)
+            rows, result = unit_rows(ctx, u, part)
+            if out is not None:
+                frame = forecast_file(rows, ctx.prices).to_arrow()
+                writes.append(_writer().submit(_write, out, unit_file(u.index), frame))
+            results.append(result)
+    for w in writes:
+        w.result()
+    return results
+
+
+def _write(out: Store, rel: str, table: Any) -> None:
+    out.write_bytes(rel, table_to_parquet_bytes(table))
+
+
+@lru_cache(maxsize=1)
+def _writer() -> cf.ThreadPoolExecutor:
+    return cf.ThreadPoolExecutor(1, thread_name_prefix="tierline-forecast-write")
+
+
+def tasks_of(units: Sequence[Unit], task_rows: int = TASK_ROWS) -> list[list[Unit]]:
+    tasks: list[list[Unit]] = []
+    rows = task_rows
+    for u in units:
+        if rows >= task_rows:
+            tasks.append([])
+            rows = 0
+        tasks[-1].append(u)
+        rows += u.row_count
+    return tasks
+
+
+# --- backends -------------------------------------------------------------------------
+
+
+def _warm(models: list[tuple[str, str]]) -> None:
+    """Import everything and build the tokenizers before the first task arrives."""
+    for model, family in models:
+        count_tokens_batch(["warm up"], model, family)
+
+
+def workers_available() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def start_pool(models: list[tuple[str, str]], workers: int) -> cf.ProcessPoolExecutor:
+    """`workers - 1` processes (this one is the last worker), started now, so they import
+    and build their tokenizers while this process finishes planning. forkserver: no
+    thread state (polars', Ray's) is copied into them."""
+    pool = cf.ProcessPoolExecutor(
+        max(1, workers - 1), mp_context=multiprocessing.get_context("forkserver")
+    )
+    pool.submit(_warm, models)
+    return pool
+
+
+def run_units(
+    ctx: UnitContext,
+    units: Sequence[Unit],
+    *,
+    backend: Backend = "inline",
+    workers: int | None = None,
+    task_rows: int = TASK_ROWS,
+    pool: cf.ProcessPoolExecutor | None = None,
+) -> Iterator[UnitResult]:
+    """Forecast every unit; yields results as tasks finish (not in unit order). The
+    `process` backend uses `pool` when given (see `start_pool`), else its own."""
+    tasks = tasks_of(units, task_rows)
+    n = workers or workers_available()
+    if backend == "inline" or len(tasks) <= 1 or n < 2:
+        for t in tasks:
+            yield from forecast_task(ctx, t)
+    elif backend == "ray":
+        yield from _run_ray(ctx, tasks, n)
+    elif pool is not None:
+        yield from _run_pool(ctx, tasks, pool, n - 1)
+    else:
+        models = [(tp.model, tp.family) for tp in ctx.tiers.values()]
+        own = start_pool(models, n)
+        try:
+            yield from _run_pool(ctx, tasks, own, n - 1)
+        finally:
+            own.shutdown(cancel_futures=True)
+
+
+def _run_pool(
+    ctx: UnitContext, tasks: list[list[Unit]], pool: cf.ProcessPoolExecutor, size: int
+) -> Iterator[UnitResult]:
+    """Keep every pool process two tasks ahead, and work through tasks here in between."""
+    queue = iter(tasks)
+    pending: set[cf.Future[list[UnitResult]]] = set()
+    while True:
+        while len(pending) < 2 * size:
+            task = next(queue, None)
+            if task is None:
+                break
+            pending.add(pool.submit(forecast_task, ctx, task))
+        done = {f for f in pending if f.done()}
+        pending -= done
+        for f in done:
+            yield from _result(f)
+        task = next(queue, None)
+        if task is None:
+            break
+        yield from forecast_task(ctx, task)
+    for f in cf.as_completed(pending):
+        yield from _result(f)
+
+
+def _result(f: cf.Future[list[UnitResult]]) -> list[UnitResult]:
+    try:
+        return f.result()
+    except cf.process.BrokenProcessPool as exc:
+        raise RuntimeError(
+            "a forecast worker process died; a script that forecasts a big input must "
+            'start from an `if __name__ == "__main__":` block (worker processes import it)'
+        ) from exc
+
+
+def _run_ray(ctx: UnitContext, tasks: list[list[Unit]], n: int) -> Iterator[UnitResult]:
+    import ray
+
+    remote = ray.remote(num_cpus=1, max_retries=2)(forecast_task)
+    ctx_ref = ray.put(ctx)
+    pending: list[Any] = []
+    for t in tasks:
+        pending.append(remote.remote(ctx_ref, t))
+        if len(pending) >= 2 * n:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                yield from ray.get(ref)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        for ref in done:
+            yield from ray.get(ref)

@@ -1,0 +1,254 @@
+"""The forecast's arithmetic: answer-length intervals, durations and the limit that binds,
+escalations and prices, token counts as the simulator bills them. No Ray, no network."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from jobs.base import get_job_kind
+from pipeline.costs import cost_usd
+from pipeline.forecast import choose_backend, compare_forecast, tier_plans
+from pipeline.forecast_estimates import (
+    CLIENT_ROWS_PER_S_PER_WORKER,
+    Interval,
+    OutputAssumption,
+    ProviderLoad,
+    job_duration,
+    observed_interval,
+    provider_duration,
+)
+from pipeline.forecast_history import observed_assumption, observed_escalation
+from pipeline.forecast_sums import Usage, price_usage, sum_results, with_escalation
+from pipeline.forecast_units import UnitContext, UnitResult, tasks_of, unit_rows
+from pipeline.plan import Unit
+from pipeline.sim import generate
+from pipeline.summary import JobSummary
+from schemas.job import Limits, parse_spec
+from schemas.prices import load_prices
+
+PRICES = load_prices()
+
+
+def spec(**over: Any) -> Any:
+    doc: dict[str, Any] = {
+        "name": "fc",
+        "task": {"kind": "classify", "labels": ["billing", "technical", "other"]},
+        "input": {"uri": "in/", "id_column": "id", "text_columns": ["subject", "body"]},
+        "output": {"uri": "out/"},
+        "providers": {"sim": {"kind": "sim", "sim": {"latency_ms": 50}}},
+        "tiers": {"cheap": ["sim/gpt-4o-mini"], "mid": ["sim/claude-3-5-haiku"]},
+        "routing": {"rules": [{"when": "length(body) > 40", "tier": "mid"}], "default": "cheap"},
+    }
+    doc.update(over)
+    return parse_spec(doc)
+
+
+def values(exprs: tuple[pl.Expr, ...], text: list[int], inp: list[int]) -> list[list[float]]:
+    df = pl.DataFrame({"t": text, "i": inp})
+    return [df.with_columns(e.alias("x"))["x"].to_list() for e in exprs]
+
+
+# --- answer lengths -------------------------------------------------------------------
+
+
+def test_label_lengths_give_shortest_mean_longest() -> None:
+    a = OutputAssumption.labels([1, 2, 3, 6], cap=4)
+    p10, p50, p90 = values(a.exprs(pl.col("t"), pl.col("i")), [10, 500], [20, 600])
+    assert p10 == [1.0, 1.0] and p50 == [3.0, 3.0] and p90 == [4.0, 4.0]  # capped at 4
+
+
+def test_summary_length_follows_max_words_but_not_past_the_text() -> None:
+    a = OutputAssumption.words(max_words=60, cap=100)  # 60 words ~ 79.8 tokens
+    p10, p50, p90 = values(a.exprs(pl.col("t"), pl.col("i")), [30, 300], [80, 350])
+    assert p50 == [30.0, pytest.approx(79.8)]  # a 30-token text is not summarised longer
+    assert p10 == [15.0, pytest.approx(39.9)]
+    assert p90 == [45.0, 100.0]  # 1.5 x 79.8 is past the cap
+
+
+def test_observed_ratio_scales_with_input_and_is_capped() -> None:
+    a = OutputAssumption("observed_ratio", cap=50, ratio=Interval(0.1, 0.2, 0.3))
+    p10, p50, p90 = values(a.exprs(pl.col("t"), pl.col("i")), [0, 0], [100, 1000])
+    assert p10 == pytest.approx([10.0, 50.0]) and p50 == [20.0, 50.0] and p90 == [30.0, 50.0]
+
+
+def test_observed_interval_uses_unit_spread_at_least_ten_percent() -> None:
+    same = observed_interval([1.0, 1.0, 1.0], 1.0)
+    assert (same.p10, same.p50, same.p90) == (0.9, 1.0, pytest.approx(1.1))
+    wide = observed_interval([0.5, 1.0, 1.0, 1.0, 2.0], 1.0)
+    assert wide.p10 == pytest.approx(0.7) and wide.p90 == pytest.approx(1.6)
+
+
+def test_earlier_calls_give_ratio_mean_and_escalation() -> None:
+    calls = pl.DataFrame(
+        {
+            "id": ["a", "b", "c", "c"],
+            "unit": [0, 0, 1, 1],
+            "input_tokens": [100, 100, 200, 200],
+            "output_tokens": [10, 30, 40, 40],
+        }
+    )
+    ratio = observed_assumption(calls, "observed_ratio", cap=500)
+    assert ratio.ratio is not None and ratio.ratio.p50 == pytest.approx(120 / 600)
+    mean = observed_assumption(calls, "observed_mean", cap=500)
+    assert mean.fixed is not None and mean.fixed.p50 == pytest.approx(30.0)
+    assert observed_escalation(calls) == pytest.approx(4 / 3 - 1)
+
+
+# --- tokens as the run sends them ---------------------------------------------------------
+
+
+def test_prompt_overhead_plus_text_tokens_equal_what_the_simulator_bills() -> None:
+    s = spec()
+    plans = tier_plans(s, PRICES)
+    kind = get_job_kind(s.task)
+    table = pa.table(
+        {
+            "id": ["1", "2", "3", "3", "4"],
+            "subject": ["Refund", None, "Login", "dup", ""],
+            "body": [
+                "I was charged twice",
+                "The app crashes with an error whenever I open the settings page",
+                "cannot log in",
+                "x",
+                "  ",
+            ],
+        }
+    )
+    ctx = UnitContext(s, PRICES, plans)
+    rows, result = unit_rows(ctx, Unit(0, "f", (0,), 0, 5), table)
+    assert (result.rows_callable, result.duplicates, result.early) == (3, 1, {"empty_text": 1})
+    for rid, tier, text in [
+        ("1", "cheap", "Refund\n\nI was charged twice"),
+        ("2", "mid", "The app crashes with an error whenever I open the settings page"),
+    ]:
+        row = rows.filter(pl.col("id") == rid).row(0, named=True)
+        msgs = tuple((m.role, m.content) for m in kind.build_messages(text))
+        assert row["tier"] == tier
+        assert row["input_tokens"] == generate.input_tokens(msgs, row["model"])
+    sums = {g[0]: g for g in result.groups}
+    assert sums["cheap"][3] == 2 and sums["mid"][3] == 1  # rows per tier
+
+
+# --- sums, escalation, prices -------------------------------------------------------------
+
+
+def test_results_fold_into_sums_with_a_separate_todo_part() -> None:
+    g = ("cheap", "sim", "gpt-4o-mini", 10, 1000.0, 10.0, 20.0, 30.0, 1160.0)
+    results = [
+        UnitResult(0, rows=11, rows_callable=10, early={"empty_text": 1}, groups=[g]),
+        UnitResult(1, rows=10, rows_callable=10, groups=[g]),
+    ]
+    t = sum_results(results, todo_units={1})
+    u = t.usage[("cheap", "sim", "gpt-4o-mini")]
+    assert (t.rows, t.callable, t.early) == (21, 20, {"empty_text": 1})
+    assert (u.rows, u.input_tokens, u.out, u.reserve_tokens) == (20, 2000, [20, 40, 60], 2320)
+    assert t.todo[("cheap", "sim", "gpt-4o-mini")].rows == 10
+
+
+def test_escalated_calls_go_to_the_next_tier_and_are_priced_there() -> None:
+    s = spec()
+    plans = tier_plans(s, PRICES)
+    cheap = Usage("cheap", "sim", "gpt-4o-mini", 100, 100, 10_000, [100, 200, 300], 12_000)
+    mid = Usage("mid", "sim", "claude-3-5-haiku", 10, 10, 5_000, [10, 20, 30], 5_200)
+    usage = with_escalation([cheap, mid], 0.2, plans)
+    assert len(usage) == 3  # the top tier does not escalate
+    up = usage[1]
+    assert (up.tier, up.model, up.rows, up.calls, up.input_tokens) == (
+        "cheap",
+        "claude-3-5-haiku",
+        0,
+        20,
+        2_000,
+    )
+    by_model = price_usage(usage, PRICES, "model")
+    haiku = PRICES.lookup("claude-3-5-haiku")
+    expect = cost_usd(haiku, 5_000, 20) + cost_usd(haiku, 2_000, 40)
+    assert by_model["sim/claude-3-5-haiku"].cost_usd.p50 == pytest.approx(expect)
+    by_tier = price_usage(usage, PRICES, "tier")
+    assert list(by_tier) == ["cheap", "mid"] and by_tier["cheap"].calls == 120
+
+
+# --- duration ---------------------------------------------------------------------------
+
+
+def load(**over: Any) -> ProviderLoad:
+    base: dict[str, Any] = {
+        "provider": "openai",
+        "requests": 10_000,
+        "tokens": 4_000_000,
+        "latency_s": 0.6,
+        "limits": Limits(),
+        "run_concurrency": 128,
+    }
+    base.update(over)
+    return ProviderLoad(**base)
+
+
+def test_rpm_binds_when_it_is_the_slowest_limit() -> None:
+    d = provider_duration(load(limits=Limits(rpm=500, tpm=10_000_000)))
+    assert d.binding == "openai rpm=500"
+    assert d.seconds.p50 == pytest.approx(1200.0)  # 10,000 / 500 per minute
+    assert d.seconds.p10 == d.seconds.p90 == d.seconds.p50  # a rate limit has no spread
+    assert d.limits["openai tpm=10000000"] == pytest.approx(24.0)
+
+
+def test_tpm_and_provider_concurrency_bind() -> None:
+    d = provider_duration(load(limits=Limits(tpm=100_000)))
+    assert d.binding == "openai tpm=100000" and d.seconds.p50 == pytest.approx(2400.0)
+    d = provider_duration(load(limits=Limits(max_concurrency=8)))
+    assert d.binding == "openai max_concurrency=8"
+    assert d.seconds.p50 == pytest.approx(10_000 * 0.6 / 8)
+    assert d.seconds.p10 < d.seconds.p50 < d.seconds.p90
+
+
+def test_without_limits_the_runs_concurrency_and_latency_bind() -> None:
+    d = provider_duration(load())
+    assert d.binding == "concurrency=128"
+    assert d.seconds.p50 == pytest.approx(10_000 * 0.6 / 128)
+
+
+def test_job_takes_as_long_as_its_slowest_provider_plus_startup() -> None:
+    slow = load(limits=Limits(rpm=500))
+    fast = load(provider="sim", latency_s=0.01, requests=1_000)
+    job = job_duration([slow, fast], workers=2, startup_s=5.0)
+    assert job.binding == "openai rpm=500" and job.seconds.p50 == pytest.approx(1205.0)
+    assert [p.provider for p in job.providers] == ["openai", "sim"]
+
+
+def test_shared_slots_and_client_throughput_are_job_wide_floors() -> None:
+    a, b = load(provider="a", latency_s=1.0), load(provider="b", latency_s=1.0)
+    job = job_duration([a, b], workers=2, startup_s=0.0)
+    assert job.seconds.p50 == pytest.approx(20_000 / 128)  # both share 128 slots
+    assert job.binding.startswith("concurrency=128 (all providers)")
+    quick = load(provider="sim", latency_s=0.0, requests=30_000)
+    job = job_duration([quick], workers=2, startup_s=0.0)
+    assert job.binding == "client workers=2"
+    assert job.seconds.p50 == pytest.approx(30_000 / (2 * CLIENT_ROWS_PER_S_PER_WORKER))
+
+
+# --- odds and ends ----------------------------------------------------------------------
+
+
+def test_small_inputs_are_counted_in_process_and_tasks_are_bounded() -> None:
+    assert choose_backend(1_000, parallel=True) == "inline"
+    assert choose_backend(10_000_000, parallel=False) == "inline"
+    units = [Unit(i, "f", (i,), 0, 300) for i in range(10)]
+    assert [len(t) for t in tasks_of(units, task_rows=1_000)] == [4, 4, 2]
+
+
+def test_compare_forecast_gives_signed_errors() -> None:
+    summary = JobSummary.model_construct(cost_usd=2.0, wall_s=50.0)
+    got = compare_forecast({"cost_usd": {"p50": 2.1}, "duration_s": {"p50": 40.0}}, summary)
+    assert got["cost_error_pct"] == pytest.approx(5.0)
+    assert got["duration_error_pct"] == pytest.approx(-20.0)
+    free = JobSummary.model_construct(cost_usd=0.0, wall_s=1.0)
+    assert (
+        compare_forecast({"cost_usd": {"p50": 1.0}, "duration_s": {"p50": 1.0}}, free)[
+            "cost_error_pct"
+        ]
+        is None
+    )
