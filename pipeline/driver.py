@@ -23,6 +23,7 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from pipeline.budget_actor import spent_in_commits, start_budget
 from pipeline.errors import ConfigError, TerminalError
 from pipeline.plan import Plan, Unit, make_plan
 from pipeline.quota_actor import account_key, ensure_quota_actor
@@ -122,6 +123,7 @@ class WorkerActor:
             endpoints,
             quota_actors=quota_actors,
             client_id=client_id,
+            budget_actors=True,
         )
         self.entered = False
 
@@ -325,11 +327,18 @@ def run_job(
             spent_usd=sum(c.cost_usd for c in plan.committed.values()),
         )
         quotas = start_quotas(spec, endpoints)
+        budget = None
+        if spec.budget_usd:
+            # The cap is for the whole job: what committed units cost already counts.
+            # Held here: the actor lives as long as this handle does.
+            budget = start_budget(plan.job_id, spec.budget_usd, spent_in_commits(plan))
         dispatch = _Dispatch(spec, plan, out_uri, endpoints, quotas, progress)
         try:
             dispatch.run()
         finally:
             progress.stop()
+            if budget is not None:
+                ray.kill(budget)
             for actor in sims:
                 with contextlib.suppress(Exception):
                     ray.get(actor.stop.remote(), timeout=10)

@@ -13,6 +13,7 @@ question: is this worth retrying?
         ├── BadRequest          400, 404, 422: this row will never work here
         ├── AuthFailed          401, 403: this provider is unusable for the job
         ├── TooLong             the row does not fit the context window
+        ├── BudgetExhausted     the call's worst case does not fit the budget (rerun)
         ├── InvalidOutput       the answer failed the task's validation
         ├── InputError          a shard or row that cannot be read (names the file)
         └── ConfigError         the spec or environment cannot run (names the field)
@@ -113,6 +114,12 @@ class TooLong(TerminalError):
     """The row does not fit any deployment's context window it may use."""
 
     error_type = "too_long"
+
+
+class BudgetExhausted(TerminalError):
+    """The call's worst case does not fit the budget: the row waits for a bigger one."""
+
+    error_type = "budget_exhausted"
 
 
 class InvalidOutput(TerminalError):

@@ -21,9 +21,12 @@ from typing import Protocol
 import aiohttp
 
 from jobs.base import JobKind, Parsed
+from pipeline.budget import Budgets
+from pipeline.costs import cost_usd, worst_case_cost_usd
 from pipeline.errors import (
     AuthFailed,
     BadRequest,
+    BudgetExhausted,
     ConfigError,
     RateLimited,
     TierlineError,
@@ -34,6 +37,7 @@ from pipeline.providers.base import ChatRequest, ChatResponse, Message, Provider
 from pipeline.retry import RetryPolicy
 from pipeline.routing.cascade import majority, normalise
 from schemas.job import TIER_ORDER, CascadeSpec, Deployment, VoteSpec
+from schemas.prices import PriceTable
 
 
 class Limiter(Protocol):
@@ -130,6 +134,8 @@ class RowExecutor:
         cascade: CascadeSpec | None = None,
         vote: VoteSpec | None = None,
         metrics: Metrics | None = None,
+        budgets: Budgets | None = None,
+        prices: PriceTable | None = None,
         breaker_failures: int = 5,
         breaker_cooldown_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
@@ -147,6 +153,8 @@ class RowExecutor:
         self.cascade = cascade
         self.vote = vote
         self.metrics = metrics or Metrics("local")
+        self.budgets = budgets or Budgets()
+        self.prices = prices
         self.clock = clock
         self.sleep = sleep
         self.rng = rng or random.Random()
@@ -269,7 +277,7 @@ class RowExecutor:
             result = await self._ask(dep, tier, messages, input_tokens, out, started)
             if isinstance(result, _Answer):
                 return result
-            if isinstance(result, BadRequest):
+            if isinstance(result, BadRequest | BudgetExhausted):
                 out.error_type, out.message = result.error_type, result.message
                 raise _Settled()  # this row will not work on any deployment as sent
             if result is not None:
@@ -390,17 +398,28 @@ class RowExecutor:
         provider = self.providers[dep.provider]
         breaker = self.breaker(dep)
         tokens = input_tokens + request.max_tokens
+        price = self.prices.lookup(dep.model) if self.prices is not None else None
         for attempt in range(1, self.policy.max_attempts + 1):
+            # Reserve the worst case before the call goes out; settle the real cost after.
+            worst = worst_case_cost_usd(price, input_tokens, request.max_tokens) if price else 0.0
+            hold = await self.budgets.reserve(dep.provider, worst)
+            if not hold.granted:
+                return BudgetExhausted(
+                    f"the {hold.refused_by} budget cannot cover this call "
+                    f"(worst case ${worst:.6f}); rerun with a larger budget to finish the row"
+                )
             out.attempts += 1
             try:
                 async with self.limiter.slot(dep, tokens):
                     with self.metrics.call(dep.provider, dep.model):
                         response = await provider.complete(self.session, request)
             except (AuthFailed, ConfigError) as exc:
+                self.budgets.settle(hold, 0.0)
                 self.dead[dep.provider] = exc.message
                 self.limiter.feedback(dep, exc, None, tokens)
                 return exc
             except TierlineError as exc:
+                self.budgets.settle(hold, 0.0)  # not answered, not billed
                 self.limiter.feedback(dep, exc, None, tokens)
                 if not exc.transient:
                     return exc
@@ -419,6 +438,13 @@ class RowExecutor:
                 await self.sleep(delay)
                 continue
             breaker.record(True)
+            u = response.usage
+            actual = (
+                cost_usd(price, u.input_tokens, u.output_tokens, u.cached_input_tokens)
+                if price
+                else 0.0
+            )
+            self.budgets.settle(hold, actual)
             self.limiter.feedback(dep, None, response, tokens)
             return response
         raise AssertionError("unreachable")

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from jobs.base import get_job_kind
+from pipeline.budget import Budgets
 from pipeline.costs import add_cost_column
 from pipeline.execute import Limiter, RowExecutor, RowOutcome
 from pipeline.limiter import LocalLimiter
@@ -76,6 +77,7 @@ class UnitRunner:
         limiter: Limiter | None = None,
         quota_actors: dict[str, str] | None = None,
         client_id: str = "local",
+        budget_actors: bool = False,
     ) -> None:
         self.spec = spec
         self.job_id = job_id
@@ -93,8 +95,26 @@ class UnitRunner:
         )
         self.session: aiohttp.ClientSession | None = None
         self.executor: RowExecutor | None = None
+        self.client_id = client_id
+        self.budget_actors = budget_actors
+        self.budgets = Budgets()
+
+    def _budgets(self) -> Budgets:
+        """The job's budget and the providers' daily budgets, as leases from their actors."""
+        if not self.budget_actors:
+            return Budgets()
+        from pipeline.budget_actor import daily_budget_client, job_budget_client
+
+        job = job_budget_client(self.job_id, self.client_id) if self.spec.budget_usd else None
+        daily = {
+            name: daily_budget_client(name, p.daily_budget_usd, self.client_id)
+            for name, p in self.spec.providers.items()
+            if p.daily_budget_usd
+        }
+        return Budgets(job, daily)
 
     async def __aenter__(self) -> UnitRunner:
+        self.budgets = self._budgets()
         connector = aiohttp.TCPConnector(limit=self.spec.run.max_in_flight, ttl_dns_cache=300)
         self.session = aiohttp.ClientSession(connector=connector)
         providers: dict[str, Provider] = {
@@ -120,6 +140,8 @@ class UnitRunner:
             cascade=self._cascade(),
             vote=self.spec.routing.vote,
             metrics=self.metrics,
+            budgets=self.budgets,
+            prices=self.prices,
             breaker_failures=self.spec.run.breaker_failures,
             breaker_cooldown_s=self.spec.run.breaker_cooldown_s,
             rng=random.Random(),
@@ -152,6 +174,7 @@ class UnitRunner:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        await self.budgets.close()
         if isinstance(self.limiter, ClusterLimiter):
             await self.limiter.close()
         if self.session is not None:

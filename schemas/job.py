@@ -214,6 +214,11 @@ class ProviderSpec(Strict):
     sim: SimOptions = Field(
         default_factory=SimOptions, description="Simulator behaviour (kind sim)."
     )
+    daily_budget_usd: float | None = Field(
+        default=None,
+        gt=0,
+        description="Cap on this provider's spend per UTC day, all jobs on the cluster together.",
+    )
 
     @field_validator("kind")
     @classmethod

@@ -276,3 +276,25 @@ def test_whole_tier_down_rows_escalate(tmp_path: Path, ray_local: None, sim: Sim
     summary = run_job(spec)
     assert summary.status == "complete" and "cheap" not in summary.by_model
     assert_verified(summary.output)
+
+
+def test_budget_exhausted_mid_job_then_a_larger_budget_finishes_it(
+    tmp_path: Path, ray_local: None, sim: Sim
+) -> None:
+    data = write_shards(tmp_path / "in", shards=3, rows=100)
+    base = {"providers": sim_provider(sim), "tiers": TIERS, "run": {"max_in_flight": 16}}
+    small = spec_for(str(tmp_path / "in"), str(tmp_path / "out"), budget_usd=0.01, **base)
+    first = run_job(small)
+    assert first.status == "incomplete" and first.rows_retryable > 0
+    assert first.errors_by_type.get("budget_exhausted") == first.rows_retryable
+    # The cap holds: nothing past the budget (every call reserved its worst case first).
+    assert first.cost_usd <= 0.01 + 1e-9
+    assert_verified(first.output)
+
+    bigger = spec_for(str(tmp_path / "in"), str(tmp_path / "out"), budget_usd=5.0, **base)
+    second = run_job(bigger)
+    assert second.job_id == first.job_id  # the budget is not part of the job's identity
+    assert second.status == "complete" and second.rows_retryable == 0
+    assert "budget_exhausted" not in second.errors_by_type
+    assert second.rows_ok + second.rows_error == data.height
+    assert_verified(second.output)

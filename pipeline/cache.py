@@ -1,0 +1,371 @@
+"""A content-addressed cache of model answers, shared by every job and worker, laid out
+for object stores: a few Parquet segments per shard, never one object per answer.
+
+    cache = ResponseCache(Store.open("s3://bucket/tierline/_cache"), "read-write")
+    key = cache_key("openai", "gpt-4o-mini", chat_body(request))
+    hits = await cache.get_many(keys)     # one listing, then the segments of touched shards
+    cache.put_many({key: CachedAnswer("The outage ...", 812, 74, "gpt-4o-mini")})
+    await cache.flush()                   # one new segment per touched shard
+
+Layout: `<prefix>/shard=<first 2 hex of key>/seg-<uuid4>.parquet` with columns key, text,
+input_tokens, output_tokens, model, created_at, sorted by key. Segments are immutable, so
+writers never coordinate: one key always means one answer, and the same answer in two
+segments is harmless. A process keeps the listing (refreshed at most every
+`listing_ttl_s`) and the shards it has read (LRU, about `max_entries` answers) in memory.
+A flush compacts a shard that has reached `compact_after` segments, merging the small
+ones; it deletes only segments it has read, so nothing written meanwhile is lost.
+Modes: `off` (no I/O at all), `read` (lookups only), `read-write`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.providers.base import ChatRequest
+from pipeline.store import Store, table_to_parquet_bytes
+
+T = TypeVar("T")
+Mode = Literal["off", "read", "read-write"]
+MODES: tuple[Mode, ...] = ("off", "read", "read-write")
+CACHED, DUPLICATE = "cached", "duplicate"  # call_status of the zero-cost cost rows
+FREE_STATUSES = frozenset({CACHED, DUPLICATE})
+# Never part of a key. Request bodies do not carry credentials (adapters send them as
+# headers), but a body built elsewhere might, and a key must not depend on a secret.
+SECRET_FIELDS = frozenset({"api_key", "api-key", "x-api-key", "authorization", "headers"})
+_KEY = re.compile(r"^[0-9a-f]{64}$")
+_SEGMENT = re.compile(r"^shard=([0-9a-f]{2})/seg-[0-9a-f]{32}\.parquet$")
+SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("input_tokens", pa.int64()),
+        pa.field("output_tokens", pa.int64()),
+        pa.field("model", pa.string()),
+        pa.field("created_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CachedAnswer:
+    text: str
+    input_tokens: int
+    output_tokens: int
+    model: str
+
+
+def cache_key(provider_kind: str, model: str, request_body: Mapping[str, object]) -> str:
+    """SHA-256 of the canonical JSON of (provider kind, model, body without SECRET_FIELDS)."""
+    body = {k: v for k, v in request_body.items() if k.lower() not in SECRET_FIELDS}
+    blob = json.dumps(
+        {"v": 1, "kind": provider_kind, "model": model, "body": body},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def chat_body(request: ChatRequest) -> dict[str, object]:
+    """The request as an OpenAI-format body: everything that can change the answer."""
+    return {
+        "model": request.model,
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Dedupe:
+    """Identical requests of one unit: `send` the first row of each key, then `fan_out`."""
+
+    send: tuple[int, ...]
+    leader: tuple[int, ...]  # leader[i]: the row whose answer row i takes (itself if sent)
+
+    def is_duplicate(self, row: int) -> bool:
+        return self.leader[row] != row
+
+    def fan_out(self, answers: Sequence[T]) -> list[T]:
+        """Answers in `send` order -> one per row."""
+        by_leader = dict(zip(self.send, answers, strict=True))
+        return [by_leader[lead] for lead in self.leader]
+
+
+def dedupe_within(keys: Sequence[str]) -> Dedupe:
+    """Group rows by request key: `dedupe_within(["a", "b", "a"]).send == (0, 1)`."""
+    first: dict[str, int] = {}
+    leader = tuple(first.setdefault(k, i) for i, k in enumerate(keys))
+    return Dedupe(tuple(first.values()), leader)
+
+
+@dataclass
+class CacheStats:
+    lookups: int = 0
+    hits: int = 0
+    puts: int = 0
+    listings: int = 0
+    segments_read: int = 0
+    segments_written: int = 0
+    segments_deleted: int = 0
+    compaction_errors: int = 0
+
+
+@dataclass
+class _Shard:
+    entries: dict[str, CachedAnswer] = field(default_factory=dict)
+    segments: dict[str, list[str]] = field(default_factory=dict)  # read segment -> its keys
+
+
+class ResponseCache:
+    def __init__(
+        self,
+        store: Store,
+        mode: Mode = "read-write",
+        *,
+        max_entries: int = 500_000,
+        listing_ttl_s: float = 30.0,
+        compact_after: int = 16,
+        io_concurrency: int = 16,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"cache mode {mode!r} is not one of {', '.join(MODES)}")
+        self.store, self.mode = store, mode
+        self.max_entries, self.listing_ttl_s = max_entries, listing_ttl_s
+        self.compact_after, self.io_concurrency, self.clock = compact_after, io_concurrency, clock
+        self.stats = CacheStats()
+        self._shards: OrderedDict[str, _Shard] = OrderedDict()
+        self._pending: dict[str, dict[str, CachedAnswer]] = {}
+        self._listing: dict[str, dict[str, int]] = {}  # shard -> {segment path: size}
+        self._listed_at: float | None = None
+        self._gone: set[str] = set()  # listed segments found deleted (compacted away)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._io = asyncio.Semaphore(io_concurrency)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._list_lock = asyncio.Lock()
+        self._client_lock = threading.Lock()
+        self._client: Any = None
+
+    @property
+    def pending(self) -> int:
+        return sum(len(p) for p in self._pending.values())
+
+    def _prims(self) -> None:
+        # asyncio primitives belong to one loop; a cache may outlive a loop (asyncio.run).
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop, self._io = loop, asyncio.Semaphore(self.io_concurrency)
+            self._locks, self._list_lock = {}, asyncio.Lock()
+
+    def _lock(self, shard: str) -> asyncio.Lock:
+        return self._locks.setdefault(shard, asyncio.Lock())
+
+    # --- lookups ----------------------------------------------------------------------
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, CachedAnswer]:
+        """The cached answers among `keys` (misses are absent)."""
+        if self.mode == "off":
+            return {}
+        self._prims()
+        wanted = list(dict.fromkeys(keys))
+        self.stats.lookups += len(wanted)
+        hits = {k: a for k in wanted if (a := self._memory(k)) is not None}
+        shards = sorted({_shard(k) for k in wanted if k not in hits})
+        if shards:
+            await self._refresh_listing()
+            await asyncio.gather(*(self._load(s) for s in shards))
+            hits.update({k: a for k in wanted if (a := self._memory(k)) is not None})
+            self._evict(keep=set(shards))
+        self.stats.hits += len(hits)
+        return hits
+
+    def _memory(self, key: str) -> CachedAnswer | None:
+        shard = _shard(key)
+        answer = self._pending.get(shard, {}).get(key)
+        if answer is None and shard in self._shards:
+            self._shards.move_to_end(shard)
+            answer = self._shards[shard].entries.get(key)
+        return answer
+
+    async def _refresh_listing(self) -> None:
+        async with self._list_lock:
+            now = self.clock()
+            if self._listed_at is not None and now - self._listed_at < self.listing_ttl_s:
+                return
+            files = await asyncio.to_thread(self.store.list_files, "", ".parquet")
+            listing: dict[str, dict[str, int]] = {}
+            for f in files:
+                m = _SEGMENT.match(f.path)
+                if m:
+                    listing.setdefault(m.group(1), {})[f.path] = f.size
+            self._listing, self._listed_at, self._gone = listing, now, set()
+            self.stats.listings += 1
+
+    async def _load(self, shard: str) -> None:
+        async with self._lock(shard):
+            sh = self._shards.setdefault(shard, _Shard())
+            listed = self._listing.get(shard, {})
+            todo = sorted(p for p in listed if p not in sh.segments and p not in self._gone)
+            for path, rows in zip(todo, await asyncio.gather(*map(self._read, todo)), strict=True):
+                if rows is None:  # compacted away meanwhile: its answers are in a newer segment
+                    self._gone.add(path)
+                    continue
+                sh.entries.update(rows)
+                sh.segments[path] = list(rows)
+
+    async def _read(self, path: str) -> dict[str, CachedAnswer] | None:
+        def read() -> dict[str, CachedAnswer] | None:
+            try:
+                data = self.store.read_bytes(path)
+            except FileNotFoundError:
+                return None
+            t = pq.read_table(pa.BufferReader(data)).to_pydict()
+            cols = (t["text"], t["input_tokens"], t["output_tokens"], t["model"])
+            return {k: CachedAnswer(*v) for k, *v in zip(t["key"], *cols, strict=True)}
+
+        async with self._io:
+            rows = await asyncio.to_thread(read)
+        if rows is not None:
+            self.stats.segments_read += 1
+        return rows
+
+    def _evict(self, keep: set[str]) -> None:
+        total = sum(len(s.entries) for s in self._shards.values())
+        for shard in list(self._shards):
+            if total <= self.max_entries:
+                return
+            if shard not in keep:
+                total -= len(self._shards.pop(shard).entries)
+
+    # --- writes -----------------------------------------------------------------------
+
+    def put_many(self, entries: Mapping[str, CachedAnswer]) -> None:
+        """Queue answers for the next `flush` (and serve them to lookups at once)."""
+        if self.mode != "read-write":
+            return
+        for key, answer in entries.items():
+            shard = _shard(key)
+            known = self._shards.get(shard)
+            if known is None or key not in known.entries:
+                self._pending.setdefault(shard, {})[key] = answer
+                self.stats.puts += 1
+
+    async def flush(self) -> int:
+        """Write the queued answers, one segment per shard; returns the segments written."""
+        if self.mode != "read-write" or not self._pending:
+            return 0
+        self._prims()
+        pending, self._pending = self._pending, {}
+        shards = sorted(pending)
+        for shard in shards:  # served from memory while their segment is being written
+            self._shards.setdefault(shard, _Shard()).entries.update(pending[shard])
+        done = await asyncio.gather(
+            *(self._write(s, pending[s]) for s in shards), return_exceptions=True
+        )
+        failed: BaseException | None = None
+        for shard, path in zip(shards, done, strict=True):
+            if isinstance(path, BaseException):
+                failed = failed or path
+                self._pending.setdefault(shard, {}).update(pending[shard])  # try again later
+                continue
+            sh = self._shards.setdefault(shard, _Shard())
+            sh.entries.update(pending[shard])
+            sh.segments[path] = list(pending[shard])
+        if failed is not None:
+            raise failed
+        # Compaction is upkeep: if it fails, the answers are safe and it runs again later.
+        compacted = await asyncio.gather(
+            *(self._compact(s) for s in shards), return_exceptions=True
+        )
+        self.stats.compaction_errors += sum(isinstance(c, Exception) for c in compacted)
+        return len(shards)
+
+    async def _write(self, shard: str, entries: Mapping[str, CachedAnswer]) -> str:
+        path = f"shard={shard}/seg-{uuid.uuid4().hex}.parquet"
+
+        def write() -> int:  # in a thread: encoding 256 segments would stall the loop
+            keys = sorted(entries)
+            rows = [entries[k] for k in keys]
+            columns = {
+                "key": keys,
+                "text": [a.text for a in rows],
+                "input_tokens": [a.input_tokens for a in rows],
+                "output_tokens": [a.output_tokens for a in rows],
+                "model": [a.model for a in rows],
+                "created_at": [datetime.now(UTC)] * len(keys),
+            }
+            data = table_to_parquet_bytes(pa.table(columns, schema=SCHEMA))
+            self.store.write_bytes(path, data)
+            return len(data)
+
+        async with self._io:
+            size = await asyncio.to_thread(write)
+        self._listing.setdefault(shard, {})[path] = size
+        self.stats.segments_written += 1
+        return path
+
+    async def _compact(self, shard: str) -> None:
+        """Merge a shard's segments once there are `compact_after` of them, all read here.
+        The biggest stays as it is while it outweighs the rest (size-tiered), so an answer
+        is rewritten a few times over its life, not at every compaction."""
+        async with self._lock(shard):
+            listed, sh = self._listing.get(shard, {}), self._shards.get(shard)
+            if len(listed) < self.compact_after or sh is None:
+                return
+            if any(p not in sh.segments for p in listed):
+                return  # not all read here: merging would drop answers we never saw
+            paths = sorted(listed, key=lambda p: (-listed[p], p))
+            rest = sum(listed[p] for p in paths[1:])
+            merge = paths[1:] if listed[paths[0]] > rest and len(paths) > 2 else paths
+            keys = {k for p in merge for k in sh.segments[p]}
+            path = await self._write(shard, {k: sh.entries[k] for k in keys})
+            sh.segments[path] = sorted(keys)
+            async with self._io:
+                await asyncio.to_thread(self._delete_many, merge)
+            self._gone.update(merge)
+            for old in merge:
+                listed.pop(old, None)
+                sh.segments.pop(old, None)
+            self.stats.segments_deleted += len(merge)
+
+    def _s3_client(self) -> Any:
+        with self._client_lock:  # boto3 clients are thread-safe; creating one is not
+            if self._client is None:
+                import boto3  # only S3 caches need it
+
+                self._client = boto3.client("s3")
+            return self._client
+
+    def _delete_many(self, paths: list[str]) -> None:
+        if self.store.is_local:
+            for path in paths:
+                self.store.delete(path)
+            return
+        # One DeleteObjects request per 1,000 keys. pyarrow's delete_file costs a HEAD, a
+        # DELETE and a PUT of a directory marker for each file.
+        bucket, _, prefix = self.store.root.partition("/")
+        client = self._s3_client()
+        for i in range(0, len(paths), 1000):
+            keys = [{"Key": f"{prefix}/{p}" if prefix else p} for p in paths[i : i + 1000]]
+            client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+
+
+def _shard(key: str) -> str:
+    if not _KEY.match(key):
+        raise ValueError(f"cache key {key[:80]!r} is not a lowercase sha256 hex digest")
+    return key[:2]
