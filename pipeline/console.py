@@ -158,6 +158,11 @@ def print_summary(s: JobSummary, console: Console | None = None) -> None:
     console = console or Console()
     console.print(summary_table(s))
     extra = [f"rows {s.rows_total} in all", f"wall {s.wall_s:.1f}s", f"prices {s.price_version}"]
+    if s.cache_hits or s.duplicates:
+        extra.append(
+            f"{s.cache_hits} answers reused from the cache and {s.duplicates} identical rows "
+            f"sent once (saved ${s.cache_saved_usd:.4f})"
+        )
     if s.rows_duplicate:
         extra.append(f"{s.rows_duplicate} duplicate-id rows skipped")
     if s.rows_retryable:

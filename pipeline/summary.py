@@ -15,6 +15,7 @@ import json
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.cache import CACHED, DUPLICATE, FREE_STATUSES
 from pipeline.plan import Plan
 from pipeline.store import Store
 from schemas.job import JobSpec
@@ -49,7 +50,12 @@ class JobSummary(BaseModel):
     units_committed: int
     units_failed: dict[str, str]
     bad_files: dict[str, str]
-    calls: int
+    calls: int = Field(description="Calls paid for (cost rows that are not reused answers).")
+    cache_hits: int = Field(default=0, description="Rows answered from the response cache.")
+    duplicates: int = Field(default=0, description="Rows answered by an identical row's call.")
+    cache_saved_usd: float = Field(
+        default=0.0, description="What the reused answers would have cost."
+    )
     cost_usd: float
     by_tier: dict[str, Bucket]
     by_model: dict[str, Bucket]
@@ -169,7 +175,10 @@ def build_summary(
         units_committed=len(plan.committed),
         units_failed={str(k): v for k, v in failed.items()},
         bad_files={b.source: b.reason for b in plan.bad_files},
-        calls=costs.height,
+        calls=costs.filter(~pl.col("call_status").is_in(list(FREE_STATUSES))).height,
+        cache_hits=costs.filter(pl.col("call_status") == CACHED).height,
+        duplicates=costs.filter(pl.col("call_status") == DUPLICATE).height,
+        cache_saved_usd=_saved(costs, prices),
         cost_usd=cost,
         by_tier=dict(sorted(by_tier.items())),
         by_model=dict(sorted(by_model.items())),
@@ -181,6 +190,16 @@ def build_summary(
         budget_usd=spec.budget_usd,
         wall_s=round(wall_s, 3),
     )
+
+
+def _saved(costs: pl.DataFrame, prices: PriceTable) -> float:
+    from pipeline.costs import add_cost_column
+
+    free = costs.filter(pl.col("call_status").is_in(list(FREE_STATUSES)))
+    if free.is_empty():
+        return 0.0
+    priced = add_cost_column(free.drop("cost_usd", "price_version"), prices)
+    return float(priced["cost_usd"].sum())
 
 
 def write_summary(output_uri: str, job_id: str, summary: JobSummary) -> None:

@@ -108,7 +108,8 @@ def _check_unit(out: Store, inp: Store, id_col: str, c: UnitCommit, report: Veri
             f"unit {c.unit}: cost rows add up to {costs['cost_usd'].sum()}, "
             f"marker says {c.cost_usd}"
         )
-    billed = costs.filter(pl.col("call_status") == "ok").select("id", "provider", "model").unique()
+    answered = pl.col("call_status").is_in(["ok", "cached", "duplicate"])
+    billed = costs.filter(answered).select("id", "provider", "model").unique()
     unbilled = results.join(billed, on=["id", "provider", "model"], how="anti")
     if unbilled.height:
         ids = unbilled["id"].to_list()

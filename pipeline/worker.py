@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +27,9 @@ import pyarrow.parquet as pq
 
 from jobs.base import get_job_kind
 from pipeline.budget import Budgets
+from pipeline.cache import FREE_STATUSES, ResponseCache
 from pipeline.costs import add_cost_column
+from pipeline.errors import TierlineError
 from pipeline.execute import Limiter, RowExecutor, RowOutcome
 from pipeline.limiter import LocalLimiter
 from pipeline.metrics import Metrics
@@ -35,12 +38,15 @@ from pipeline.providers import registry
 from pipeline.providers.base import Provider
 from pipeline.quota_actor import ClusterLimiter
 from pipeline.retry import RetryPolicy
+from pipeline.reuse import AnswerReuse
 from pipeline.rows import ID, SENSITIVE, TEXT, TIER, prepare_unit, read_unit, unit_columns
 from pipeline.store import Store, table_to_parquet_bytes
 from pipeline.tokens import chat_overhead_tokens, count_tokens, count_tokens_batch
 from schemas.job import CascadeSpec, JobSpec
 from schemas.prices import PriceTable
 from schemas.records import COSTS, ERRORS, RESULTS, RETRYABLE_ERRORS, FileEntry, UnitCommit
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,8 @@ class UnitRunner:
         self.job_id = job_id
         self.input = Store.open(spec.input.uri)
         self.out = Store.open(output_uri).child(job_id)
+        self.output_root = output_uri
+        self.reuse = AnswerReuse(spec, get_job_kind(spec.task), None)
         self.endpoints = endpoints
         self.prices = prices or spec.price_table()
         self.kind = get_job_kind(spec.task)
@@ -115,6 +123,11 @@ class UnitRunner:
 
     async def __aenter__(self) -> UnitRunner:
         self.budgets = self._budgets()
+        cache = None
+        if self.spec.cache != "off":
+            root = self.spec.cache_uri or (self.output_root.rstrip("/") + "/_cache")
+            cache = ResponseCache(Store.open(root), self.spec.cache)
+        self.reuse = AnswerReuse(self.spec, self.kind, cache)
         connector = aiohttp.TCPConnector(limit=self.spec.run.max_in_flight, ttl_dns_cache=300)
         self.session = aiohttp.ClientSession(connector=connector)
         providers: dict[str, Provider] = {
@@ -215,10 +228,33 @@ class UnitRunner:
             self.metrics.row(outcome.tier, outcome.ok)
             return outcome
 
-        rows = todo.select(ID, TEXT, TIER, SENSITIVE).iter_rows()
-        return await asyncio.gather(
-            *(one(i, rid, text, tier, bool(sens)) for i, (rid, text, tier, sens) in enumerate(rows))
-        )
+        rows = [
+            (rid, text, tier, bool(sens))
+            for rid, text, tier, sens in todo.select(ID, TEXT, TIER, SENSITIVE).iter_rows()
+        ]
+        # Answers already bought (cache) and identical requests (sent once) are not paid.
+        keys = self.reuse.keys(rows)
+        hits = await self.reuse.lookup(keys)
+        outcomes: list[RowOutcome | None] = [None] * len(rows)
+        leader: dict[str, int] = {}
+        run: list[int] = []
+        for i, key in enumerate(keys):
+            if key is not None and key in hits:
+                outcomes[i] = self.reuse.cached(rows[i], hits[key])
+            elif key is None or leader.setdefault(key, i) == i:
+                run.append(i)
+        done = await asyncio.gather(*(one(i, *rows[i]) for i in run))
+        for i, o in zip(run, done, strict=True):
+            outcomes[i] = o
+        for i, key in enumerate(keys):
+            if outcomes[i] is None and key is not None:
+                leading = outcomes[leader[key]]
+                assert leading is not None
+                outcomes[i] = self.reuse.duplicate(rows[i][0], leading)
+        self.reuse.remember([keys[i] for i in run], done)
+        final = [o for o in outcomes if o is not None]
+        assert len(final) == len(rows)
+        return final
 
     def tables(self, unit: Unit, outcomes: list[RowOutcome]) -> tuple[pa.Table, pa.Table, pa.Table]:
         now = datetime.now(UTC)
@@ -287,6 +323,11 @@ class UnitRunner:
         if not call_rows:
             return COSTS.empty_table()
         df = add_cost_column(pl.DataFrame(call_rows), self.prices)
+        # Reused answers cost nothing; their tokens stay, so savings can be priced.
+        free = pl.col("call_status").is_in(list(FREE_STATUSES))
+        df = df.with_columns(
+            pl.when(free).then(0.0).otherwise(pl.col("cost_usd")).alias("cost_usd")
+        )
         return df.select(COSTS.names).to_arrow().cast(COSTS)
 
     def read_commit(self, commit: UnitCommit) -> tuple[pa.Table, pa.Table, pa.Table]:
@@ -371,6 +412,10 @@ class UnitRunner:
             results = pa.concat_tables([kept[0], results])
             costs = pa.concat_tables([kept[1], costs])
             errors = pa.concat_tables([kept[2], errors])
+        try:
+            await self.reuse.flush()  # before the marker: a committed row's answer is kept
+        except TierlineError as exc:
+            log.warning("response cache not written for unit %s: %s", unit.index, exc)
         commit = await asyncio.to_thread(self.write, unit, results, costs, errors, previous)
         self.metrics.unit_rows = 0
         tiers: dict[str, int] = {}

@@ -453,6 +453,15 @@ class JobSpec(Strict):
     )
     routing: RoutingSpec = Field(default_factory=RoutingSpec, description="How rows pick a tier.")
     budget_usd: float | None = Field(default=None, gt=0, description="Hard cap on spend, USD.")
+    cache: Literal["off", "read", "read-write"] = Field(
+        default="read-write",
+        description="Response cache: answers already bought are reused (cost 0, call_status "
+        "cached) instead of paid again, across reruns and jobs.",
+    )
+    cache_uri: str | None = Field(
+        default=None,
+        description="Where the response cache lives (local or s3://); default <output>/_cache/.",
+    )
     prices: dict[str, dict[str, float | int | str]] = Field(
         default_factory=dict,
         description="Price overrides or additions by model (fields of the price table, e.g. "

@@ -1,0 +1,98 @@
+"""Answers already bought are not bought again: the response cache, and identical rows
+of a unit sent once.
+
+    reuse = AnswerReuse(spec, kind, cache)
+    keys = reuse.keys(rows)                  # one request key per row (None: not reusable)
+    hits = await reuse.lookup(keys)          # one batched lookup for the whole unit
+    ...call the misses, one per distinct key...
+    reuse.remember(keys, outcomes); await reuse.flush()
+
+A key is the request the row's tier would send first (provider kind, model and full
+body, `pipeline.cache.cache_key`). Rows under a cascade or vote always call (their
+acceptance depends on more than one answer), and sensitive rows are never served from
+the cache. Reused answers are cost rows with call_status `cached` or `duplicate`, $0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from jobs.base import JobKind
+from pipeline.cache import CACHED, DUPLICATE, CachedAnswer, ResponseCache, cache_key, chat_body
+from pipeline.execute import CallRecord, RowOutcome
+from pipeline.providers.base import ChatRequest
+from schemas.job import JobSpec
+
+Row = tuple[str, str, str, bool]  # id, text, tier, sensitive
+
+
+class AnswerReuse:
+    def __init__(self, spec: JobSpec, kind: JobKind, cache: ResponseCache | None) -> None:
+        self.spec = spec
+        self.kind = kind
+        self.cache = cache
+        routing = spec.routing
+        self.enabled = routing.policy != "cascade" and not routing.cascade and not routing.vote
+
+    def key(self, text: str, tier: str, sensitive: bool) -> str | None:
+        deps = self.spec.tiers.get(tier)  # type: ignore[call-overload]
+        if not self.enabled or sensitive or not deps:
+            return None
+        dep = deps[0]
+        request = ChatRequest(
+            model=dep.model,
+            messages=self.kind.build_messages(text),
+            max_tokens=self.kind.max_output_tokens(),
+        )
+        return cache_key(self.spec.providers[dep.provider].kind, dep.model, chat_body(request))
+
+    def keys(self, rows: Sequence[Row]) -> list[str | None]:
+        return [self.key(text, tier, sens) for _, text, tier, sens in rows]
+
+    async def lookup(self, keys: Sequence[str | None]) -> dict[str, CachedAnswer]:
+        if self.cache is None or self.cache.mode == "off":
+            return {}
+        return await self.cache.get_many([k for k in keys if k is not None])
+
+    def cached(self, row: Row, hit: CachedAnswer) -> RowOutcome:
+        rid, _, tier, _ = row
+        dep = self.spec.tiers[tier][0]  # type: ignore[index]
+        parsed = self.kind.parse(hit.text)
+        call = CallRecord(
+            dep.provider, hit.model, tier, hit.input_tokens, hit.output_tokens, CACHED, 0
+        )
+        out = RowOutcome(id=rid, tier=tier, ok=parsed.ok, routed_tier=tier, calls=[call])
+        out.provider, out.model = dep.provider, hit.model
+        if parsed.ok:
+            out.output, out.accepted_reason = parsed.output, "cached"
+        else:
+            out.error_type, out.message = "invalid_output", parsed.reason
+        return out
+
+    @staticmethod
+    def duplicate(rid: str, leader: RowOutcome) -> RowOutcome:
+        calls = [replace(c, call_status=DUPLICATE, attempt=0) for c in leader.calls]
+        return replace(leader, id=rid, calls=calls, attempts=0, retries=0, rate_limited=0)
+
+    def remember(self, keys: Sequence[str | None], outcomes: Sequence[RowOutcome]) -> None:
+        """Keep answers that came from the request the key names (the tier's first
+        deployment, no escalation)."""
+        if self.cache is None or self.cache.mode != "read-write":
+            return
+        entries: dict[str, CachedAnswer] = {}
+        for key, o in zip(keys, outcomes, strict=True):
+            if key is None or not o.ok or o.output is None or o.tier != o.routed_tier:
+                continue
+            dep = self.spec.tiers[o.tier][0]  # type: ignore[index]
+            paid = [c for c in o.calls if c.call_status == "ok"]
+            if (o.provider, o.model) != (dep.provider, dep.model) or len(paid) != 1:
+                continue
+            c = paid[0]
+            entries[key] = CachedAnswer(o.output, c.input_tokens, c.output_tokens, c.model)
+        if entries:
+            self.cache.put_many(entries)
+
+    async def flush(self) -> None:
+        if self.cache is not None and self.cache.mode == "read-write":
+            await self.cache.flush()
