@@ -61,8 +61,10 @@ class CallRecord:
     tier: str
     input_tokens: int
     output_tokens: int
-    call_status: str  # 'ok' | 'invalid_output'
+    call_status: str  # ok | invalid_output | escalated | disagreed | cached | duplicate
     attempt: int
+    step: str = "direct"  # direct | map | reduce (long documents)
+    chunk: int | None = None
 
 
 @dataclass(slots=True)
@@ -83,6 +85,7 @@ class RowOutcome:
     routed_tier: str = ""
     accepted_attempt: int | None = None
     accepted_reason: str | None = None
+    max_tokens: int | None = None  # answer cap when not the task's (long-document steps)
 
 
 class Breaker:
@@ -183,8 +186,21 @@ class RowExecutor:
         allowed: frozenset[str] | None = None,
     ) -> RowOutcome:
         """`allowed`: the providers this row may be sent to (sensitive rows); None = any."""
-        messages = self.kind.build_messages(text)
-        out = RowOutcome(id=row_id, tier=tier, ok=False, routed_tier=tier)
+        return await self.run_messages(
+            row_id, self.kind.build_messages(text), tier, input_tokens, allowed
+        )
+
+    async def run_messages(
+        self,
+        row_id: str,
+        messages: tuple[Message, ...],
+        tier: str,
+        input_tokens: int = 0,
+        allowed: frozenset[str] | None = None,
+        max_tokens: int | None = None,
+    ) -> RowOutcome:
+        """`run` for prepared messages (a long document's map and reduce steps)."""
+        out = RowOutcome(id=row_id, tier=tier, ok=False, routed_tier=tier, max_tokens=max_tokens)
         started = self.clock()
         last: TierlineError | None = None
         chain = self.tiers_from(tier)
@@ -360,9 +376,8 @@ class RowExecutor:
             return AuthFailed(self.dead[dep.provider])
         if not self.breaker(dep).allow():
             return TierlineError(f"{dep.name}: circuit open after repeated failures")
-        request = ChatRequest(
-            model=dep.model, messages=messages, max_tokens=self.kind.max_output_tokens()
-        )
+        cap = out.max_tokens if out.max_tokens is not None else self.kind.max_output_tokens()
+        request = ChatRequest(model=dep.model, messages=messages, max_tokens=cap)
         window = self.context_windows.get(dep.model)
         if window is not None and input_tokens + request.max_tokens > window:
             return TooLong(

@@ -32,6 +32,7 @@ from pipeline.costs import add_cost_column
 from pipeline.errors import TierlineError
 from pipeline.execute import Limiter, RowExecutor, RowOutcome
 from pipeline.limiter import LocalLimiter
+from pipeline.longdoc_run import LongDocs
 from pipeline.metrics import Metrics
 from pipeline.plan import Unit
 from pipeline.providers import registry
@@ -91,6 +92,7 @@ class UnitRunner:
         self.out = Store.open(output_uri).child(job_id)
         self.output_root = output_uri
         self.reuse = AnswerReuse(spec, get_job_kind(spec.task), None)
+        self.longdocs: LongDocs | None = None
         self.endpoints = endpoints
         self.prices = prices or spec.price_table()
         self.kind = get_job_kind(spec.task)
@@ -159,6 +161,8 @@ class UnitRunner:
             breaker_cooldown_s=self.spec.run.breaker_cooldown_s,
             rng=random.Random(),
         )
+        if self.spec.task.kind == "summarise":
+            self.longdocs = LongDocs(self.spec, self.prices, self.executor)
         return self
 
     def _prompt_tokens(self, model: str) -> int:
@@ -209,22 +213,29 @@ class UnitRunner:
         executor = self.executor
         sem = asyncio.Semaphore(self.spec.run.max_in_flight)
         tokens = [0] * todo.height
+        text_tokens = [0] * todo.height
         for tier, idx in todo.with_row_index("__i").group_by(TIER).agg(pl.col("__i")).iter_rows():
             deps = self.spec.tiers.get(tier) or []
             model = deps[0].model if deps else ""
             counts, _ = count_tokens_batch(todo[TEXT].gather(idx), model)
             overhead = self._prompt_tokens(model)
             for i, c in zip(idx, counts, strict=True):
+                text_tokens[i] = int(c)
                 tokens[i] = int(c) + overhead
+        longdocs = self.longdocs
 
         rule = self.spec.routing.sensitive
         allowed = frozenset(rule.allowed_providers) if rule is not None else None
 
         async def one(i: int, rid: str, text: str, tier: str, sensitive: bool) -> RowOutcome:
+            only = allowed if sensitive else None
+            if longdocs is not None and longdocs.too_long(tier, tokens[i]):
+                # Map-reduce (or a longer-context tier): its calls share the limits below.
+                outcome = await longdocs.run(rid, text, tier, text_tokens[i], only)
+                self.metrics.row(outcome.tier, outcome.ok)
+                return outcome
             async with sem:
-                outcome = await executor.run(
-                    rid, text, tier, tokens[i], allowed if sensitive else None
-                )
+                outcome = await executor.run(rid, text, tier, tokens[i], only)
             self.metrics.row(outcome.tier, outcome.ok)
             return outcome
 
@@ -311,6 +322,8 @@ class UnitRunner:
                 "call_status": c.call_status,
                 "attempt": c.attempt,
                 "token_method": "provider_usage",
+                "step": c.step,
+                "chunk": c.chunk,
                 "unit": unit.index,
             }
             for o in outcomes

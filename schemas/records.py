@@ -52,6 +52,9 @@ COSTS = pa.schema(
         # keep, escalated / disagreed.
         pa.field("call_status", pa.string()),
         pa.field("attempt", pa.int32()),
+        # Long documents: which step the call was (direct, map, reduce) and its chunk.
+        pa.field("step", pa.string()),
+        pa.field("chunk", pa.int32()),
         pa.field("token_method", pa.string()),
         pa.field("unit", pa.int32()),
     ]
