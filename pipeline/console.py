@@ -173,6 +173,13 @@ def print_summary(s: JobSummary, console: Console | None = None) -> None:
     if s.rows_pending:
         extra.append(f"{s.rows_pending} rows not done yet (rerun the same command to resume)")
     console.print(", ".join(extra))
+    f = s.forecast_vs_actual
+    if f:
+        cost_err = f.get("cost_error_pct")
+        console.print(
+            f"forecast ${f['forecast_cost_usd']:.4f} against actual ${f['actual_cost_usd']:.4f}"
+            + (f" ({cost_err:+.1f}%)" if cost_err is not None else "")
+        )
     for etype, n in s.errors_by_type.items():
         console.print(f"  errors {etype}: {n}")
     for f, reason in s.bad_files.items():

@@ -28,7 +28,7 @@ from pipeline.errors import ConfigError, TerminalError
 from pipeline.plan import Plan, Unit, make_plan
 from pipeline.quota_actor import account_key, ensure_quota_actor
 from pipeline.store import Store
-from pipeline.summary import JobSummary, build_summary, write_summary
+from pipeline.summary import JobSummary, attach_forecast, build_summary, write_summary
 from pipeline.worker import UnitReport, UnitRunner
 from schemas.job import JobSpec
 from schemas.records import UnitCommit
@@ -353,5 +353,6 @@ def run_job(
     summary = build_summary(
         spec, plan, out_uri, wall_s=time.monotonic() - started, failed_units=failed
     )
+    attach_forecast(summary, out_uri)
     write_summary(out_uri, plan.job_id, summary)
     return summary

@@ -9,6 +9,7 @@ summary of a resumed job covers every unit of it.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 
@@ -66,6 +67,9 @@ class JobSummary(BaseModel):
     price_version: str
     budget_usd: float | None
     wall_s: float
+    forecast_vs_actual: dict[str, float | None] | None = Field(
+        default=None, description="When `tierline forecast` ran first: its p50 against this run."
+    )
 
 
 def _read(store: Store, paths: list[str], schema: object) -> pl.DataFrame:
@@ -200,6 +204,20 @@ def _saved(costs: pl.DataFrame, prices: PriceTable) -> float:
         return 0.0
     priced = add_cost_column(free.drop("cost_usd", "price_version"), prices)
     return float(priced["cost_usd"].sum())
+
+
+def attach_forecast(summary: JobSummary, output_uri: str) -> JobSummary:
+    """Set the dry run's forecast against what the run spent and took, when one exists."""
+    from pipeline.forecast import compare_forecast
+
+    out = Store.open(output_uri).child(summary.job_id)
+    if out.exists("forecast.json"):
+        # An older or foreign forecast file: leave the comparison out.
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            summary.forecast_vs_actual = compare_forecast(
+                json.loads(out.read_bytes("forecast.json")), summary
+            )
+    return summary
 
 
 def write_summary(output_uri: str, job_id: str, summary: JobSummary) -> None:

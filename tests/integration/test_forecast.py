@@ -130,3 +130,20 @@ def test_worker_processes_count_the_same_as_one_process(tmp_path: Path) -> None:
         return sorted((r.unit, r.rows_callable, *sorted(r.groups)) for r in results)
 
     assert sums("process") == sums("inline")
+
+
+def test_run_after_forecast_sets_forecast_against_actual_in_its_summary(
+    tmp_path: Path, ray_local: None
+) -> None:
+    from tests.integration.helpers import spec_for, write_shards
+
+    write_shards(tmp_path / "in", shards=2, rows=60)
+    spec = spec_for(str(tmp_path / "in"), str(tmp_path / "out"))
+    fc = forecast_job(spec)
+    summary = run_job(spec)
+    assert summary.job_id == fc.job_id
+    f = summary.forecast_vs_actual
+    assert f is not None and f["actual_cost_usd"] == pytest.approx(summary.cost_usd)
+    assert abs(f["cost_error_pct"]) < 5  # type: ignore[arg-type]
+    on_disk = json.loads((tmp_path / "out" / summary.job_id / "summary.json").read_text())
+    assert on_disk["forecast_vs_actual"]["forecast_cost_usd"] == pytest.approx(fc.cost_usd.p50)
