@@ -86,6 +86,7 @@ class RowOutcome:
     accepted_attempt: int | None = None
     accepted_reason: str | None = None
     max_tokens: int | None = None  # answer cap when not the task's (long-document steps)
+    long_document: bool = False  # answered by map-reduce or a longer-context tier
 
 
 class Breaker:

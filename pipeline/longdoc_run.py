@@ -59,7 +59,7 @@ class LongDocs:
         allowed: frozenset[str] | None,
     ) -> RowOutcome:
         assert self.task is not None
-        out = RowOutcome(id=row_id, tier=tier, ok=False, routed_tier=tier)
+        out = RowOutcome(id=row_id, tier=tier, ok=False, routed_tier=tier, long_document=True)
         try:
             plan = choose_plan(
                 text_tokens,

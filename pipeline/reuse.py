@@ -82,11 +82,18 @@ class AnswerReuse:
             return
         entries: dict[str, CachedAnswer] = {}
         for key, o in zip(keys, outcomes, strict=True):
-            if key is None or not o.ok or o.output is None or o.tier != o.routed_tier:
+            if key is None or not o.ok or o.output is None:
+                continue
+            paid = [c for c in o.calls if c.call_status == "ok"]
+            if o.long_document and paid:
+                # The document's summary, whatever its map and reduce calls were.
+                tokens_in = sum(c.input_tokens for c in paid)
+                tokens_out = sum(c.output_tokens for c in paid)
+                entries[key] = CachedAnswer(o.output, tokens_in, tokens_out, o.model or "")
                 continue
             dep = self.spec.tiers[o.tier][0]  # type: ignore[index]
-            paid = [c for c in o.calls if c.call_status == "ok"]
-            if (o.provider, o.model) != (dep.provider, dep.model) or len(paid) != 1:
+            same = (o.provider, o.model) == (dep.provider, dep.model) and o.tier == o.routed_tier
+            if not same or len(paid) != 1:
                 continue
             c = paid[0]
             entries[key] = CachedAnswer(o.output, c.input_tokens, c.output_tokens, c.model)

@@ -66,3 +66,28 @@ def test_long_documents_are_chunked_and_every_call_is_attributed(
     assert long["tier"] == "cheap" and 0 < len(long["output"].split()) <= 48
     assert costs["cost_usd"].sum() == pytest.approx(summary.cost_usd)
     assert verify_job(summary.output).ok
+
+
+def test_another_job_over_the_same_long_documents_pays_nothing(
+    tmp_path: Path, ray_local: None
+) -> None:
+    inp = tmp_path / "in"
+    inp.mkdir()
+    pl.DataFrame(
+        {"doc_id": ["long-1", "short-1"], "text": [PARAGRAPH * 700, PARAGRAPH]}
+    ).write_parquet(inp / "docs.parquet")
+    common = {
+        "task": {"kind": "summarise", "max_words": 40},
+        "input": {"uri": str(inp), "id_column": "doc_id", "text_columns": ["text"]},
+        "providers": {"sim": {"kind": "sim", "sim": {"latency_ms": 1}}},
+        "tiers": {
+            "cheap": ["sim/gpt-3.5-turbo"],
+            "mid": ["sim/gpt-3.5-turbo-1106"],
+            "flagship": ["sim/gpt-4-1106-preview"],
+        },
+        "routing": {"policy": "rules", "default": "cheap"},
+    }
+    first = run_job(spec_for(str(inp), str(tmp_path / "out"), **common))
+    second = run_job(spec_for(str(inp), str(tmp_path / "out"), name="again", **common))
+    assert first.calls > 2 and second.calls == 0 and second.cost_usd == 0.0
+    assert second.cache_hits == 2 and second.rows_ok == 2
