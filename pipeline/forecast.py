@@ -60,9 +60,10 @@ from pipeline.forecast_units import (
     workers_available,
 )
 from pipeline.plan import Plan, make_plan
+from pipeline.reuse import AnswerReuse
 from pipeline.store import Store
 from pipeline.tokens import chat_overhead_tokens, count_tokens, token_method
-from schemas.job import TIER_ORDER, JobSpec
+from schemas.job import TIER_ORDER, Deployment, JobSpec
 from schemas.prices import PriceTable, load_prices
 
 if TYPE_CHECKING:  # the summary builder imports this module: no cycle at run time
@@ -101,6 +102,10 @@ class Forecast(BaseModel):
     rows_callable: int = Field(description="Rows that would be sent to a model.")
     rows_early_error: dict[str, int] = Field(description="Rows that fail before any call.")
     rows_duplicate: int = Field(description="Repeated ids within a unit (done once).")
+    rows_reused: dict[str, int] = Field(
+        description="Rows answered for free: 'cached' (response cache), 'duplicate' (the "
+        "same request as another row of the unit, sent once)."
+    )
     units_total: int
     units_todo: int
     input_tokens: int
@@ -174,6 +179,42 @@ def tier_plans(
     return plans
 
 
+def _plan(spec: JobSpec, tier: str, dep: Deployment, prices: PriceTable, output: Any) -> TierPlan:
+    kind = get_job_kind(spec.task)
+    price = prices.lookup(dep.model)
+    family = price.provider_family
+    prompt = sum(count_tokens(m.content, dep.model, family) for m in kind.build_messages(""))
+    prompt += chat_overhead_tokens(len(kind.build_messages("")))
+    cap = min(kind.max_output_tokens(), price.max_output_tokens)
+    return TierPlan(dep.provider, dep.model, family, prompt, cap, output)
+
+
+def sensitive_plans(
+    spec: JobSpec, plans: dict[str, TierPlan], prices: PriceTable
+) -> dict[str, TierPlan | None]:
+    """Where a sensitive row of each tier goes: the first deployment on an allowed
+    provider from its tier up (as the run escalates), None when there is none."""
+    rule = spec.routing.sensitive
+    if rule is None:
+        return {}
+    allowed = set(rule.allowed_providers)
+    out: dict[str, TierPlan | None] = {}
+    for tier, tp in plans.items():
+        upward = TIER_ORDER[TIER_ORDER.index(tier) :]
+        chain = [d for t in upward for d in spec.tiers.get(t) or []]  # type: ignore[call-overload]
+        dep = next((d for d in chain if d.provider in allowed), None)
+        out[tier] = None if dep is None else _plan(spec, tier, dep, prices, tp.output)
+    return out
+
+
+def cache_with_answers(spec: JobSpec, out_uri: str) -> str | None:
+    """The response cache's URI when the run would read it and it holds answers."""
+    if spec.cache == "off":
+        return None
+    uri = spec.cache_uri or (out_uri.rstrip("/") + "/_cache")
+    return uri if Store.open(uri).list_files("", suffix=".parquet") else None
+
+
 def choose_backend(rows: int, parallel: bool) -> Backend:
     """Where to count. Measured on 2 cores, 1M rows: a process pool about 150,000 rows/s,
     Ray tasks 60,000-80,000 (worker start-up and scheduling), one process about 70,000.
@@ -238,9 +279,9 @@ def _forecast(
 ) -> Forecast:
     root = Store.open(out_uri)
     dirs = history_dirs(root, spec.name, plan.job_id)
-    history = read_history(root, dirs) if dirs else None
+    history, used = read_history(root, dirs) if dirs else (None, [])
     if history is not None and history.is_empty():
-        history = None
+        history, used = None, []
     plans = tier_plans(spec, prices, history)
     if escalation_rate is not None:
         rate, rate_note = escalation_rate, "as given"
@@ -250,7 +291,17 @@ def _forecast(
         rate = POLICY_ESCALATION.get(spec.routing.policy, 0.0)
         rate_note = f"routing policy {spec.routing.policy!r}"
 
-    ctx = UnitContext(spec, prices, plans, out_uri if write else None, plan.job_id)
+    cache_uri = cache_with_answers(spec, out_uri)
+    ctx = UnitContext(
+        spec,
+        prices,
+        plans,
+        out_uri if write else None,
+        plan.job_id,
+        sensitive=sensitive_plans(spec, plans, prices),
+        reuse=AnswerReuse(spec, get_job_kind(spec.task), None).enabled,
+        cache_uri=cache_uri,
+    )
     todo = {u.index for u in plan.todo}
     totals = sum_results(run_units(ctx, plan.units, backend=backend, pool=pool), todo)
     usage = with_escalation(totals.usage.values(), rate, plans)
@@ -274,7 +325,10 @@ def _forecast(
         f"rows: the whole input, {plan.rows_total - rows_todo} rows of committed units included",
     ]
     if history is not None:
-        method.append(f"earlier runs: {', '.join(dirs)} ({history.height} billed calls)")
+        method.append(f"earlier runs: {', '.join(used)} ({history.height} billed calls)")
+    if ctx.reuse:
+        looked = f"answers looked up in {cache_uri}" if cache_uri else "no cached answers yet"
+        method.append(f"reuse: identical requests of a unit sent once; {looked}")
     fc = Forecast(
         job_id=plan.job_id,
         name=spec.name,
@@ -285,6 +339,7 @@ def _forecast(
         rows_callable=totals.callable,
         rows_early_error=dict(sorted(totals.early.items())),
         rows_duplicate=totals.duplicates,
+        rows_reused=dict(sorted(totals.reused.items())),
         units_total=len(plan.units),
         units_todo=len(plan.todo),
         input_tokens=sum(b.input_tokens for b in by_tier.values()),
@@ -309,7 +364,7 @@ def _forecast(
         escalation_rate=rate,
         price_version=prices.version,
         method=method,
-        history_jobs=dirs if history is not None else [],
+        history_jobs=used,
         backend=backend,
         elapsed_s=round(time.monotonic() - started, 3),
     )

@@ -1,7 +1,7 @@
 """What earlier runs of the same job name say about answer lengths and extra calls.
 
     dirs = history_dirs(Store.open("out/"), "nightly-tickets", job_id)
-    calls = read_history(Store.open("out/"), dirs)          # one row per billed call
+    calls, used = read_history(Store.open("out/"), dirs)    # one row per billed call
     observed_assumption(calls, "observed_ratio", cap=136)   # -> OutputAssumption
 
 Earlier runs live beside the new one: `<output>/<name>-<identity>/costs/*.parquet`
@@ -39,23 +39,23 @@ def history_dirs(out: Store, name: str, job_id: str) -> list[str]:
     return sorted(n for n in names if n == job_id or n.startswith(f"{name}-"))
 
 
-def read_history(out: Store, dirs: list[str]) -> pl.DataFrame:
-    """Billed calls of earlier runs: id, model, unit (one per cost file), input and output
-    tokens.
-
-    Calls with no input tokens (nothing billed) are left out."""
+def read_history(out: Store, dirs: list[str]) -> tuple[pl.DataFrame, list[str]]:
+    """Billed calls of earlier runs (id, model, unit: one per cost file, input and output
+    tokens) and the job folders they came from. Calls with no input tokens are left out."""
     files = [f.path for d in dirs for f in out.list_files(f"{d}/costs", suffix=".parquet")]
+    files = files[:MAX_HISTORY_FILES]
     frames = [
         pl.read_parquet(io.BytesIO(out.read_bytes(path)), columns=list(_COLUMNS)).with_columns(
             # Cost files of different runs reuse unit numbers: number the files instead.
             pl.lit(i, dtype=pl.Int64).alias("unit")
         )
-        for i, path in enumerate(files[:MAX_HISTORY_FILES])
+        for i, path in enumerate(files)
     ]
+    used = sorted({path.split("/", 1)[0] for path in files})
     if not frames:
-        return pl.DataFrame(schema=_COLUMNS)
+        return pl.DataFrame(schema=_COLUMNS), used
     calls = pl.concat(frames, how="vertical_relaxed").cast(_COLUMNS)  # type: ignore[arg-type]
-    return calls.filter(pl.col("input_tokens") > 0)
+    return calls.filter(pl.col("input_tokens") > 0), used
 
 
 def calls_for(calls: pl.DataFrame, model: str) -> pl.DataFrame:

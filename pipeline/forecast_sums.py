@@ -49,7 +49,8 @@ class ForecastBucket(BaseModel):
 
 @dataclass
 class Usage:
-    """Calls to one model from one tier's rows, summed."""
+    """One tier's rows sent to one model, summed; tokens are those of paid calls (a row
+    answered from the cache or by an identical row's call costs nothing)."""
 
     tier: str
     provider: str
@@ -67,6 +68,7 @@ class Totals:
     callable: int = 0
     duplicates: int = 0
     early: dict[str, int] = field(default_factory=dict)
+    reused: dict[str, int] = field(default_factory=dict)
     usage: dict[tuple[str, str, str], Usage] = field(default_factory=dict)
     todo: dict[tuple[str, str, str], Usage] = field(default_factory=dict)
 
@@ -80,12 +82,14 @@ def sum_results(results: Iterable[Any], todo_units: set[int]) -> Totals:
         t.duplicates += r.duplicates
         for k, v in r.early.items():
             t.early[k] = t.early.get(k, 0) + v
+        for k, v in r.reused.items():
+            t.reused[k] = t.reused.get(k, 0) + v
         books = [t.usage, t.todo] if r.unit in todo_units else [t.usage]
-        for tier, provider, model, rows, tin, o10, o50, o90, reserve in r.groups:
+        for tier, provider, model, rows, calls, tin, o10, o50, o90, reserve in r.groups:
             for book in books:
                 u = book.setdefault((tier, provider, model), Usage(tier, provider, model))
                 u.rows += rows
-                u.calls += rows
+                u.calls += calls
                 u.input_tokens += tin
                 u.out = [u.out[0] + o10, u.out[1] + o50, u.out[2] + o90]
                 u.reserve_tokens += reserve

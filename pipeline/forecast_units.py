@@ -17,31 +17,38 @@ cluster this process is connected to). Units are handed out in tasks of about
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures as cf
 import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import polars as pl
 import pyarrow as pa
 
+from jobs.base import get_job_kind
+from pipeline.cache import ResponseCache
 from pipeline.costs import add_cost_column
 from pipeline.forecast_estimates import OutputAssumption
 from pipeline.plan import Unit
-from pipeline.rows import ID, TEXT, TIER, prepare_unit, read_unit, unit_columns
+from pipeline.reuse import AnswerReuse
+from pipeline.rows import ID, SENSITIVE, TEXT, TIER, prepare_unit, read_unit, unit_columns
 from pipeline.store import Store, table_to_parquet_bytes
 from pipeline.tokens import count_tokens_batch
 from schemas.job import JobSpec
 from schemas.prices import PriceTable
 
 Backend = Literal["inline", "process", "ray"]
+T = TypeVar("T")
 TASK_ROWS = 10_000
 FORECAST_DIR = "forecast"
 GROUP_KEYS = ("tier", "provider", "model")
-SUM_COLUMNS = ("rows", "input_tokens", "out_p10", "out_p50", "out_p90", "reserve_tokens")
+OUT = ("out_p10", "out_p50", "out_p90")
+SUM_COLUMNS = ("rows", "calls", "input_tokens", *OUT, "reserve_tokens")
+REUSE = "reuse"  # null: a paid call; 'cached' or 'duplicate': answered for free
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,10 @@ class UnitContext:
     tiers: dict[str, TierPlan]
     out_uri: str | None = None  # where forecast/unit-<n>.parquet goes; None writes none
     job_id: str = ""
+    # Sensitive rows go to the first allowed deployment from their tier up (None: none).
+    sensitive: dict[str, TierPlan | None] = field(default_factory=dict)
+    reuse: bool = False  # identical requests of a unit are sent once (as the run does)
+    cache_uri: str | None = None  # a response cache with answers in it, to look rows up
 
 
 @dataclass
@@ -73,12 +84,14 @@ class UnitResult:
     early: dict[str, int] = field(default_factory=dict)  # error type -> rows (no call)
     duplicates: int = 0
     groups: list[tuple[Any, ...]] = field(default_factory=list)  # GROUP_KEYS + SUM_COLUMNS
+    reused: dict[str, int] = field(default_factory=dict)  # 'cached' / 'duplicate' -> rows
 
 
 # One row per row that would be sent; `_cap` is the request's max_tokens.
 _ROWS = {
     ID: pl.String,
     TIER: pl.String,
+    REUSE: pl.String,
     "text_tokens": pl.Int64,
     "input_tokens": pl.Int64,
     "provider": pl.String,
@@ -95,15 +108,70 @@ def _store(uri: str) -> Store:
     return Store.open(uri)
 
 
+_REUSE: dict[tuple[str, str], AnswerReuse] = {}
+
+
+def _answer_reuse(ctx: UnitContext) -> AnswerReuse:
+    """The run's own key making and cache lookup, one per process and job (read only)."""
+    key = (ctx.job_id, ctx.cache_uri or "")
+    reuse = _REUSE.get(key)
+    if reuse is None:
+        cache = ResponseCache(_store(ctx.cache_uri), "read") if ctx.cache_uri else None
+        reuse = _REUSE[key] = AnswerReuse(ctx.spec, get_job_kind(ctx.spec.task), cache)
+    return reuse
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end from sync code, also when a loop runs in this thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with cf.ThreadPoolExecutor(1) as one:
+        return one.submit(asyncio.run, coro).result()
+
+
+def _reuse_marks(ctx: UnitContext, todo: pl.DataFrame) -> pl.Series:
+    """Per row: 'duplicate' (the same request as an earlier row of the unit: sent once),
+    'cached' (answered before: in the response cache) or null (paid), as a run does it."""
+    marks = pl.Series(REUSE, [None] * todo.height, dtype=pl.String)
+    if not ctx.reuse or todo.is_empty():
+        return marks
+    first_dep = {t: f"{p.provider}/{p.model}" for t, p in ctx.tiers.items()}
+    shareable = ~pl.col(SENSITIVE).fill_null(False)
+    request = pl.struct(pl.col(TIER).replace_strict(first_dep, default=None), pl.col(TEXT))
+    marks = todo.select(
+        pl.when(shareable & ~request.is_first_distinct())
+        .then(pl.lit("duplicate"))
+        .otherwise(None)
+        .alias(REUSE)
+    ).to_series()
+    if ctx.cache_uri is None:
+        return marks
+    reuse = _answer_reuse(ctx)
+    ask = todo.with_row_index("__i").filter(shareable & marks.is_null())
+    rows = list(ask.select(ID, TEXT, TIER, SENSITIVE).iter_rows())
+    keys = reuse.keys(rows)
+    hits = _run(reuse.lookup(keys))
+    cached = [i for i, k in zip(ask["__i"], keys, strict=True) if k is not None and k in hits]
+    return marks.scatter(cached, "cached") if cached else marks
+
+
 def unit_rows(ctx: UnitContext, unit: Unit, table: pa.Table) -> tuple[pl.DataFrame, UnitResult]:
-    """The unit's forecast rows (one per row that would be sent) and their sums."""
+    """The unit's forecast rows (one per row the run would answer, `reuse` saying which
+    are free) and their sums per tier, provider and model (paid calls only)."""
     prep = prepare_unit(table, ctx.spec)
+    todo = prep.todo.with_columns(_reuse_marks(ctx, prep.todo))
+    early = {str(k): int(v) for k, v in prep.early.group_by("error_type").len().iter_rows()}
     parts = []
-    for (tier,), part in prep.todo.partition_by(TIER, as_dict=True).items():
-        tp = ctx.tiers[str(tier)]
+    for (tier, sensitive), part in todo.partition_by(TIER, SENSITIVE, as_dict=True).items():
+        tp = (ctx.sensitive if sensitive else ctx.tiers).get(str(tier))
+        if tp is None:  # a sensitive row no allowed provider can take: an error, no call
+            early["no_allowed_provider"] = early.get("no_allowed_provider", 0) + part.height
+            continue
         counts, _ = count_tokens_batch(part[TEXT], tp.model, tp.family)
         text_tokens = counts.alias("text_tokens")
-        part = part.select(ID, TIER).with_columns(
+        part = part.select(ID, TIER, REUSE).with_columns(
             text_tokens,
             (text_tokens + tp.prompt_tokens).alias("input_tokens"),
             pl.lit(tp.provider).alias("provider"),
@@ -115,50 +183,42 @@ def unit_rows(ctx: UnitContext, unit: Unit, table: pa.Table) -> tuple[pl.DataFra
             part.with_columns(p10.alias("out_p10"), p50.alias("out_p50"), p90.alias("out_p90"))
         )
     rows = pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=_ROWS)
+    paid = pl.col(REUSE).is_null()
     sums = (
         rows.group_by(*GROUP_KEYS)
         .agg(
             pl.len().alias("rows"),
-            pl.col("input_tokens").sum(),
-            pl.col("out_p10").sum(),
-            pl.col("out_p50").sum(),
-            pl.col("out_p90").sum(),
-            (pl.col("input_tokens") + pl.col("_cap")).sum().alias("reserve_tokens"),
+            paid.sum().alias("calls"),
+            *(pl.col(c).filter(paid).sum() for c in ("input_tokens", *OUT)),
+            (pl.col("input_tokens") + pl.col("_cap")).filter(paid).sum().alias("reserve_tokens"),
         )
         .select(*GROUP_KEYS, *SUM_COLUMNS)
     )
-    early = dict(prep.early.group_by("error_type").len().iter_rows())
+    reused = rows.filter(~paid).group_by(REUSE).len().iter_rows()
     result = UnitResult(
         unit=unit.index,
         rows=unit.row_count,
         rows_callable=rows.height,
-        early={str(k): int(v) for k, v in early.items()},
+        early=early,
         duplicates=prep.duplicates,
         groups=list(sums.iter_rows()),
+        reused={str(k): int(v) for k, v in reused},
     )
     return rows, result
 
 
 def forecast_file(rows: pl.DataFrame, prices: PriceTable) -> pl.DataFrame:
     """The id-level forecast Parquet: id, tier, provider, model, input_tokens,
-    est_output_tokens (p50, fractional: an expectation) and est_cost_usd."""
+    est_output_tokens (p50, fractional: an expectation), est_cost_usd (0 for a row the
+    run answers for free) and reuse (null, 'cached' or 'duplicate')."""
+    usage = rows.select(
+        ID, TIER, "provider", "model", "input_tokens", pl.col("out_p50").alias("output_tokens")
+    )
     if rows.is_empty():
-        usage = rows.select(ID, TIER, "provider", "model", "input_tokens").with_columns(
-            pl.lit(None, dtype=pl.Float64).alias("output_tokens"),
-            pl.lit(None, dtype=pl.Float64).alias("cost_usd"),
-        )
+        usage = usage.with_columns(pl.lit(None, dtype=pl.Float64).alias("cost_usd"))
     else:
-        usage = add_cost_column(
-            rows.select(
-                ID,
-                TIER,
-                "provider",
-                "model",
-                "input_tokens",
-                pl.col("out_p50").alias("output_tokens"),
-            ),
-            prices,
-        )
+        usage = add_cost_column(usage, prices)
+    free = rows[REUSE].is_not_null()
     return usage.select(
         ID,
         TIER,
@@ -166,7 +226,8 @@ def forecast_file(rows: pl.DataFrame, prices: PriceTable) -> pl.DataFrame:
         "model",
         "input_tokens",
         pl.col("output_tokens").alias("est_output_tokens"),
-        pl.col("cost_usd").alias("est_cost_usd"),
+        pl.when(free).then(0.0).otherwise(pl.col("cost_usd")).alias("est_cost_usd"),
+        rows[REUSE],
     )
 
 
@@ -230,14 +291,19 @@ def _writer() -> cf.ThreadPoolExecutor:
 
 
 def tasks_of(units: Sequence[Unit], task_rows: int = TASK_ROWS) -> list[list[Unit]]:
+    """Units in tasks of about `task_rows` rows. Units cut from the same row groups stay
+    in one task, so a big row group is read once, not once per task."""
     tasks: list[list[Unit]] = []
     rows = task_rows
+    last: tuple[str, tuple[int, ...]] | None = None
     for u in units:
-        if rows >= task_rows:
+        key = (u.source, u.row_groups)
+        if rows >= task_rows and key != last:
             tasks.append([])
             rows = 0
         tasks[-1].append(u)
         rows += u.row_count
+        last = key
     return tasks
 
 

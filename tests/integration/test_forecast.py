@@ -75,6 +75,7 @@ def test_forecast_calls_no_provider_and_writes_its_files(
         "input_tokens",
         "est_output_tokens",
         "est_cost_usd",
+        "reuse",
     ]
     blank = data.filter(
         pl.concat_str([pl.col("subject").fill_null(""), pl.col("body").fill_null("")])
@@ -109,11 +110,18 @@ def test_forecast_is_close_to_the_real_run_and_learns_from_it(
     assert got["cost_error_pct"] is not None and abs(got["cost_error_pct"]) < 5.0
     assert fc_json["cost_usd"]["p10"] <= fc_json["cost_usd"]["p50"] <= fc_json["cost_usd"]["p90"]
 
-    # Forecast again: the run's answers are now history, and nothing is left to do.
-    after = forecast_job(spec)
-    assert after.history_jobs == [summary.job_id]
+    # Forecast again: every answer is in the response cache now, so running the input
+    # again would cost (almost) nothing, and nothing is left to do.
+    again = forecast_job(spec)
+    assert again.rows_reused.get("cached", 0) > 0.9 * again.rows_callable
+    assert again.cost_usd.p50 < 0.05 * summary.cost_usd
+    assert again.rows_todo == 0 and again.cost_todo_usd.p50 == 0.0
+
+    # Without the cache, the run's answers are history: their lengths are used.
+    uncached = spec.model_copy(update={"cache": "off"})
+    after = forecast_job(uncached)
+    assert after.history_jobs == [summary.job_id] and not after.rows_reused.get("cached")
     assert any(m.startswith("earlier runs:") for m in after.method)
-    assert after.rows_todo == 0 and after.cost_todo_usd.p50 == 0.0
     err = (after.cost_usd.p50 - summary.cost_usd) / summary.cost_usd * 100
     assert abs(err) < 5.0
 

@@ -11,7 +11,7 @@ import pytest
 
 from jobs.base import get_job_kind
 from pipeline.costs import cost_usd
-from pipeline.forecast import choose_backend, compare_forecast, tier_plans
+from pipeline.forecast import choose_backend, compare_forecast, sensitive_plans, tier_plans
 from pipeline.forecast_estimates import (
     CLIENT_ROWS_PER_S_PER_WORKER,
     Interval,
@@ -133,19 +133,60 @@ def test_prompt_overhead_plus_text_tokens_equal_what_the_simulator_bills() -> No
     assert sums["cheap"][3] == 2 and sums["mid"][3] == 1  # rows per tier
 
 
+def test_identical_requests_are_paid_once_and_sensitive_rows_stay_on_allowed_providers() -> None:
+    s = spec(
+        providers={"sim": {"kind": "sim"}, "local": {"kind": "sim"}},
+        tiers={"cheap": ["sim/gpt-4o-mini"], "mid": ["sim/claude-3-5-haiku", "local/gpt-4o"]},
+        routing={
+            "rules": [{"when": "length(body) > 40", "tier": "mid"}],
+            "default": "cheap",
+            "sensitive": {"pattern": "IBAN", "allowed_providers": ["local"]},
+        },
+    )
+    plans = tier_plans(s, PRICES)
+    ctx = UnitContext(s, PRICES, plans, sensitive=sensitive_plans(s, plans, PRICES), reuse=True)
+    table = pa.table(
+        {
+            "id": ["1", "2", "3", "4", "5"],
+            "subject": ["Refund", "Refund", "Refund", "x", "x"],
+            "body": ["twice", "twice", "twice", "my IBAN is DE00", "my IBAN is DE00"],
+        }
+    )
+    rows, result = unit_rows(ctx, Unit(0, "f", (0,), 0, 5), table)
+    assert rows["reuse"].to_list() == [None, "duplicate", "duplicate", None, None]
+    assert result.reused == {"duplicate": 2}
+    # Sensitive rows are never shared, and go up to the first allowed deployment.
+    sensitive = rows.filter(pl.col("id").is_in(["4", "5"]))
+    assert set(zip(sensitive["provider"], sensitive["model"], strict=True)) == {("local", "gpt-4o")}
+    groups = {(g[0], g[1]): g for g in result.groups}
+    assert groups[("cheap", "sim")][3:5] == (3, 1)  # three rows, one paid call
+    assert groups[("cheap", "local")][3:5] == (2, 2)
+    only_sim = spec(routing={"sensitive": {"pattern": "IBAN", "allowed_providers": ["sim"]}})
+    none_allowed = spec(
+        providers={"sim": {"kind": "sim"}, "other": {"kind": "sim"}},
+        routing={"sensitive": {"pattern": "IBAN", "allowed_providers": ["other"]}},
+    )
+    assert sensitive_plans(only_sim, tier_plans(only_sim, PRICES), PRICES)["cheap"] is not None
+    assert sensitive_plans(none_allowed, tier_plans(none_allowed, PRICES), PRICES) == {
+        "cheap": None,
+        "mid": None,
+    }
+
+
 # --- sums, escalation, prices -------------------------------------------------------------
 
 
 def test_results_fold_into_sums_with_a_separate_todo_part() -> None:
-    g = ("cheap", "sim", "gpt-4o-mini", 10, 1000.0, 10.0, 20.0, 30.0, 1160.0)
+    g = ("cheap", "sim", "gpt-4o-mini", 10, 9, 1000.0, 10.0, 20.0, 30.0, 1160.0)
     results = [
         UnitResult(0, rows=11, rows_callable=10, early={"empty_text": 1}, groups=[g]),
-        UnitResult(1, rows=10, rows_callable=10, groups=[g]),
+        UnitResult(1, rows=10, rows_callable=10, groups=[g], reused={"duplicate": 1}),
     ]
     t = sum_results(results, todo_units={1})
     u = t.usage[("cheap", "sim", "gpt-4o-mini")]
-    assert (t.rows, t.callable, t.early) == (21, 20, {"empty_text": 1})
-    assert (u.rows, u.input_tokens, u.out, u.reserve_tokens) == (20, 2000, [20, 40, 60], 2320)
+    assert (t.rows, t.callable, t.early, t.reused) == (21, 20, {"empty_text": 1}, {"duplicate": 1})
+    assert (u.rows, u.calls, u.input_tokens, u.out) == (20, 18, 2000, [20, 40, 60])
+    assert u.reserve_tokens == 2320
     assert t.todo[("cheap", "sim", "gpt-4o-mini")].rows == 10
 
 
@@ -238,6 +279,9 @@ def test_small_inputs_are_counted_in_process_and_tasks_are_bounded() -> None:
     assert choose_backend(10_000_000, parallel=False) == "inline"
     units = [Unit(i, "f", (i,), 0, 300) for i in range(10)]
     assert [len(t) for t in tasks_of(units, task_rows=1_000)] == [4, 4, 2]
+    # Units cut from one big row group stay together: it is read once.
+    big = [Unit(i, "f", (0,), i * 300, 300) for i in range(10)] + [Unit(10, "f", (1,), 0, 300)]
+    assert [len(t) for t in tasks_of(big, task_rows=1_000)] == [10, 1]
 
 
 def test_compare_forecast_gives_signed_errors() -> None:
