@@ -20,6 +20,7 @@ from dataclasses import asdict
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from pipeline.budget import BudgetClient, DailyLeaseBook, LeaseBook
 from pipeline.plan import Plan
@@ -97,8 +98,13 @@ DailyBudgetActor = ray.remote(num_cpus=0, max_restarts=0)(DailyBudget)
 
 def start_budget(job_id: str, cap_usd: float, already_spent_usd: float) -> Any:
     """Start (or find) the job's budget actor and set its cap and the spend so far."""
+    # On the driver's node: the job's ledger must not vanish with a worker node.
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     actor: Any = BudgetActor.options(
-        name=job_actor_name(job_id), namespace=NAMESPACE, get_if_exists=True
+        name=job_actor_name(job_id),
+        namespace=NAMESPACE,
+        get_if_exists=True,
+        scheduling_strategy=here,
     ).remote(cap_usd, already_spent_usd)
     ray.get(actor.configure.remote(cap_usd, already_spent_usd))
     return actor
@@ -108,11 +114,13 @@ def start_daily_budget(
     provider: str, cap_usd: float, clock: Callable[[], float] = time.time
 ) -> Any:
     """Start (or find) the provider's detached daily budget actor; the cap is updated."""
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
     actor: Any = DailyBudgetActor.options(
         name=daily_actor_name(provider),
         namespace=NAMESPACE,
         lifetime="detached",
         get_if_exists=True,
+        scheduling_strategy=here,
     ).remote(cap_usd, clock)
     ray.get(actor.configure.remote(cap_usd))
     return actor

@@ -156,7 +156,9 @@ class QuotaState:
             c.slots += got_slots
         got_req = requests if self.requests is None else self.requests.take_up_to(requests, now)
         got_tok = tokens if self.tokens is None else 0
-        if self.tokens is not None and got_req > 0:
+        # A client of an account without an rpm limit asks for tokens only (requests=0).
+        wants_tokens = got_req > 0 or (self.requests is None and tokens > 0)
+        if self.tokens is not None and wants_tokens:
             got_tok = self.tokens.take_up_to(tokens, now)
             if got_tok < min(tokens, largest_request_tokens or 1):
                 # Not enough tokens for even one waiting request: hand the requests back.
@@ -173,7 +175,8 @@ class QuotaState:
         self.granted_requests += got_req
         self.day_tokens += got_tok if self.limits.tokens_per_day else 0
         wait = 0.0
-        if got_req == 0 and requests > 0:
+        starved = got_req == 0 and requests > 0
+        if starved or (self.tokens is not None and got_tok == 0 and tokens > 0):
             wait = max(
                 self.requests.time_until(1, now) if self.requests else 0.0,
                 self.tokens.time_until(largest_request_tokens or 1, now) if self.tokens else 0.0,

@@ -105,6 +105,9 @@ class UnitRunner:
         )
         self.session: aiohttp.ClientSession | None = None
         self.executor: RowExecutor | None = None
+        # One bound on calls in flight for the whole worker, shared by the units it
+        # overlaps, so the next unit's rows fill the slots the last one's tail frees.
+        self.in_flight = asyncio.Semaphore(spec.run.max_in_flight)
         self.client_id = client_id
         self.budget_actors = budget_actors
         self.budgets = Budgets()
@@ -211,7 +214,7 @@ class UnitRunner:
     async def call_all(self, todo: pl.DataFrame) -> list[RowOutcome]:
         assert self.executor is not None
         executor = self.executor
-        sem = asyncio.Semaphore(self.spec.run.max_in_flight)
+        sem = self.in_flight
         tokens = [0] * todo.height
         text_tokens = [0] * todo.height
         for tier, idx in todo.with_row_index("__i").group_by(TIER).agg(pl.col("__i")).iter_rows():

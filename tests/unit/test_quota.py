@@ -107,3 +107,13 @@ def test_tokens_per_day_is_exhausted_until_the_next_day() -> None:
     assert q.lease("w", requests=1, tokens=10, slots=0).exhausted == "tokens_per_day"
     clock.t += 86400
     assert q.lease("w", requests=1, tokens=10, slots=0).exhausted is None
+
+
+def test_token_only_limits_grant_tokens_and_then_ask_to_wait() -> None:
+    # An account limited by tpm alone: clients lease tokens with no request permits.
+    clock = Clock()
+    q = QuotaState(Limits(tpm=6000), clock=clock)  # 100 tokens/s
+    g = q.lease("w", requests=0, tokens=90, slots=0, largest_request_tokens=90)
+    assert g.tokens == 90 and g.wait_s == 0.0
+    empty = q.lease("w", requests=0, tokens=90, slots=0, largest_request_tokens=90)
+    assert empty.tokens == 0 and empty.wait_s > 0  # never a busy loop
