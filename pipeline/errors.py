@@ -133,5 +133,3 @@ class InputError(TerminalError):
 class ConfigError(TerminalError):
     error_type = "config_error"
 
-
-ProviderError = TierlineError

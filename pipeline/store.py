@@ -175,11 +175,6 @@ class Store:
 
         return with_retries(_read, what=f"read {self.display(rel)}")
 
-    def parquet_file(self, rel: str) -> pq.ParquetFile:
-        # Read the whole object once: units are small, and a seekable buffer lets pyarrow
-        # fetch only footers and the row groups asked for without more round trips.
-        return pq.ParquetFile(pa.BufferReader(self.read_bytes(rel)))
-
     # --- writes ---------------------------------------------------------------------
 
     def write_bytes(self, rel: str, data: bytes) -> None:

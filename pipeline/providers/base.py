@@ -58,5 +58,5 @@ class Provider(Protocol):
     name: str
 
     async def complete(self, session: aiohttp.ClientSession, request: ChatRequest) -> ChatResponse:
-        """Send one request; raise a `pipeline.errors.ProviderError` subclass on failure."""
+        """Send one request; raise a `pipeline.errors.TierlineError` subclass on failure."""
         ...
