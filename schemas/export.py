@@ -28,11 +28,11 @@ def spec_reference_markdown() -> str:
 
     def type_name(annotation: object) -> str:
         text = re.sub(
-            r"(typing\.)?Annotated\[schemas\.job\.Deployment, .*?mode=None\)\]",
+            r"(typing\.)?Annotated\[schemas\.\w+\.Deployment, .*?mode=None\)\]",
             "provider/model",
             str(annotation),
         )
-        text = text.replace("typing.", "").replace("schemas.job.", "")
+        text = re.sub(r"schemas\.\w+\.", "", text.replace("typing.", ""))
         text = text.replace("pipeline.sim.config.", "").replace("<class '", "").replace("'>", "")
         return text.replace("NoneType", "None").replace("Annotated[Deployment, ", "Deployment[")
 

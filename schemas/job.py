@@ -15,28 +15,24 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    WithJsonSchema,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, field_validator, model_validator
 
 from pipeline.sim.config import Faults, KeyLimits, Latency, ModelBehaviour, SimConfig
+from schemas.base import TIER_ORDER as TIER_ORDER
+from schemas.base import Strict as Strict
+from schemas.base import TierName as TierName
 from schemas.prices import PriceTable, load_prices
-
-TIER_ORDER: tuple[str, ...] = ("cheap", "mid", "flagship")
-TierName = Literal["cheap", "mid", "flagship"]
+from schemas.routing import CascadeSpec as CascadeSpec
+from schemas.routing import Deployment as Deployment
+from schemas.routing import DeploymentRef as DeploymentRef
+from schemas.routing import RoutingSpec as RoutingSpec
+from schemas.routing import RoutingTarget as RoutingTarget
+from schemas.routing import Rule as Rule
+from schemas.routing import SensitiveSpec as SensitiveSpec
+from schemas.routing import VoteSpec as VoteSpec
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 # --- task ---------------------------------------------------------------------------
@@ -248,173 +244,6 @@ class ProviderSpec(Strict):
         if self.base_url and not self.base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
         return self
-
-
-class Deployment(Strict):
-    """One `provider/model` entry of a tier. The model may itself contain slashes."""
-
-    provider: str
-    model: str
-
-    @property
-    def name(self) -> str:
-        return f"{self.provider}/{self.model}"
-
-    @classmethod
-    def parse(cls, text: str) -> Deployment:
-        if "/" not in text:
-            raise ValueError(f"deployment {text!r} must be 'provider/model'")
-        provider, model = text.split("/", 1)
-        if not provider or not model:
-            raise ValueError(f"deployment {text!r} must be 'provider/model'")
-        return cls(provider=provider, model=model)
-
-
-def _to_deployment(v: object) -> object:
-    return Deployment.parse(v) if isinstance(v, str) else v
-
-
-DeploymentRef = Annotated[
-    Deployment,
-    BeforeValidator(_to_deployment),
-    WithJsonSchema({"type": "string", "pattern": "^[^/]+/.+$", "description": "provider/model"}),
-]
-
-
-# --- routing --------------------------------------------------------------------------
-
-
-class Rule(Strict):
-    when: str = Field(description="SQL predicate over input columns, e.g. \"priority = 'high'\".")
-    tier: TierName = Field(description="Tier for rows where the predicate holds.")
-
-    @field_validator("when")
-    @classmethod
-    def _parses(cls, v: str) -> str:
-        from pipeline.routing.rules import compile_predicate
-
-        compile_predicate(v)
-        return v
-
-
-class RoutingTarget(Strict):
-    """Calibrate the learned router's threshold to one of these (on its validation data)."""
-
-    max_flagship_share: float | None = Field(
-        default=None, ge=0, le=1, description="At most this share of rows goes to flagship."
-    )
-    min_quality: float | None = Field(
-        default=None, ge=0, le=1.5, description="At least this fraction of all-flagship quality."
-    )
-
-    @model_validator(mode="after")
-    def _one(self) -> RoutingTarget:
-        if (self.max_flagship_share is None) == (self.min_quality is None):
-            raise ValueError("set exactly one of max_flagship_share or min_quality")
-        return self
-
-
-class CascadeSpec(Strict):
-    """Validate each answer; escalate to the next tier up until one is accepted."""
-
-    agree: list[DeploymentRef] | None = Field(
-        default=None,
-        min_length=2,
-        max_length=2,
-        description="Two deployments that must give the same answer for a row at the first "
-        "one's tier; when they differ the row escalates.",
-    )
-    min_logprob: float | None = Field(
-        default=None,
-        le=0,
-        description="Escalate when the answer's mean token log-probability is lower "
-        "(only where the provider returns log-probabilities).",
-    )
-
-
-class VoteSpec(Strict):
-    """Ask several deployments; the majority answer wins, a tie escalates."""
-
-    deployments: list[DeploymentRef] = Field(
-        min_length=2, description="Deployments that vote (each is called once per row)."
-    )
-    tier: TierName = Field(default="cheap", description="Rows routed to this tier are voted on.")
-
-
-class SensitiveSpec(Strict):
-    """Rows matching `when` or `pattern` go only to `allowed_providers`, on fallback and
-    escalation too; a row no allowed provider can take becomes `no_allowed_provider`."""
-
-    when: str | None = Field(default=None, description="SQL predicate, e.g. 'contains_pii'.")
-    pattern: str | None = Field(
-        default=None, description="Regular expression over the row's text (e-mail, IBAN, ...)."
-    )
-    allowed_providers: list[str] = Field(
-        min_length=1, description="Providers that may see sensitive rows."
-    )
-
-    @model_validator(mode="after")
-    def _something(self) -> SensitiveSpec:
-        if not self.when and not self.pattern:
-            raise ValueError("set `when` (a predicate), `pattern` (a regex), or both")
-        if self.pattern:
-            try:
-                re.compile(self.pattern)
-            except re.error as exc:
-                raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
-        if self.when:
-            from pipeline.routing.rules import compile_predicate
-
-            compile_predicate(self.when)
-        return self
-
-
-class RoutingSpec(Strict):
-    policy: Literal["rules", "learned", "cascade"] = Field(
-        default="rules",
-        description="rules: SQL predicates; learned: a trained router model; cascade: start "
-        "every row at the cheapest tier and escalate until an answer is accepted.",
-    )
-    rules: list[Rule] = Field(default_factory=list, description="First matching rule wins.")
-    default: TierName = Field(default="cheap", description="Tier for rows no rule matches.")
-    on_tier_down: Literal["escalate", "defer"] = Field(
-        default="escalate",
-        description="When no deployment of a row's tier can serve it: try the next tier up "
-        "(escalate), or write a retryable `deferred` error row for a later rerun (defer).",
-    )
-    model: str | None = Field(
-        default=None, description="learned: the router model file (tierline router train)."
-    )
-    threshold: float | None = Field(
-        default=None, ge=0, description="learned: decision threshold, set directly."
-    )
-    target: RoutingTarget | None = Field(
-        default=None, description="learned: calibrate the threshold to this target."
-    )
-    optimize: Literal["cost", "balanced", "quality"] | None = Field(
-        default=None, description="learned: a preset threshold (cost, balanced, quality)."
-    )
-    features: list[str] = Field(
-        default_factory=list, description="learned: metadata columns the router model reads."
-    )
-    cascade: CascadeSpec | None = Field(
-        default=None,
-        description="Validate answers and escalate rejected rows (any policy; implied by "
-        "policy cascade).",
-    )
-    vote: VoteSpec | None = Field(default=None, description="Majority vote for a tier.")
-    sensitive: SensitiveSpec | None = Field(
-        default=None, description="Rows only some providers may see."
-    )
-
-    @model_validator(mode="after")
-    def _learned_needs_model(self) -> RoutingSpec:
-        if self.policy == "learned" and not self.model:
-            raise ValueError("policy 'learned' needs `model`: a file from `tierline router train`")
-        return self
-
-    def escalates(self) -> bool:
-        return self.policy == "cascade" or self.cascade is not None
 
 
 class RunOptions(Strict):

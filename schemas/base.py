@@ -1,0 +1,16 @@
+"""What every part of the job spec shares: the strict model base and the tier names."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+TIER_ORDER: tuple[str, ...] = ("cheap", "mid", "flagship")
+TierName = Literal["cheap", "mid", "flagship"]
+
+
+class Strict(BaseModel):
+    """Frozen, and unknown fields are errors: a typo fails before anything runs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
