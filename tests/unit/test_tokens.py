@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import textwrap
@@ -149,6 +150,35 @@ def test_special_tokens_in_user_text_are_ordinary_text() -> None:
     n = tokens.count_tokens(text, "gpt-4o")
     assert n == len(tokens.get_encoding("o200k_base").encode(text, disallowed_special=()))
     assert n > 4  # spelled out, not the single special token
+
+
+def _fuzzed(n: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    pieces = [*"abcXYZ  \n\n\t\r.,;:'\"!?-_/\\0123456789", "é", "ß", "中", "文", "🙂"]
+    pieces += ["👍🏽", "\u200b", "\u0627", "'s", "'LL", "<|endoftext|>", "  ", "\r\n", "Ω"]
+    pieces += ["\u0301", "ㄱ", "ü"]
+    return ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 60))) for _ in range(n)]
+
+
+@pytest.mark.parametrize("encoding", ["cl100k_base", "o200k_base"])
+def test_fast_counter_counts_what_tiktoken_encodes(encoding: str) -> None:
+    # The hot path counts with the Rust counter; tiktoken is the reference it must match.
+    count = tokens.token_counter(encoding)
+    enc = tokens.get_encoding(encoding)
+    texts = [*TRICKY, *_fuzzed(3000), "a" * 20_000, "1234567890" * 500]
+    texts += [(REPO / "README.md").read_text()]
+    wrong = [t for t in texts if count(t) != len(enc.encode_ordinary(t))]
+    assert wrong == []
+
+
+def test_counts_fall_back_to_tiktoken(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tokens, "_COUNTERS", {})
+    monkeypatch.setattr(tokens, "_rust_counter", lambda name: None)
+    texts = [*TRICKY, "plain words"]
+    counts, _ = tokens.count_tokens_batch(texts, "gpt-4o")
+    enc = tokens.get_encoding("o200k_base")
+    assert counts.to_list() == [len(enc.encode_ordinary(t)) for t in texts]
+    assert tokens.token_counter("o200k_base").__name__ == "<lambda>"
 
 
 def test_batch_equals_rows_and_handles_none() -> None:
