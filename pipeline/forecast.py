@@ -53,17 +53,19 @@ from pipeline.forecast_sums import (
 )
 from pipeline.forecast_units import (
     Backend,
+    LongDocPlanner,
     TierPlan,
     UnitContext,
     run_units,
     start_pool,
     workers_available,
 )
+from pipeline.longdoc_plan import tier_options
 from pipeline.plan import Plan, make_plan
 from pipeline.reuse import AnswerReuse
 from pipeline.store import Store
 from pipeline.tokens import chat_overhead_tokens, count_tokens, token_method
-from schemas.job import TIER_ORDER, Deployment, JobSpec
+from schemas.job import TIER_ORDER, Deployment, JobSpec, SummariseTask
 from schemas.prices import PriceTable, load_prices
 
 if TYPE_CHECKING:  # the summary builder imports this module: no cycle at run time
@@ -207,6 +209,26 @@ def sensitive_plans(
     return out
 
 
+def long_doc_planner(spec: JobSpec, prices: PriceTable) -> LongDocPlanner | None:
+    """Summarise jobs plan rows too long for their tier as the run does; None otherwise."""
+    task = spec.task
+    if not isinstance(task, SummariseTask):
+        return None
+    options = tuple(tier_options(spec, prices))
+    return LongDocPlanner(options, task.max_words, task.instructions, task.output_token_cap())
+
+
+def vote_plans(
+    spec: JobSpec, plans: dict[str, TierPlan], prices: PriceTable
+) -> tuple[TierPlan, ...]:
+    """One plan per voting deployment (each is asked once per row of the vote tier)."""
+    vote = spec.routing.vote
+    if vote is None or vote.tier not in plans:
+        return ()
+    output = plans[vote.tier].output
+    return tuple(_plan(spec, vote.tier, d, prices, output) for d in vote.deployments)
+
+
 def cache_with_answers(spec: JobSpec, out_uri: str) -> str | None:
     """The response cache's URI when the run would read it and it holds answers."""
     if spec.cache == "off":
@@ -301,6 +323,9 @@ def _forecast(
         sensitive=sensitive_plans(spec, plans, prices),
         reuse=AnswerReuse(spec, get_job_kind(spec.task), None).enabled,
         cache_uri=cache_uri,
+        longdocs=long_doc_planner(spec, prices),
+        vote_tier=spec.routing.vote.tier if spec.routing.vote else None,
+        vote=vote_plans(spec, plans, prices),
     )
     todo = {u.index for u in plan.todo}
     totals = sum_results(run_units(ctx, plan.units, backend=backend, pool=pool), todo)
@@ -326,6 +351,15 @@ def _forecast(
     ]
     if history is not None:
         method.append(f"earlier runs: {', '.join(used)} ({history.height} billed calls)")
+    if ctx.longdocs is not None:
+        method.append(
+            "long documents: a row too long for its tier's context window is planned as the "
+            "run plans it (map-reduce, or one call to a longer-context tier when cheaper), "
+            "with every call's tokens"
+        )
+    if ctx.vote:
+        voters = ", ".join(f"{p.provider}/{p.model}" for p in ctx.vote)
+        method.append(f"vote: each {ctx.vote_tier} row asked of {voters}")
     if ctx.reuse:
         looked = f"answers looked up in {cache_uri}" if cache_uri else "no cached answers yet"
         method.append(f"reuse: identical requests of a unit sent once; {looked}")

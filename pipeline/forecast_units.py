@@ -9,6 +9,11 @@ are counted with the first model of their tier (`pipeline.tokens`), priced
 (`pipeline.costs`), written as `forecast/unit-<n>.parquet`, and summed per
 tier/provider/model. Only the sums travel back, so memory does not grow with the input.
 
+As in a run, a summarise row too long for its tier's context window is planned as a long
+document (`pipeline.longdoc_plan.choose_plan`: map-reduce on its tier, or one call to a
+longer-context tier, whichever is forecast cheaper) and counted with all of that plan's
+calls and tokens; rows of a `vote` tier are counted once per voting deployment.
+
 Backends: `inline` (this process), `process` (this process and a pool of one more per
 core, started with forkserver so no thread state is copied) and `ray` (tasks on the
 cluster this process is connected to). Units are handed out in tasks of about
@@ -32,7 +37,8 @@ import pyarrow as pa
 from jobs.base import get_job_kind
 from pipeline.cache import ResponseCache
 from pipeline.costs import add_cost_column
-from pipeline.forecast_estimates import OutputAssumption
+from pipeline.forecast_estimates import SUMMARY_SPREAD, OutputAssumption
+from pipeline.longdoc_plan import TierOption, choose_plan
 from pipeline.plan import Unit
 from pipeline.reuse import AnswerReuse
 from pipeline.rows import ID, SENSITIVE, TEXT, TIER, prepare_unit, read_unit, unit_columns
@@ -48,6 +54,7 @@ FORECAST_DIR = "forecast"
 GROUP_KEYS = ("tier", "provider", "model")
 OUT = ("out_p10", "out_p50", "out_p90")
 SUM_COLUMNS = ("rows", "calls", "input_tokens", *OUT, "reserve_tokens")
+CALLS, ROWS = "_calls", "_rows"  # per forecast row: calls it makes, rows it stands for
 REUSE = "reuse"  # null: a paid call; 'cached' or 'duplicate': answered for free
 
 
@@ -64,6 +71,19 @@ class TierPlan:
 
 
 @dataclass(frozen=True)
+class LongDocPlanner:
+    """How summarise rows too long for their tier are planned (as the run plans them)."""
+
+    options: tuple[TierOption, ...]
+    max_words: int
+    instructions: str
+    output_cap: int  # the direct (and reduce) call's max_tokens
+
+    def windows(self) -> dict[str, int]:
+        return {o.tier: o.window for o in self.options}
+
+
+@dataclass(frozen=True)
 class UnitContext:
     spec: JobSpec
     prices: PriceTable
@@ -74,6 +94,9 @@ class UnitContext:
     sensitive: dict[str, TierPlan | None] = field(default_factory=dict)
     reuse: bool = False  # identical requests of a unit are sent once (as the run does)
     cache_uri: str | None = None  # a response cache with answers in it, to look rows up
+    longdocs: LongDocPlanner | None = None  # summarise: rows that need map-reduce
+    vote_tier: str | None = None  # rows of this tier are asked of every `vote` plan
+    vote: tuple[TierPlan, ...] = ()
 
 
 @dataclass
@@ -100,6 +123,8 @@ _ROWS = {
     "out_p10": pl.Float64,
     "out_p50": pl.Float64,
     "out_p90": pl.Float64,
+    CALLS: pl.Int64,
+    ROWS: pl.Int64,
 }
 
 
@@ -157,48 +182,117 @@ def _reuse_marks(ctx: UnitContext, todo: pl.DataFrame) -> pl.Series:
     return marks.scatter(cached, "cached") if cached else marks
 
 
+def _priced_part(part: pl.DataFrame, tp: TierPlan, counts: pl.Series, rows: int) -> pl.DataFrame:
+    """The forecast rows of `part` sent to `tp`: tokens in, answer length out."""
+    text_tokens = counts.alias("text_tokens")
+    part = part.select(ID, TIER, REUSE).with_columns(
+        text_tokens,
+        (text_tokens + tp.prompt_tokens).alias("input_tokens"),
+        pl.lit(tp.provider).alias("provider"),
+        pl.lit(tp.model).alias("model"),
+        pl.lit(tp.max_tokens, dtype=pl.Int64).alias("_cap"),
+    )
+    p10, p50, p90 = tp.output.exprs(pl.col("text_tokens"), pl.col("input_tokens"))
+    return part.with_columns(
+        p10.alias("out_p10"),
+        p50.alias("out_p50"),
+        p90.alias("out_p90"),
+        pl.lit(1, dtype=pl.Int64).alias(CALLS),
+        pl.lit(rows, dtype=pl.Int64).alias(ROWS),
+    )
+
+
+def _plan_long(
+    ctx: UnitContext, rows: pl.DataFrame, sensitive: pl.Series, early: dict[str, int]
+) -> pl.DataFrame:
+    """Rows too long for their tier, replaced by what their long-document plan costs:
+    its tier's deployment, every map and reduce call and their tokens. A row no tier can
+    take, even in chunks, is a `too_long` error (no call), as in the run."""
+    planner = ctx.longdocs
+    if planner is None or rows.is_empty():
+        return rows
+    window = pl.col(TIER).replace_strict(planner.windows(), default=None, return_dtype=pl.Int64)
+    long = (pl.col("input_tokens") + planner.output_cap > window).fill_null(False)
+    mask = rows.select(long & (pl.col(ROWS) > 0)).to_series()
+    if not mask.any():
+        return rows
+    # A long document is not voted on: its other voters' lines go.
+    keep = ~rows.select(pl.col(ID).is_in(rows.filter(mask)[ID])).to_series()
+    planned = []
+    flags = sensitive.filter(mask).to_list()
+    for row, flag in zip(rows.filter(mask).iter_rows(named=True), flags, strict=True):
+        try:
+            plan = choose_plan(
+                row["text_tokens"],
+                row[TIER],
+                planner.options,
+                max_words=planner.max_words,
+                instructions=planner.instructions,
+            )
+        except ValueError:
+            early["too_long"] = early.get("too_long", 0) + 1
+            continue
+        tp = (ctx.sensitive if flag else ctx.tiers).get(plan.tier) or ctx.tiers[plan.tier]
+        out = float(plan.forecast_output_tokens)
+        planned.append(
+            row
+            | {
+                TIER: plan.tier,
+                "input_tokens": plan.forecast_input_tokens,
+                "provider": tp.provider,
+                "model": tp.model,
+                "out_p10": out * SUMMARY_SPREAD[0],
+                "out_p50": out,
+                "out_p90": out * SUMMARY_SPREAD[1],
+                CALLS: plan.forecast_calls,
+            }
+        )
+    fitted = pl.DataFrame(planned, schema=rows.schema) if planned else rows.clear()
+    return pl.concat([rows.filter(keep), fitted], how="vertical")
+
+
 def unit_rows(ctx: UnitContext, unit: Unit, table: pa.Table) -> tuple[pl.DataFrame, UnitResult]:
     """The unit's forecast rows (one per row the run would answer, `reuse` saying which
-    are free) and their sums per tier, provider and model (paid calls only)."""
+    are free; a voted row once per voter) and their sums per tier, provider and model
+    (paid calls only)."""
     prep = prepare_unit(table, ctx.spec)
     todo = prep.todo.with_columns(_reuse_marks(ctx, prep.todo))
     early = {str(k): int(v) for k, v in prep.early.group_by("error_type").len().iter_rows()}
-    parts = []
+    parts, flags = [], []
     for (tier, sensitive), part in todo.partition_by(TIER, SENSITIVE, as_dict=True).items():
         tp = (ctx.sensitive if sensitive else ctx.tiers).get(str(tier))
         if tp is None:  # a sensitive row no allowed provider can take: an error, no call
             early["no_allowed_provider"] = early.get("no_allowed_provider", 0) + part.height
             continue
-        counts, _ = count_tokens_batch(part[TEXT], tp.model, tp.family)
-        text_tokens = counts.alias("text_tokens")
-        part = part.select(ID, TIER, REUSE).with_columns(
-            text_tokens,
-            (text_tokens + tp.prompt_tokens).alias("input_tokens"),
-            pl.lit(tp.provider).alias("provider"),
-            pl.lit(tp.model).alias("model"),
-            pl.lit(tp.max_tokens, dtype=pl.Int64).alias("_cap"),
-        )
-        p10, p50, p90 = tp.output.exprs(pl.col("text_tokens"), pl.col("input_tokens"))
-        parts.append(
-            part.with_columns(p10.alias("out_p10"), p50.alias("out_p50"), p90.alias("out_p90"))
-        )
+        voters = ctx.vote if tier == ctx.vote_tier and not sensitive and ctx.vote else (tp,)
+        for k, voter in enumerate(voters):
+            counts, _ = count_tokens_batch(part[TEXT], voter.model, voter.family)
+            parts.append(_priced_part(part, voter, counts, 1 if k == 0 else 0))
+            flags.append(pl.repeat(bool(sensitive), part.height, eager=True))
     rows = pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=_ROWS)
+    if ctx.longdocs is not None and parts:
+        rows = _plan_long(ctx, rows, pl.concat(flags), early)
     paid = pl.col(REUSE).is_null()
+    calls = pl.col(CALLS).filter(paid)
     sums = (
         rows.group_by(*GROUP_KEYS)
         .agg(
-            pl.len().alias("rows"),
-            paid.sum().alias("calls"),
+            pl.col(ROWS).sum().alias("rows"),
+            calls.sum().alias("calls"),
             *(pl.col(c).filter(paid).sum() for c in ("input_tokens", *OUT)),
-            (pl.col("input_tokens") + pl.col("_cap")).filter(paid).sum().alias("reserve_tokens"),
+            (pl.col("input_tokens") + pl.col("_cap") * pl.col(CALLS))
+            .filter(paid)
+            .sum()
+            .alias("reserve_tokens"),
         )
         .select(*GROUP_KEYS, *SUM_COLUMNS)
     )
-    reused = rows.filter(~paid).group_by(REUSE).len().iter_rows()
+    counted = rows.filter(pl.col(ROWS) > 0)
+    reused = counted.filter(~paid).group_by(REUSE).len().iter_rows()
     result = UnitResult(
         unit=unit.index,
         rows=unit.row_count,
-        rows_callable=rows.height,
+        rows_callable=counted.height,
         early=early,
         duplicates=prep.duplicates,
         groups=list(sums.iter_rows()),
@@ -210,16 +304,25 @@ def unit_rows(ctx: UnitContext, unit: Unit, table: pa.Table) -> tuple[pl.DataFra
 def forecast_file(rows: pl.DataFrame, prices: PriceTable) -> pl.DataFrame:
     """The id-level forecast Parquet: id, tier, provider, model, input_tokens,
     est_output_tokens (p50, fractional: an expectation), est_cost_usd (0 for a row the
-    run answers for free) and reuse (null, 'cached' or 'duplicate')."""
+    run answers for free), calls (more than 1 for a long document, or a voted row) and
+    reuse (null, 'cached' or 'duplicate'). A voted row's tokens and cost are those of all
+    its voters; provider and model name the first."""
     usage = rows.select(
-        ID, TIER, "provider", "model", "input_tokens", pl.col("out_p50").alias("output_tokens")
+        ID,
+        TIER,
+        "provider",
+        "model",
+        "input_tokens",
+        pl.col("out_p50").alias("output_tokens"),
+        CALLS,
+        REUSE,
     )
     if rows.is_empty():
         usage = usage.with_columns(pl.lit(None, dtype=pl.Float64).alias("cost_usd"))
     else:
         usage = add_cost_column(usage, prices)
-    free = rows[REUSE].is_not_null()
-    return usage.select(
+    free = pl.col(REUSE).is_not_null()
+    out = usage.select(
         ID,
         TIER,
         "provider",
@@ -227,8 +330,26 @@ def forecast_file(rows: pl.DataFrame, prices: PriceTable) -> pl.DataFrame:
         "input_tokens",
         pl.col("output_tokens").alias("est_output_tokens"),
         pl.when(free).then(0.0).otherwise(pl.col("cost_usd")).alias("est_cost_usd"),
-        rows[REUSE],
+        pl.col(CALLS).cast(pl.Int32).alias("calls"),
+        REUSE,
     )
+    if rows.height and (rows[ROWS] == 0).any():  # voted rows: one line per id
+        out = out.group_by(ID, maintain_order=True).agg(
+            pl.col(TIER, "provider", "model", REUSE).first(),
+            pl.col("input_tokens", "est_output_tokens", "est_cost_usd", "calls").sum(),
+        )
+        out = out.select(
+            ID,
+            TIER,
+            "provider",
+            "model",
+            "input_tokens",
+            "est_output_tokens",
+            "est_cost_usd",
+            "calls",
+            REUSE,
+        )
+    return out
 
 
 def unit_file(index: int) -> str:

@@ -24,8 +24,8 @@ from pipeline.chunking import Count, input_budget
 from pipeline.costs import cost_usd
 from pipeline.providers.base import Message
 from pipeline.tokens import chat_overhead_tokens, count_tokens
-from schemas.job import SummariseTask
-from schemas.prices import ModelPrice
+from schemas.job import TIER_ORDER, JobSpec, SummariseTask
+from schemas.prices import ModelPrice, PriceTable
 
 REDUCE_OVERHEAD = 2  # tokens per partial summary for the blank line between them
 _DIGITS_SLACK = 4  # "part 12 of 34" costs a few tokens more than the probe prompt
@@ -115,9 +115,30 @@ class DocPlan:
     overlap_tokens: int
     forecast_usd: float
     forecast_calls: int
+    forecast_input_tokens: int  # over every call of the plan (map, reduce or direct)
+    forecast_output_tokens: int
     routed_tier: str
     instructions: str = ""
     considered: tuple[tuple[str, str, float], ...] = ()  # (mode, tier, usd) compared
+
+
+def tier_options(spec: JobSpec, prices: PriceTable) -> list[TierOption]:
+    """The spec's tiers, cheapest first, as the planner sees them: each tier's first
+    deployment priced, with the smallest context window among its deployments."""
+    options = []
+    for tier in TIER_ORDER:
+        deps = spec.tiers.get(tier)  # type: ignore[call-overload]
+        if not deps:
+            continue
+        windows = [prices.lookup(d.model).context_window for d in deps]
+        options.append(TierOption(tier, deps[0].model, prices.lookup(deps[0].model), min(windows)))
+    return options
+
+
+def needs_plan(input_tokens: int, window: int | None, output_cap: int) -> bool:
+    """A row whose request (text and prompt) plus its answer cap does not fit the window
+    of its tier is planned as a long document (map-reduce or a longer-context tier)."""
+    return window is not None and input_tokens + output_cap > window
 
 
 def prompt_tokens(messages: Sequence[Message], count: Count) -> int:
@@ -173,6 +194,8 @@ def _plan_for(
         overlap_tokens=min(overlap, chunk // 4),
         forecast_usd=cost_usd(opt.price, est.input_tokens, est.output_tokens),
         forecast_calls=max(1, est.n_map + est.n_reduce),
+        forecast_input_tokens=est.input_tokens,
+        forecast_output_tokens=est.output_tokens,
         routed_tier=routed,
         instructions=instructions,
     )

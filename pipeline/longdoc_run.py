@@ -23,7 +23,8 @@ from pipeline.longdoc import (
     prepare_document,
     run_document,
 )
-from schemas.job import TIER_ORDER, JobSpec, SummariseTask
+from pipeline.longdoc_plan import needs_plan, tier_options
+from schemas.job import JobSpec, SummariseTask
 from schemas.prices import PriceTable
 from schemas.records import RETRYABLE_ERRORS
 
@@ -33,22 +34,14 @@ class LongDocs:
         self.spec = spec
         self.executor = executor
         self.task = spec.task if isinstance(spec.task, SummariseTask) else None
-        self.options: list[TierOption] = []
-        for tier in TIER_ORDER:
-            deps = spec.tiers.get(tier)  # type: ignore[call-overload]
-            if not deps:
-                continue
-            windows = [prices.lookup(d.model).context_window for d in deps]
-            price = prices.lookup(deps[0].model)
-            self.options.append(TierOption(tier, deps[0].model, price, min(windows)))
+        self.options: list[TierOption] = tier_options(spec, prices)
 
     def too_long(self, tier: str, input_tokens: int) -> bool:
         """Summarise rows that would not fit their tier in one call."""
         if self.task is None:
             return False
         window = next((o.context_window for o in self.options if o.tier == tier), None)
-        cap = self.task.output_token_cap()
-        return window is not None and input_tokens + cap > window
+        return needs_plan(input_tokens, window, self.task.output_token_cap())
 
     async def run(
         self,

@@ -23,13 +23,19 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pipeline.cache import CACHED, DUPLICATE, FREE_STATUSES
+from pipeline.costs import add_cost_column
 from pipeline.errors import InputError
 from pipeline.store import Store
+from schemas.prices import load_prices
 from schemas.records import COSTS, ERRORS, RESULTS, UnitCommit
 
 _RESULT_COLS = ("id", "tier", "routed_tier", "provider", "model", "attempts", "rate_limited",
                 "latency_ms", "completed_at")  # fmt: skip
-_COST_COLS = ("id", "provider", "model", "tier", "cost_usd")
+_COST_COLS = (
+    "id", "provider", "model", "tier", "cost_usd", "call_status", "input_tokens",
+    "output_tokens",
+)  # fmt: skip
 _ERROR_COLS = ("id", "error_type", "message", "tier")
 TIER_ORDER = ("cheap", "mid", "flagship")
 # Timeline bucket widths, seconds: the smallest that gives at most 60 buckets is used.
@@ -111,9 +117,12 @@ class ReportData:
     rows_escalated: int  # answered by another tier than routing chose first
     units_committed: int
     units_total: int | None
-    calls: int
+    calls: int  # paid calls (answers reused from the cache or an identical row are not)
     cost_usd: float
     budget_usd: float | None
+    cache_hits: int  # rows answered from the response cache
+    duplicates: int  # rows answered by an identical row's call
+    reuse_saved_usd: float | None  # what those answers would have cost (None: unknown)
     flagship_model: str | None
     flagship_baseline_usd: float | None
     savings_pct: float | None
@@ -148,6 +157,8 @@ def build_report(prefix_uri: str) -> ReportData:
         summary = _Summary(job_id=job_id, rows_total=sum(c.row_count for c in commits))
     s = summary
     cost = float(costs["cost_usd"].sum())
+    status = costs["call_status"]
+    cached, duplicates = int((status == CACHED).sum()), int((status == DUPLICATE).sum())
     base = s.flagship_baseline_usd
     baseline = base if base is not None and math.isfinite(base) and base > 0 else None
     if s.flagship_model and baseline is None:
@@ -164,9 +175,12 @@ def build_report(prefix_uri: str) -> ReportData:
         rows_escalated=results.filter(pl.col("routed_tier") != pl.col("tier")).height,
         units_committed=len(commits),
         units_total=s.units_total,
-        calls=costs.height,
+        calls=costs.height - cached - duplicates,
         cost_usd=cost,
         budget_usd=s.budget_usd,
+        cache_hits=cached,
+        duplicates=duplicates,
+        reuse_saved_usd=_reuse_saved(s, costs, cached + duplicates, notes),
         flagship_model=s.flagship_model,
         flagship_baseline_usd=baseline,
         savings_pct=(1.0 - cost / baseline) * 100.0 if baseline else None,
@@ -192,11 +206,12 @@ def build_report(prefix_uri: str) -> ReportData:
 def spend_by(
     costs: pl.DataFrame, rows: pl.DataFrame | None, keys: tuple[str, ...]
 ) -> tuple[Spend, ...]:
-    """Calls and cost from the cost rows, rows routed from `rows`, grouped by `keys`.
+    """Paid calls and cost from the cost rows, rows routed from `rows`, grouped by `keys`.
 
     Tiers come in routing order; anything else by cost, largest first."""
     ks = list(keys)
-    spent = costs.group_by(ks).agg(calls=pl.len(), cost_usd=pl.col("cost_usd").sum())
+    paid = ~pl.col("call_status").is_in(list(FREE_STATUSES)).fill_null(False)
+    spent = costs.group_by(ks).agg(calls=paid.sum(), cost_usd=pl.col("cost_usd").sum())
     if rows is not None:
         counted = rows.group_by(ks).agg(rows=pl.len())
         spent = spent.join(counted, on=ks, how="full", coalesce=True, nulls_equal=True)
@@ -328,6 +343,23 @@ class _Summary(BaseModel):
     price_version: str | None = None
     budget_usd: float | None = None
     wall_s: float | None = None
+    cache_saved_usd: float | None = None
+
+
+def _reuse_saved(s: _Summary, costs: pl.DataFrame, reused: int, notes: list[str]) -> float | None:
+    """What the reused answers would have cost: the summary's figure, else priced here
+    from their cost rows (tokens as the original call billed them)."""
+    if not reused:
+        return 0.0
+    if s.cache_saved_usd is not None:
+        return s.cache_saved_usd
+    free = costs.filter(pl.col("call_status").is_in(list(FREE_STATUSES)))
+    try:
+        priced = add_cost_column(free.drop("cost_usd"), load_prices())
+    except (KeyError, ValueError) as exc:
+        notes.append(f"savings of reused answers unknown: {exc}")
+        return None
+    return float(priced["cost_usd"].sum())
 
 
 def _read_summary(store: Store, notes: list[str]) -> _Summary | None:

@@ -101,6 +101,17 @@ def _header(d: ReportData) -> str:
             "",
         ),
         (
+            "Answers reused",
+            f"{d.cache_hits + d.duplicates:,}",
+            f"{d.cache_hits:,} from the cache · {d.duplicates:,} identical rows · "
+            + (
+                "savings unknown"
+                if d.reuse_saved_usd is None
+                else f"{fmt_usd(d.reuse_saved_usd)} not paid again"
+            ),
+            "",
+        ),
+        (
             "Rows retried",
             f"{sum(d.timeline.retried):,}",
             f"{sum(d.timeline.rate_limited):,} answers were 429 (rate limited)",

@@ -79,6 +79,10 @@ def print_report_table(data: ReportData, console: Console) -> None:
         spend.add_row(escape(f"all on {data.flagship_model}"), "", "", base, "")
     saved = "n/a" if data.savings_pct is None else f"{data.savings_pct:.1f}%"
     spend.add_row("savings", "", "", saved, "")
+    if data.cache_hits or data.duplicates:
+        kept = "n/a" if data.reuse_saved_usd is None else fmt_usd(data.reuse_saved_usd)
+        reused = f"{data.cache_hits:,} cached + {data.duplicates:,} identical"
+        spend.add_row("answers reused (not paid)", reused, "", kept, "")
     console.print(spend)
 
     run = Table(show_header=False, box=None, padding=(0, 2, 0, 0))

@@ -29,7 +29,11 @@ cost rows has input_tokens above that model's context window (the simulator does
 enforce windows). Partial summaries cut to fit a reduce call are not recorded in the
 outputs, so they are not in this count.
 
-Targets: truncated 0, one summary per document, rerun calls 0 and rerun cost 0.
+Before each scenario's first run, the dry run (`forecast_job`) over the same spec: its
+calls and cost (long documents planned as the run plans them) against the run's.
+
+Targets: truncated 0, one summary per document, rerun calls 0 and rerun cost 0; the
+forecast within 15% of the actual cost.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from jobs.summarise import SummariseJob  # noqa: E402
 from pipeline.chunking import input_budget, truncate_tokens  # noqa: E402
 from pipeline.costs import cost_usd  # noqa: E402
 from pipeline.driver import run_job  # noqa: E402
+from pipeline.forecast import forecast_job  # noqa: E402
 from pipeline.longdoc_plan import prompt_tokens  # noqa: E402
 from pipeline.providers import registry  # noqa: E402
 from pipeline.providers.base import ChatRequest  # noqa: E402
@@ -175,10 +180,20 @@ def window_of(model: str) -> int | None:
 
 def scenario(input_dir: Path, folder: Path, tiers: dict[str, str], label: str) -> dict[str, Any]:
     spec = summarise_spec(f"bench-{label}", input_dir, folder / "out", tiers)
+    fc = forecast_job(spec)  # the dry run first: what it says, against what the run does
     first = run_job(spec)
     resumed = run_job(spec)  # same output, same job id: committed units are skipped
     again = run_job(spec.model_copy(update={"name": f"bench-{label}-again"}))
-    return measure(first, resumed, again)
+    out = measure(first, resumed, again)
+    calls = sum(b.calls for b in fc.by_model.values())
+    out |= {
+        "forecast_cost_usd": round(fc.cost_usd.p50, 6),
+        "forecast_error_pct": round(100.0 * (fc.cost_usd.p50 - first.cost_usd) / first.cost_usd, 2)
+        if first.cost_usd
+        else None,
+        "forecast_calls": round(calls, 1),
+    }
+    return out
 
 
 def measure(first: JobSummary, resumed: JobSummary, again: JobSummary) -> dict[str, Any]:
@@ -296,6 +311,12 @@ ROWS = [
     ("errors", "errors"),
     ("status", "status"),
     ("calls", "calls"),
+    (
+        "forecast: calls / cost USD / error %",
+        "forecast_calls",
+        "forecast_cost_usd",
+        "forecast_error_pct",
+    ),
     ("calls past the model's window (target 0)", "calls_over_window"),
     ("calls by step", "calls_by_step"),
     ("plans", "plans"),
@@ -354,6 +375,8 @@ def main() -> None:
                 "docs_with_one_summary",
                 "rerun_calls",
                 "rerun_cost_usd",
+                "forecast_cost_usd",
+                "forecast_error_pct",
             )
         },
         "flagship_cost_usd": round(flagship, 6),

@@ -75,6 +75,7 @@ def test_forecast_calls_no_provider_and_writes_its_files(
         "input_tokens",
         "est_output_tokens",
         "est_cost_usd",
+        "calls",
         "reuse",
     ]
     blank = data.filter(

@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 from pipeline.driver import run_job
+from pipeline.forecast import forecast_job
 from pipeline.store import Store
 from pipeline.verify import verify_job
 from tests.integration.helpers import read_all, spec_for
@@ -48,9 +49,16 @@ def test_long_documents_are_chunked_and_every_call_is_attributed(
         },
         routing={"policy": "rules", "default": "cheap"},
     )
+    fc = forecast_job(spec)
     summary = run_job(spec)
     out = Store.open(summary.output)
     results, costs = read_all(out, "results"), read_all(out, "costs")
+    # The dry run planned the long document as the run did: its map and reduce calls
+    # are in the forecast, and so its cost is close to what the run paid.
+    forecast_calls = sum(b.calls for b in fc.by_model.values())
+    assert forecast_calls > 3
+    assert abs(forecast_calls - costs.height) <= 1
+    assert abs(fc.cost_usd.p50 - summary.cost_usd) / summary.cost_usd < 0.15
     assert sorted(results["id"].to_list()) == ["long-1", "short-1", "short-2"]
     long_costs = costs.filter(pl.col("id") == "long-1")
     steps = long_costs.group_by("step").len()

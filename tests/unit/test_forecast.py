@@ -11,7 +11,14 @@ import pytest
 
 from jobs.base import get_job_kind
 from pipeline.costs import cost_usd
-from pipeline.forecast import choose_backend, compare_forecast, sensitive_plans, tier_plans
+from pipeline.forecast import (
+    choose_backend,
+    compare_forecast,
+    long_doc_planner,
+    sensitive_plans,
+    tier_plans,
+    vote_plans,
+)
 from pipeline.forecast_estimates import (
     CLIENT_ROWS_PER_S_PER_WORKER,
     Interval,
@@ -23,7 +30,8 @@ from pipeline.forecast_estimates import (
 )
 from pipeline.forecast_history import observed_assumption, observed_escalation
 from pipeline.forecast_sums import Usage, price_usage, sum_results, with_escalation
-from pipeline.forecast_units import UnitContext, UnitResult, tasks_of, unit_rows
+from pipeline.forecast_units import UnitContext, UnitResult, forecast_file, tasks_of, unit_rows
+from pipeline.longdoc_plan import choose_plan, tier_options
 from pipeline.plan import Unit
 from pipeline.sim import generate
 from pipeline.summary import JobSummary
@@ -171,6 +179,62 @@ def test_identical_requests_are_paid_once_and_sensitive_rows_stay_on_allowed_pro
         "cheap": None,
         "mid": None,
     }
+
+
+def test_voted_rows_are_counted_once_per_voter_and_once_as_rows() -> None:
+    voters = ["sim/gpt-4o-mini", "sim/claude-3-5-haiku", "sim/gpt-4o"]
+    s = spec(routing={"default": "cheap", "vote": {"deployments": voters, "tier": "cheap"}})
+    plans = tier_plans(s, PRICES)
+    ctx = UnitContext(s, PRICES, plans, vote_tier="cheap", vote=vote_plans(s, plans, PRICES))
+    table = pa.table({"id": ["1", "2"], "subject": ["a", "b"], "body": ["one", "two"]})
+    rows, result = unit_rows(ctx, Unit(0, "f", (0,), 0, 2), table)
+    calls = {g[2]: g[4] for g in result.groups}
+    assert calls == {"gpt-4o-mini": 2, "claude-3-5-haiku": 2, "gpt-4o": 2}
+    assert sum(g[3] for g in result.groups) == 2 == result.rows_callable
+    per_id = forecast_file(rows, PRICES)
+    assert per_id["id"].to_list() == ["1", "2"] and per_id["calls"].to_list() == [3, 3]
+    one_call = forecast_file(rows.filter(pl.col("model") == "gpt-4o-mini"), PRICES)
+    assert (per_id["est_cost_usd"] > one_call["est_cost_usd"]).all()
+
+
+def test_a_document_too_long_for_its_tier_is_forecast_as_the_run_plans_it() -> None:
+    s = spec(
+        task={"kind": "summarise", "max_words": 40},
+        tiers={"cheap": ["sim/gpt-3.5-turbo"], "mid": ["sim/gpt-4o-mini"]},
+        routing={"default": "cheap"},
+    )
+    plans = tier_plans(s, PRICES)
+    planner = long_doc_planner(s, PRICES)
+    assert planner is not None and long_doc_planner(spec(), PRICES) is None
+    ctx = UnitContext(s, PRICES, plans, longdocs=planner)
+    long_text = "The gateway certificate expired and renewals failed for an hour. " * 3000
+    table = pa.table({"id": ["short", "long"], "subject": ["x", "y"], "body": ["hi", long_text]})
+    rows, result = unit_rows(ctx, Unit(0, "f", (0,), 0, 2), table)
+    long = rows.filter(pl.col("id") == "long").row(0, named=True)
+    plan = choose_plan(
+        long["text_tokens"], "cheap", tier_options(s, PRICES), max_words=40, instructions=""
+    )
+    assert plan.tier == "mid" and plan.mode == "direct"  # one call to the 128k-token window
+    assert (long["tier"], long["model"], long["_calls"]) == ("mid", "gpt-4o-mini", 1)
+    assert long["input_tokens"] == plan.forecast_input_tokens
+    assert long["out_p50"] == plan.forecast_output_tokens
+    # Without a longer window to go to, it is chunked: many calls on its own tier.
+    cheap_only = spec(
+        task={"kind": "summarise", "max_words": 40},
+        tiers={"cheap": ["sim/gpt-3.5-turbo"]},
+        routing={"default": "cheap"},
+    )
+    ctx = UnitContext(
+        cheap_only,
+        PRICES,
+        tier_plans(cheap_only, PRICES),
+        longdocs=long_doc_planner(cheap_only, PRICES),
+    )
+    rows, result = unit_rows(ctx, Unit(0, "f", (0,), 0, 2), table)
+    chunked = rows.filter(pl.col("id") == "long").row(0, named=True)
+    assert chunked["_calls"] >= 3 and chunked["model"] == "gpt-3.5-turbo"
+    assert {g[0]: g[4] for g in result.groups} == {"cheap": 1 + chunked["_calls"]}
+    assert {g[0]: g[3] for g in result.groups} == {"cheap": 2}
 
 
 # --- sums, escalation, prices -------------------------------------------------------------

@@ -25,6 +25,7 @@ from pipeline.report import NotAJob, ReportData, build_report, fmt_usd
 from pipeline.report_html import render_html
 from pipeline.report_svg import nice_ticks
 from pipeline.store import Store
+from schemas.prices import load_prices
 from schemas.records import COSTS, ERRORS, RESULTS, FileEntry, UnitCommit
 
 EVIL_ID = "<script>alert(1)</script>"
@@ -107,10 +108,14 @@ def write_fake_job(
                  "retries": attempts - 1, "rate_limited": limited,
                  "latency_ms": rng.lognormvariate(mean, 0.45), "unit": u, "completed_at": at}
             )  # fmt: skip
+            # The last unit reuses answers: from the response cache, or an identical row's.
+            reuse = None
+            if u == 3 and i % 10 in (1, 2):
+                reuse = "cached" if i % 10 == 1 else "duplicate"
             costs.append(
                 {"id": rid, "provider": provider, "model": model, "tier": tier,
-                 "input_tokens": 120, "output_tokens": 1, "cost_usd": price,
-                 "price_version": "2026-11-01", "call_status": "ok", "attempt": attempts,
+                 "input_tokens": 120, "output_tokens": 1, "cost_usd": 0.0 if reuse else price,
+                 "price_version": "2026-11-01", "call_status": reuse or "ok", "attempt": attempts,
                  "token_method": "provider_usage", "unit": u}
             )  # fmt: skip
         files = {}
@@ -231,7 +236,10 @@ def data(job: FakeJob) -> ReportData:
 def test_figures_come_from_the_committed_units(job: FakeJob, data: ReportData) -> None:
     assert data.job_id == "fake-tickets-0123456789" and data.status == "complete"
     assert data.rows_ok == job.results.height and data.rows_error == job.errors.height
-    assert data.calls == job.costs.height
+    reused = job.costs.filter(pl.col("call_status").is_in(["cached", "duplicate"]))
+    assert 0 < reused.height < job.costs.height
+    assert data.calls == job.costs.height - reused.height  # answers reused are not calls
+    assert sum(s.calls for s in data.by_tier) == data.calls
     assert data.cost_usd == pytest.approx(float(job.costs["cost_usd"].sum()))
     assert sum(s.cost_usd for s in data.by_tier) == pytest.approx(data.cost_usd)
     assert sum(s.cost_usd for s in data.by_model) == pytest.approx(data.cost_usd)
@@ -247,6 +255,25 @@ def test_figures_come_from_the_committed_units(job: FakeJob, data: ReportData) -
     # The stray file has no commit marker: its row is nowhere.
     assert data.rows_ok + data.rows_error == 4 * 250
     assert sum(data.timeline.rows) == job.results.height
+
+
+def test_reused_answers_and_what_they_saved(job: FakeJob, data: ReportData) -> None:
+    status = job.costs["call_status"]
+    assert data.cache_hits == (status == "cached").sum() > 0
+    assert data.duplicates == (status == "duplicate").sum() > 0
+    # The summary has no figure here, so the report prices the reused calls itself.
+    prices = load_prices()
+    free = job.costs.filter(status.is_in(["cached", "duplicate"]))
+    expected = sum(
+        prices.lookup(m).input_per_mtok * i / 1e6 + prices.lookup(m).output_per_mtok * o / 1e6
+        for m, i, o in free.select("model", "input_tokens", "output_tokens").iter_rows()
+    )
+    assert data.reuse_saved_usd == pytest.approx(expected)
+    html = render_html(data)
+    assert "Answers reused" in html and fmt_usd(expected) in html
+    console = Console(record=True, width=140)
+    print_report_table(data, console)
+    assert f"{data.cache_hits:,} cached + {data.duplicates:,} identical" in console.export_text()
 
 
 def test_latency_retries_and_429s(job: FakeJob, data: ReportData) -> None:
