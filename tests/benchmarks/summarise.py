@@ -25,7 +25,7 @@ second job over the same documents answered by the response cache.
    so every document past 16k is map-reduced on gpt-3.5-turbo.
 
 Truncation is counted from the outputs: a document counts as truncated when one of its
-cost rows has input_tokens above that model's context window (the simulator does not
+paid cost rows has input_tokens above that model's context window (the simulator does not
 enforce windows). Partial summaries cut to fit a reduce call are not recorded in the
 outputs, so they are not in this count.
 
@@ -206,10 +206,12 @@ def measure(first: JobSummary, resumed: JobSummary, again: JobSummary) -> dict[s
         pl.col("model").replace_strict(windows, default=None, return_dtype=pl.Int64).alias("win")
     )
     # Input past the model's window: that call only got through cut (or not at all).
-    over_input = costs.filter(
+    # Answers reused (cache, identical row) made no call: a long document's reused answer
+    # carries the whole document's tokens, but nothing was sent.
+    paid = costs.filter(~pl.col("call_status").is_in(REUSED))
+    over_input = paid.filter(
         pl.col("win").is_not_null() & (pl.col("input_tokens") > pl.col("win"))
     )
-    paid = costs.filter(~pl.col("call_status").is_in(REUSED))
     over_window = paid.filter(
         pl.col("win").is_not_null() & (pl.col("input_tokens") + cap > pl.col("win"))
     )
