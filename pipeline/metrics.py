@@ -78,7 +78,7 @@ class Metrics:
         self.rate_limited: Counter[str] = Counter()
         self.retries: Counter[str] = Counter()
         self.rows_done = 0
-        self.unit_rows = 0  # rows finished in the unit in progress
+        self.unit_rows = 0  # rows finished in the units in progress
 
     @contextmanager
     def call(self, provider: str, model: str) -> Iterator[None]:

@@ -265,6 +265,10 @@ class UnitRunner:
                 leading = outcomes[leader[key]]
                 assert leading is not None
                 outcomes[i] = self.reuse.duplicate(rows[i][0], leading)
+        for i, key in enumerate(keys):
+            o = outcomes[i]
+            if o is not None and key is not None and (key in hits or leader[key] != i):
+                self.metrics.row(o.tier, o.ok)  # answered without a call: done all the same
         self.reuse.remember([keys[i] for i in run], done)
         final = [o for o in outcomes if o is not None]
         assert len(final) == len(rows)
@@ -405,8 +409,8 @@ class UnitRunner:
 
     async def process(self, unit: Unit, previous: UnitCommit | None = None) -> UnitReport:
         """Do a unit; with `previous` (its committed state), only retry its retryable rows
-        and write the next generation of its files."""
-        self.metrics.unit_rows = 0
+        and write the next generation of its files. Several units may run at once on one
+        runner (they share its in-flight bound)."""
         table = await asyncio.to_thread(read_unit, self.input, unit, unit_columns(self.spec))
         todo, early = self.prepare(table, unit.index)
         kept: tuple[pa.Table, pa.Table, pa.Table] | None = None
@@ -433,7 +437,7 @@ class UnitRunner:
         except TierlineError as exc:
             log.warning("response cache not written for unit %s: %s", unit.index, exc)
         commit = await asyncio.to_thread(self.write, unit, results, costs, errors, previous)
-        self.metrics.unit_rows = 0
+        self.metrics.unit_rows -= len(outcomes)  # the unit's rows are now in its report
         tiers: dict[str, int] = {}
         for o in outcomes:
             tiers[o.tier] = tiers.get(o.tier, 0) + 1
