@@ -214,6 +214,7 @@ class _Dispatch:
     workers: list[Any] = field(default_factory=list)
     tries: dict[int, int] = field(default_factory=dict)
     failed: dict[int, str] = field(default_factory=dict)
+    workers_lost: int = 0
 
     def _new_worker(self) -> Any:
         # SPREAD: I/O workers over every node, so losing one node loses few of them.
@@ -258,6 +259,7 @@ class _Dispatch:
                     self._retry(unit, queue, "worker died repeatedly")
                     if id(worker) not in dead:
                         dead.add(id(worker))
+                        self.workers_lost += 1
                         idle = [w for w in idle if w is not worker]
                         replacement = self._new_worker()
                         self.workers.append(replacement)
@@ -319,6 +321,7 @@ def run_job(
     done_rows = sum(c.row_count - c.rows_retryable for c in plan.committed.values())
     todo = plan.todo
     failed: dict[int, str] = {}
+    retried = lost = 0
     if todo:
         ensure_ray()
         endpoints: dict[str, str] = {}
@@ -360,6 +363,7 @@ def run_job(
                     ray.get(actor.stop.remote(), timeout=10)
                 ray.kill(actor)
         failed = dispatch.failed
+        retried, lost = sum(dispatch.tries.values()), dispatch.workers_lost
     else:
         progress.note(
             "nothing to do: every unit is already committed"
@@ -369,6 +373,7 @@ def run_job(
     summary = build_summary(
         spec, plan, out_uri, wall_s=time.monotonic() - started, failed_units=failed
     )
+    summary.units_retried, summary.workers_lost = retried, lost
     attach_forecast(summary, out_uri)
     write_summary(out_uri, plan.job_id, summary)
     return summary

@@ -51,6 +51,12 @@ class JobSummary(BaseModel):
     units_committed: int
     units_failed: dict[str, str]
     bad_files: dict[str, str]
+    units_retried: int = Field(
+        default=0, description="Units handed out again after a worker died or a unit failed."
+    )
+    workers_lost: int = Field(
+        default=0, description="Worker processes that died and were replaced."
+    )
     calls: int = Field(description="Calls paid for (cost rows that are not reused answers).")
     cache_hits: int = Field(default=0, description="Rows answered from the response cache.")
     duplicates: int = Field(default=0, description="Rows answered by an identical row's call.")

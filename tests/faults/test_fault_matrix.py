@@ -94,9 +94,27 @@ def wait_for(cond: Callable[[], bool], timeout: float = 60.0) -> None:
         time.sleep(0.05)
 
 
+def _parent(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])  # the field after the (name)
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        pid = _parent(pid)
+        if pid == ancestor:
+            return True
+    return False
+
+
 def ray_worker_pids() -> list[int]:
-    """Processes Ray has titled as our worker actors (Linux /proc)."""
+    """Processes Ray has titled as our worker actors (Linux /proc), in this test session's
+    own Ray only: its raylet, and so its workers, descend from this process."""
     pids = []
+    me = os.getpid()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -104,7 +122,7 @@ def ray_worker_pids() -> list[int]:
             cmd = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if cmd.startswith(b"ray::WorkerActor"):
+        if cmd.startswith(b"ray::WorkerActor") and _descends_from(int(entry.name), me):
             pids.append(int(entry.name))
     return pids
 
@@ -132,6 +150,7 @@ def test_worker_killed_mid_unit_is_redone_elsewhere(
     summary = box[0]
     assert isinstance(summary, JobSummary), summary
     assert summary.status == "complete"
+    assert summary.workers_lost == 1 and summary.units_retried >= 1
     assert_verified(summary.output)
 
 
