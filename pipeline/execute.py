@@ -378,7 +378,10 @@ class RowExecutor:
         if not self.breaker(dep).allow():
             return TierlineError(f"{dep.name}: circuit open after repeated failures")
         cap = out.max_tokens if out.max_tokens is not None else self.kind.max_output_tokens()
-        request = ChatRequest(model=dep.model, messages=messages, max_tokens=cap)
+        wants_logprobs = self.cascade is not None and self.cascade.min_logprob is not None
+        request = ChatRequest(
+            model=dep.model, messages=messages, max_tokens=cap, logprobs=wants_logprobs
+        )
         window = self.context_windows.get(dep.model)
         if window is not None and input_tokens + request.max_tokens > window:
             return TooLong(

@@ -31,6 +31,9 @@ class ChatRequest:
     messages: tuple[Message, ...]
     max_tokens: int
     temperature: float = 0.0
+    # Ask for token log-probabilities (the cascade's `min_logprob`); adapters whose wire
+    # format has none ignore it, and the answer's `mean_logprob` stays None.
+    logprobs: bool = False
 
 
 @dataclass(frozen=True, slots=True)

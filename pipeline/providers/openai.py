@@ -36,6 +36,8 @@ class OpenAIChat:
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
         }
+        if request.logprobs:  # only when asked: not every compatible server accepts it
+            payload["logprobs"] = True
         where = f"{self.name}/{request.model}"
         body, rate = await post_json(session, self.url, payload, headers, self.timeouts, where)
         try:

@@ -5,6 +5,20 @@
     majority(["a", "b"])                # ('a', True): a tie, the row escalates
 
 The engine (pipeline.execute) calls deployments and escalates; this module only decides.
+
+What the engine does with `routing.cascade` (any policy; `policy: cascade` starts every row
+at its rule's tier, `policy: learned` at the tier the router chose):
+
+- Each answer is checked by the task's own validation, then `min_logprob` (the provider is
+  asked for log-probabilities; an answer without them passes), then agreement.
+- `agree: [A, B]`: a row answered at A's tier is also asked of B. Same answer (by
+  `normalise`): A's answer is kept. Different, or B cannot answer: the row goes to the
+  first tier above B's, because B's answer is in doubt too; with the usual
+  `[cheap, mid]` that is flagship, and all three calls are billed. Rows that start at
+  another tier are not asked twice. The learned router's cascade training
+  (`fit_router(..., cascade=True)`) assumes exactly this.
+- A rejected answer on the last tier is kept when it is valid for the task
+  (`accepted_reason` says `final_tier (...)`), else the row is an `invalid_output` error.
 """
 
 from __future__ import annotations

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +35,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import KFold
 
 from pipeline.routing.calibrate import PRESETS, Outcomes, pick, sweep
+from pipeline.routing.cascade import normalise
 from pipeline.routing.learned import (
     AGREE,
     AGREE_OK,
@@ -76,10 +76,12 @@ def parse_tiers(text: str | None) -> dict[str, str]:
 
 
 def normalise_answer(text: str | None) -> str | None:
-    """Answers compared for agreement: case-folded, punctuation and spacing collapsed."""
+    """Answers compared for agreement exactly as the engine's cascade compares them
+    (`pipeline.routing.cascade.normalise`), so agreement labels mean what a run will do;
+    None for no answer or an empty one."""
     if text is None:
         return None
-    return " ".join(re.findall(r"\w+", text.casefold())) or None
+    return normalise(text) or None
 
 
 def _agree(a: str | None, b: str | None) -> float | None:

@@ -18,6 +18,12 @@ The task is read from the system message (see `parse_task`):
 1 - accuracy of prompts, chosen by a stable hash of seed, model and prompt, not by random
 state: the same prompt sent to the same model always gets the same answer. Benchmarks use
 it to make cheap models worse than flagship ones.
+
+Log-probabilities (`token_logprobs`, sent only when a request asks for them): one per word
+piece of the answer, a stable hash of seed, model, prompt and position around a mean of
+SURE_LOGPROB (-0.05) for an answer the model "knows", and UNSURE_LOGPROB (-2.0) for one
+the accuracy setting made wrong. A model is thus exactly as unsure as it is wrong: a
+`min_logprob` floor between the two catches every wrong answer and no right one.
 """
 
 from __future__ import annotations
@@ -150,6 +156,16 @@ def system_text(messages: Sequence[Msg]) -> str:
     return "\n".join(content for role, content in messages if role == "system")
 
 
+def made_wrong(messages: Sequence[Msg], *, model: str, seed: int, accuracy: float) -> bool:
+    """Whether `answer` gives a wrong label here (only classify answers are ever wrong)."""
+    system = system_text(messages)
+    task = parse_task(system)
+    if task.kind != "classify" or len(task.labels) < 2 or accuracy >= 1.0:
+        return False
+    text = last_user_text(messages)
+    return stable_fraction(seed, model, system, text, "accuracy") >= accuracy
+
+
 def answer(messages: Sequence[Msg], *, model: str, seed: int, accuracy: float) -> str:
     """The generated answer to `messages` (see the module docstring)."""
     system = system_text(messages)
@@ -160,14 +176,33 @@ def answer(messages: Sequence[Msg], *, model: str, seed: int, accuracy: float) -
     if task.kind == "echo":
         return echo(text)
     label = classify(text, task.labels)
-    wrong = len(task.labels) > 1 and (
-        accuracy < 1.0 and stable_fraction(seed, model, system, text, "accuracy") >= accuracy
-    )
-    if wrong:
+    if made_wrong(messages, model=model, seed=seed, accuracy=accuracy):
         others = [lab for lab in task.labels if lab != label]
         pick = stable_fraction(seed, model, system, text, "wrong-label")
         label = others[int(pick * len(others))]
     return label
+
+
+SURE_LOGPROB = -0.05
+UNSURE_LOGPROB = -2.0
+_PIECE = re.compile(r"\s*\S+")
+
+
+def token_logprobs(
+    text: str, messages: Sequence[Msg], *, model: str, seed: int, sure: bool
+) -> list[tuple[str, float]]:
+    """(piece, log-probability) per word piece of `text`, deterministic; mean about
+    SURE_LOGPROB or UNSURE_LOGPROB (each value within 0.5x..1.5x of it, so never above 0).
+
+    >>> [p for p, _ in token_logprobs("not sure", (), model="m", seed=0, sure=False)]
+    ['not', ' sure']
+    """
+    mean = SURE_LOGPROB if sure else UNSURE_LOGPROB
+    prompt = last_user_text(messages)
+    return [
+        (piece, mean * (0.5 + stable_fraction(seed, model, prompt, i, "logprob")))
+        for i, piece in enumerate(_PIECE.findall(text))
+    ]
 
 
 def input_tokens(messages: Sequence[Msg], model: str) -> int:

@@ -156,21 +156,22 @@ class CompletionHandler:
         plan: Plan,
         recorded: Recorded | None,
     ) -> Reply:
-        model = request.model
+        model, seed, accuracy = request.model, self.state.config.seed, plan.settings.accuracy
         if recorded is not None:
             text = recorded.response
         else:
-            text = generate.answer(
-                request.messages,
-                model=model,
-                seed=self.state.config.seed,
-                accuracy=plan.settings.accuracy,
-            )
+            text = generate.answer(request.messages, model=model, seed=seed, accuracy=accuracy)
         if request.max_tokens is not None:
             text, tokens_out, cut = generate.truncate_to_tokens(text, request.max_tokens, model)
         else:
             tokens_out, cut = count_tokens(text, model), False
-        return Reply(text, tokens_in, tokens_out, cut, recorded)
+        logprobs = None
+        if request.logprobs and recorded is None:  # nothing recorded to replay them from
+            wrong = generate.made_wrong(request.messages, model=model, seed=seed, accuracy=accuracy)
+            logprobs = generate.token_logprobs(
+                text, request.messages, model=model, seed=seed, sure=not wrong
+            )
+        return Reply(text, tokens_in, tokens_out, cut, recorded, logprobs)
 
     async def _fault(
         self,

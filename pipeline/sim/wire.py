@@ -32,6 +32,7 @@ class SimRequest:
     model: str
     messages: tuple[Msg, ...]
     max_tokens: int | None
+    logprobs: bool = False  # the client asked for token log-probabilities (OpenAI only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ class Reply:
     output_tokens: int
     truncated: bool
     recorded: Recorded | None = None
+    logprobs: list[tuple[str, float]] | None = None  # (piece, log-probability), when asked
 
 
 def go_duration(seconds: float) -> str:
@@ -130,21 +132,27 @@ class OpenAIWire:
         data, model, raw = _common(body)
         limit = data.get("max_completion_tokens", data.get("max_tokens"))
         max_tokens = _positive_int(limit, "max_tokens")
-        return SimRequest(model, tuple(_messages(raw, self._ROLES)), max_tokens)
+        logprobs = data.get("logprobs", False)
+        if logprobs is None:
+            logprobs = False
+        if not isinstance(logprobs, bool):
+            raise WireError("logprobs must be a boolean")
+        return SimRequest(model, tuple(_messages(raw, self._ROLES)), max_tokens, logprobs)
 
     def answer(self, request: SimRequest, reply: Reply, *, answer_id: str, created: int) -> JSON:
+        choice: JSON = {
+            "index": 0,
+            "message": {"role": "assistant", "content": reply.text},
+            "finish_reason": "length" if reply.truncated else "stop",
+        }
+        if request.logprobs:
+            choice["logprobs"] = _openai_logprobs(reply.logprobs)
         payload: JSON = {
             "id": f"chatcmpl-{answer_id}",
             "object": "chat.completion",
             "created": created,
             "model": request.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": reply.text},
-                    "finish_reason": "length" if reply.truncated else "stop",
-                }
-            ],
+            "choices": [choice],
             "usage": {
                 "prompt_tokens": reply.input_tokens,
                 "completion_tokens": reply.output_tokens,
@@ -242,6 +250,17 @@ class AnthropicWire:
                 headers[f"anthropic-ratelimit-{dim}-remaining"] = str(remaining)
                 headers[f"anthropic-ratelimit-{dim}-reset"] = rfc3339(wall_now + reset)
         return headers
+
+
+def _openai_logprobs(pieces: list[tuple[str, float]] | None) -> JSON | None:
+    """OpenAI's `choices[0].logprobs`; None when there are none to give (replayed answers)."""
+    if pieces is None:
+        return None
+    content = [
+        {"token": piece, "logprob": value, "bytes": list(piece.encode()), "top_logprobs": []}
+        for piece, value in pieces
+    ]
+    return {"content": content, "refusal": None}
 
 
 def _with_recording(payload: JSON, reply: Reply) -> JSON:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+from dataclasses import replace
 
 from pipeline.errors import ProviderUnavailable
 from pipeline.execute import RowExecutor
 from pipeline.limiter import LocalLimiter
+from pipeline.providers.base import ChatRequest, ChatResponse
 from pipeline.retry import RetryPolicy
 from pipeline.routing.cascade import majority, normalise
 from schemas.job import CascadeSpec, Deployment, VoteSpec
@@ -132,3 +134,32 @@ def test_agreement_partner_not_allowed_escalates_instead_of_leaking() -> None:
     }
     out = run(p, cascade=agree, allowed=frozenset({"c", "f"}))
     assert out.ok and out.provider == "f" and not p["m"].calls
+
+
+class Unsure(Scripted):
+    """Scripted answers with a fixed mean log-probability when the request asks for one."""
+
+    def __init__(self, name: str, script: list[str], logprob: float) -> None:
+        super().__init__(name, script)
+        self.logprob = logprob
+
+    async def complete(self, session: object, request: ChatRequest) -> ChatResponse:
+        resp = await super().complete(session, request)
+        return replace(resp, mean_logprob=self.logprob if request.logprobs else None)
+
+
+def test_low_logprob_escalates_and_logprobs_are_asked_only_for_min_logprob() -> None:
+    p = {
+        "c": Unsure("c", ["technical"], -2.0),
+        "m": Unsure("m", ["billing"], -0.05),
+        "f": Unsure("f", [], -0.05),
+    }
+    out = run(p, cascade=CascadeSpec(min_logprob=-0.5))
+    assert out.ok and out.tier == "mid" and out.output == "billing"
+    assert out.accepted_reason == "valid"
+    assert [(c.tier, c.call_status) for c in out.calls] == [("cheap", "escalated"), ("mid", "ok")]
+    assert all(r.logprobs for r in p["c"].calls + p["m"].calls) and not p["f"].calls
+
+    plain = {"c": Unsure("c", ["technical"], -2.0), "m": Scripted("m", []), "f": Scripted("f", [])}
+    out = run(plain, cascade=CascadeSpec())
+    assert out.ok and out.tier == "cheap" and not plain["c"].calls[0].logprobs
