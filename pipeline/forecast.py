@@ -218,15 +218,26 @@ def long_doc_planner(spec: JobSpec, prices: PriceTable) -> LongDocPlanner | None
     return LongDocPlanner(options, task.max_words, task.instructions, task.output_token_cap())
 
 
-def vote_plans(
-    spec: JobSpec, plans: dict[str, TierPlan], prices: PriceTable
-) -> tuple[TierPlan, ...]:
-    """One plan per voting deployment (each is asked once per row of the vote tier)."""
-    vote = spec.routing.vote
-    if vote is None or vote.tier not in plans:
-        return ()
-    output = plans[vote.tier].output
-    return tuple(_plan(spec, vote.tier, d, prices, output) for d in vote.deployments)
+def asker_plans(
+    spec: JobSpec, plans: dict[str, TierPlan], prices: PriceTable, *, agreement: bool = True
+) -> dict[str, tuple[TierPlan, ...]]:
+    """Tiers whose rows are asked of more than one deployment, and those deployments:
+    a vote's voters; with `agreement`, a cascade's `agree` pair (the row's first answer
+    and its check). Disagreements are escalations, forecast by the escalation rate."""
+    out: dict[str, tuple[TierPlan, ...]] = {}
+    routing = spec.routing
+    pairs: list[tuple[str, list[Deployment]]] = []
+    if routing.cascade is not None and routing.cascade.agree and agreement:
+        first = routing.cascade.agree[0]
+        tier = next((t for t in TIER_ORDER if first in (spec.tiers.get(t) or [])), None)  # type: ignore[call-overload]
+        if tier is not None:
+            pairs.append((tier, list(routing.cascade.agree)))
+    if routing.vote is not None:
+        pairs.append((routing.vote.tier, list(routing.vote.deployments)))  # a vote wins
+    for tier, deps in pairs:
+        if tier in plans:
+            out[tier] = tuple(_plan(spec, tier, d, prices, plans[tier].output) for d in deps)
+    return out
 
 
 def cache_with_answers(spec: JobSpec, out_uri: str) -> str | None:
@@ -310,8 +321,9 @@ def _forecast(
     elif history is not None:
         rate, rate_note = observed_escalation(history), "observed in earlier runs"
     else:
-        rate = POLICY_ESCALATION.get(spec.routing.policy, 0.0)
-        rate_note = f"routing policy {spec.routing.policy!r}"
+        cascading = spec.routing.cascade is not None or spec.routing.vote is not None
+        rate = POLICY_ESCALATION.get("cascade" if cascading else spec.routing.policy, 0.0)
+        rate_note = "a stated default for cascades" if rate else "routing sends each row once"
 
     cache_uri = cache_with_answers(spec, out_uri)
     ctx = UnitContext(
@@ -324,8 +336,8 @@ def _forecast(
         reuse=AnswerReuse(spec, get_job_kind(spec.task), None).enabled,
         cache_uri=cache_uri,
         longdocs=long_doc_planner(spec, prices),
-        vote_tier=spec.routing.vote.tier if spec.routing.vote else None,
-        vote=vote_plans(spec, plans, prices),
+        # Earlier runs' escalation rate already holds the agreement checks' calls.
+        askers=asker_plans(spec, plans, prices, agreement=history is None),
     )
     todo = {u.index for u in plan.todo}
     totals = sum_results(run_units(ctx, plan.units, backend=backend, pool=pool), todo)
@@ -357,9 +369,9 @@ def _forecast(
             "run plans it (map-reduce, or one call to a longer-context tier when cheaper), "
             "with every call's tokens"
         )
-    if ctx.vote:
-        voters = ", ".join(f"{p.provider}/{p.model}" for p in ctx.vote)
-        method.append(f"vote: each {ctx.vote_tier} row asked of {voters}")
+    for tier, askers in ctx.askers.items():
+        who = ", ".join(f"{p.provider}/{p.model}" for p in askers)
+        method.append(f"each {tier} row asked of {who} (vote or agreement check)")
     if ctx.reuse:
         looked = f"answers looked up in {cache_uri}" if cache_uri else "no cached answers yet"
         method.append(f"reuse: identical requests of a unit sent once; {looked}")

@@ -12,7 +12,8 @@ tier/provider/model. Only the sums travel back, so memory does not grow with the
 As in a run, a summarise row too long for its tier's context window is planned as a long
 document (`pipeline.longdoc_plan.choose_plan`: map-reduce on its tier, or one call to a
 longer-context tier, whichever is forecast cheaper) and counted with all of that plan's
-calls and tokens; rows of a `vote` tier are counted once per voting deployment.
+calls and tokens; a row of a `vote` tier is counted once per voting deployment, and a row
+at an agreement check's tier once more for its partner (`askers`).
 
 Backends: `inline` (this process), `process` (this process and a pool of one more per
 core, started with forkserver so no thread state is copied) and `ray` (tasks on the
@@ -95,8 +96,9 @@ class UnitContext:
     reuse: bool = False  # identical requests of a unit are sent once (as the run does)
     cache_uri: str | None = None  # a response cache with answers in it, to look rows up
     longdocs: LongDocPlanner | None = None  # summarise: rows that need map-reduce
-    vote_tier: str | None = None  # rows of this tier are asked of every `vote` plan
-    vote: tuple[TierPlan, ...] = ()
+    # Tiers whose rows are asked of several deployments (a vote's voters; an agreement
+    # check's two): every plan is called, the first one stands for the row.
+    askers: dict[str, tuple[TierPlan, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -216,7 +218,7 @@ def _plan_long(
     mask = rows.select(long & (pl.col(ROWS) > 0)).to_series()
     if not mask.any():
         return rows
-    # A long document is not voted on: its other voters' lines go.
+    # A long document is not voted on or checked: its other askers' lines go.
     keep = ~rows.select(pl.col(ID).is_in(rows.filter(mask)[ID])).to_series()
     planned = []
     flags = sensitive.filter(mask).to_list()
@@ -253,8 +255,8 @@ def _plan_long(
 
 def unit_rows(ctx: UnitContext, unit: Unit, table: pa.Table) -> tuple[pl.DataFrame, UnitResult]:
     """The unit's forecast rows (one per row the run would answer, `reuse` saying which
-    are free; a voted row once per voter) and their sums per tier, provider and model
-    (paid calls only)."""
+    are free; a row asked of several deployments once per deployment) and their sums per
+    tier, provider and model (paid calls only)."""
     prep = prepare_unit(table, ctx.spec)
     todo = prep.todo.with_columns(_reuse_marks(ctx, prep.todo))
     early = {str(k): int(v) for k, v in prep.early.group_by("error_type").len().iter_rows()}
@@ -264,7 +266,7 @@ def unit_rows(ctx: UnitContext, unit: Unit, table: pa.Table) -> tuple[pl.DataFra
         if tp is None:  # a sensitive row no allowed provider can take: an error, no call
             early["no_allowed_provider"] = early.get("no_allowed_provider", 0) + part.height
             continue
-        voters = ctx.vote if tier == ctx.vote_tier and not sensitive and ctx.vote else (tp,)
+        voters = ctx.askers.get(str(tier), (tp,)) if not sensitive else (tp,)
         for k, voter in enumerate(voters):
             counts, _ = count_tokens_batch(part[TEXT], voter.model, voter.family)
             parts.append(_priced_part(part, voter, counts, 1 if k == 0 else 0))
@@ -287,8 +289,9 @@ def unit_rows(ctx: UnitContext, unit: Unit, table: pa.Table) -> tuple[pl.DataFra
         )
         .select(*GROUP_KEYS, *SUM_COLUMNS)
     )
-    counted = rows.filter(pl.col(ROWS) > 0)
-    reused = counted.filter(~paid).group_by(REUSE).len().iter_rows()
+    counted = rows.filter(pl.col(ROWS) > 0) if ctx.askers else rows
+    free = counted[REUSE].null_count() < counted.height
+    reused = counted.filter(~paid).group_by(REUSE).len().iter_rows() if free else []
     result = UnitResult(
         unit=unit.index,
         rows=unit.row_count,
@@ -304,9 +307,9 @@ def unit_rows(ctx: UnitContext, unit: Unit, table: pa.Table) -> tuple[pl.DataFra
 def forecast_file(rows: pl.DataFrame, prices: PriceTable) -> pl.DataFrame:
     """The id-level forecast Parquet: id, tier, provider, model, input_tokens,
     est_output_tokens (p50, fractional: an expectation), est_cost_usd (0 for a row the
-    run answers for free), calls (more than 1 for a long document, or a voted row) and
-    reuse (null, 'cached' or 'duplicate'). A voted row's tokens and cost are those of all
-    its voters; provider and model name the first."""
+    run answers for free), calls (more than 1 for a long document, a voted or checked row)
+    and reuse (null, 'cached' or 'duplicate'). Such a row's tokens and cost are those of
+    all its calls; provider and model name the first."""
     usage = rows.select(
         ID,
         TIER,
@@ -333,7 +336,7 @@ def forecast_file(rows: pl.DataFrame, prices: PriceTable) -> pl.DataFrame:
         pl.col(CALLS).cast(pl.Int32).alias("calls"),
         REUSE,
     )
-    if rows.height and (rows[ROWS] == 0).any():  # voted rows: one line per id
+    if rows.height and (rows[ROWS] == 0).any():  # rows asked several times: one line per id
         out = out.group_by(ID, maintain_order=True).agg(
             pl.col(TIER, "provider", "model", REUSE).first(),
             pl.col("input_tokens", "est_output_tokens", "est_cost_usd", "calls").sum(),

@@ -23,6 +23,7 @@ from pipeline.store import Store, with_retries
 from schemas.job import JobSpec
 
 ID, TEXT, TIER, SENSITIVE = "id", "text", "tier", "sensitive"
+_EARLY_ORDER = {"null_id": 0, "invalid_text": 1, "empty_text": 2}
 
 
 @dataclass(frozen=True)
@@ -87,49 +88,67 @@ def prepare_unit(table: pa.Table, spec: JobSpec, unit: int = 0) -> PreparedUnit:
     table, bad_utf8 = _invalid_utf8(table, [spec.input.id_column, *cols])
     df = pl.from_arrow(table)
     assert isinstance(df, pl.DataFrame)
-    df = df.with_columns(pl.Series("__bad_utf8", bad_utf8, dtype=pl.String)).with_row_index("__row")
-    df = df.with_columns(
+    bad = (
+        pl.Series("__bad_utf8", bad_utf8, dtype=pl.String)
+        if any(bad_utf8)
+        else pl.lit(None, dtype=pl.String).alias("__bad_utf8")
+    )
+    df = df.with_row_index("__row").with_columns(
+        bad,
         pl.col(spec.input.id_column).cast(pl.String).alias("__id"),
         text_expr(cols).alias("__text"),
     )
-    df = df.with_columns(
-        choose_tiers(df, spec.routing).alias("__tier"),
-        sensitive_mask(df, spec.routing, "__text").alias("__sensitive"),
+    tiers = choose_tiers(df, spec.routing).alias(TIER)
+    sensitive = sensitive_mask(df, spec.routing, "__text").alias(SENSITIVE)
+
+    # Why a row is not sent, first reason wins: a null id; a repeat of an earlier id (the
+    # first row of an id is the one done; repeats are only counted); text that is not
+    # UTF-8; no text. One pass marks them; the few marked rows are split off after.
+    null_id = pl.col(ID).is_null()
+    blank = pl.col(TEXT).is_null() | (pl.col(TEXT).str.strip_chars() == "")
+    why = (
+        pl.when(null_id)
+        .then(pl.lit("null_id"))
+        .when(~pl.col(ID).is_first_distinct())
+        .then(pl.lit("duplicate"))
+        .when(pl.col("__bad_utf8").is_not_null())
+        .then(pl.lit("invalid_text"))
+        .when(blank)
+        .then(pl.lit("empty_text"))
     )
-    df = df.select(
+    rows = df.select(
         pl.col("__id").alias(ID),
         pl.col("__text").alias(TEXT),
-        pl.col("__tier").alias(TIER),
-        pl.col("__sensitive").alias(SENSITIVE),
+        tiers,
+        sensitive,
         pl.col("__bad_utf8"),
         pl.col("__row"),
+    ).with_columns(why.alias("__why"))
+    null_msg = f"id column {spec.input.id_column!r} is null or not valid UTF-8"
+    empty_msg = f"text columns {', '.join(cols)} are all null or empty"
+    todo = rows.filter(pl.col("__why").is_null()).select(ID, TEXT, TIER, SENSITIVE)
+    marked = rows.filter(pl.col("__why").is_not_null())
+    duplicates = int((marked["__why"] == "duplicate").sum())
+    early = (
+        marked.filter(pl.col("__why") != "duplicate")
+        .select(
+            # A null id is named by position, so the row still gets its one error row.
+            pl.when(null_id)
+            .then(pl.format(f"<null-id:unit-{unit}:row-{{}}>", pl.col("__row")))
+            .otherwise(pl.col(ID))
+            .alias(ID),
+            pl.col(TIER),
+            pl.col("__why").alias("error_type"),
+            pl.when(null_id)
+            .then(pl.lit(null_msg))
+            .when(pl.col("__why") == "invalid_text")
+            .then(pl.format("column {} is not valid UTF-8", pl.col("__bad_utf8")))
+            .otherwise(pl.lit(empty_msg))
+            .alias("message"),
+        )
+        .sort(
+            pl.col("error_type").replace_strict(_EARLY_ORDER, return_dtype=pl.Int8),
+            maintain_order=True,
+        )
     )
-
-    null_id = df.filter(pl.col(ID).is_null()).select(
-        # Named by position, so the row still gets its one error row.
-        pl.format(f"<null-id:unit-{unit}:row-{{}}>", pl.col("__row")).alias(ID),
-        pl.col(TIER),
-        pl.lit("null_id").alias("error_type"),
-        pl.lit(f"id column {spec.input.id_column!r} is null or not valid UTF-8").alias("message"),
-    )
-    df = df.filter(pl.col(ID).is_not_null())
-    # Duplicate ids: the first row of an id is the one done; repeats are counted.
-    first = df.select(pl.col(ID).is_first_distinct()).to_series()
-    duplicates = int((~first).sum())
-    df = df.filter(first)
-    undecodable = df.filter(pl.col("__bad_utf8").is_not_null()).select(
-        pl.col(ID),
-        pl.col(TIER),
-        pl.lit("invalid_text").alias("error_type"),
-        pl.format("column {} is not valid UTF-8", pl.col("__bad_utf8")).alias("message"),
-    )
-    df = df.filter(pl.col("__bad_utf8").is_null()).drop("__bad_utf8", "__row")
-    blank = pl.col(TEXT).is_null() | (pl.col(TEXT).str.strip_chars() == "")
-    empty = df.filter(blank).select(
-        pl.col(ID),
-        pl.col(TIER),
-        pl.lit("empty_text").alias("error_type"),
-        pl.lit(f"text columns {', '.join(cols)} are all null or empty").alias("message"),
-    )
-    early = pl.concat([null_id, undecodable, empty], how="vertical_relaxed")
-    return PreparedUnit(todo=df.filter(~blank), early=early, duplicates=duplicates)
+    return PreparedUnit(todo=todo, early=early, duplicates=duplicates)

@@ -337,9 +337,26 @@ class JobSpec(Strict):
                 problems.append(
                     f"routing: rows can be routed to tier {tier!r}, which has no deployments"
                 )
+        problems += self._price_problems()
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _price_problems(self) -> list[str]:
+        """Each `prices` entry must make a whole price (a new model needs every field)."""
+        from pydantic import ValidationError
+
+        problems = []
+        table = load_prices() if self.prices else None
+        for model, entry in self.prices.items():
+            assert table is not None
+            try:
+                table.with_overrides({model: entry})
+            except ValidationError as exc:
+                for err in exc.errors():
+                    field = ".".join(str(x) for x in err["loc"]) or "entry"
+                    problems.append(f"prices.{model}.{field}: {err['msg']}")
+        return problems
 
     # Helpers the engine uses; kept here so every module reads the spec the same way.
     def price_table(self) -> PriceTable:

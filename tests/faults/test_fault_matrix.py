@@ -110,11 +110,11 @@ def _descends_from(pid: int, ancestor: int) -> bool:
     return False
 
 
-def ray_worker_pids() -> list[int]:
-    """Processes Ray has titled as our worker actors (Linux /proc), in this test session's
-    own Ray only: its raylet, and so its workers, descend from this process."""
+def ray_worker_pids(root: int | None = None) -> list[int]:
+    """Processes Ray has titled as our worker actors (Linux /proc), in one Ray only: the
+    one started by `root` (default: this process), whose raylet and workers descend from it."""
     pids = []
-    me = os.getpid()
+    me = root or os.getpid()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -203,12 +203,14 @@ def test_driver_killed_then_rerun_skips_committed_rows(tmp_path: Path, sim: Sim)
     except TimeoutError:
         raise AssertionError((tmp_path / "driver.log").read_text()[-3000:]) from None
     finally:
+        workers = ray_worker_pids(root=proc.pid)  # before the kill orphans them
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         log.close()
     # Ray's worker processes outlive a killed driver by a moment (a unit may still commit
     # then, as in a real crash); count what was committed once they are gone.
-    wait_for(lambda: not ray_worker_pids(), timeout=60)
+    assert workers
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), timeout=60)
     done = [json.loads(p.read_text()) for p in commits(tmp_path / "out")]
     done_units = {c["unit"] for c in done}
     assert 2 <= len(done_units) < 12

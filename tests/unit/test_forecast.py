@@ -12,12 +12,12 @@ import pytest
 from jobs.base import get_job_kind
 from pipeline.costs import cost_usd
 from pipeline.forecast import (
+    asker_plans,
     choose_backend,
     compare_forecast,
     long_doc_planner,
     sensitive_plans,
     tier_plans,
-    vote_plans,
 )
 from pipeline.forecast_estimates import (
     CLIENT_ROWS_PER_S_PER_WORKER,
@@ -185,7 +185,7 @@ def test_voted_rows_are_counted_once_per_voter_and_once_as_rows() -> None:
     voters = ["sim/gpt-4o-mini", "sim/claude-3-5-haiku", "sim/gpt-4o"]
     s = spec(routing={"default": "cheap", "vote": {"deployments": voters, "tier": "cheap"}})
     plans = tier_plans(s, PRICES)
-    ctx = UnitContext(s, PRICES, plans, vote_tier="cheap", vote=vote_plans(s, plans, PRICES))
+    ctx = UnitContext(s, PRICES, plans, askers=asker_plans(s, plans, PRICES))
     table = pa.table({"id": ["1", "2"], "subject": ["a", "b"], "body": ["one", "two"]})
     rows, result = unit_rows(ctx, Unit(0, "f", (0,), 0, 2), table)
     calls = {g[2]: g[4] for g in result.groups}
@@ -195,6 +195,31 @@ def test_voted_rows_are_counted_once_per_voter_and_once_as_rows() -> None:
     assert per_id["id"].to_list() == ["1", "2"] and per_id["calls"].to_list() == [3, 3]
     one_call = forecast_file(rows.filter(pl.col("model") == "gpt-4o-mini"), PRICES)
     assert (per_id["est_cost_usd"] > one_call["est_cost_usd"]).all()
+
+
+def test_rows_at_an_agreement_check_tier_are_counted_for_both_deployments() -> None:
+    s = spec(
+        routing={
+            "rules": [{"when": "length(body) > 40", "tier": "mid"}],
+            "default": "cheap",
+            "cascade": {"agree": ["sim/gpt-4o-mini", "sim/claude-3-5-haiku"]},
+        }
+    )
+    plans = tier_plans(s, PRICES)
+    askers = asker_plans(s, plans, PRICES)
+    assert {t: [p.model for p in a] for t, a in askers.items()} == {
+        "cheap": ["gpt-4o-mini", "claude-3-5-haiku"]
+    }
+    assert asker_plans(s, plans, PRICES, agreement=False) == {}
+    ctx = UnitContext(s, PRICES, plans, askers=askers)
+    long_body = "The app crashes with an error whenever I open the settings page"
+    table = pa.table({"id": ["1", "2"], "subject": ["a", "b"], "body": ["short", long_body]})
+    _, result = unit_rows(ctx, Unit(0, "f", (0,), 0, 2), table)
+    calls = {(g[0], g[2]): g[4] for g in result.groups}
+    # The cheap row: its answer and the check; the mid row: asked once.
+    assert calls == {("cheap", "gpt-4o-mini"): 1, ("cheap", "claude-3-5-haiku"): 1,
+                     ("mid", "claude-3-5-haiku"): 1}  # fmt: skip
+    assert result.rows_callable == 2
 
 
 def test_a_document_too_long_for_its_tier_is_forecast_as_the_run_plans_it() -> None:

@@ -135,5 +135,13 @@ def test_price_overrides_change_costs_and_version_and_bad_ones_are_reported() ->
     assert table.lookup("our-finetune-7b").output_per_mtok == 0.4
     assert table.lookup("gpt-4o").input_per_mtok == 2.0 and "overrides" in table.version
     assert not [p for p in check_spec(spec) if "price" in p]
+    # A bad entry fails with the spec, naming the model and the field: never at the
+    # end of a job that has already spent.
     doc["prices"] = {"gpt-4o": {"input_per_mtok": -1}}
-    assert any(p.startswith("prices:") for p in check_spec(parse_spec(doc)))
+    with pytest.raises(SpecError, match=r"prices\.gpt-4o\.input_per_mtok"):
+        parse_spec(doc)
+    doc["prices"] = {"new-model": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}
+    with pytest.raises(SpecError) as err:
+        parse_spec(doc)
+    for field in ("context_window", "max_output_tokens", "provider_family"):
+        assert f"prices.new-model.{field}: Field required" in str(err.value)
