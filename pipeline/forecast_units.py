@@ -30,7 +30,7 @@ import os
 from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import polars as pl
 import pyarrow as pa
@@ -41,12 +41,14 @@ from pipeline.costs import add_cost_column
 from pipeline.forecast_estimates import SUMMARY_SPREAD, OutputAssumption
 from pipeline.longdoc_plan import TierOption, choose_plan
 from pipeline.plan import Unit
-from pipeline.reuse import AnswerReuse
 from pipeline.rows import ID, SENSITIVE, TEXT, TIER, prepare_unit, read_unit, unit_columns
 from pipeline.store import Store, table_to_parquet_bytes
 from pipeline.tokens import count_tokens_batch
 from schemas.job import JobSpec
 from schemas.prices import PriceTable
+
+if TYPE_CHECKING:
+    from pipeline.reuse import AnswerReuse
 
 Backend = Literal["inline", "process", "ray"]
 T = TypeVar("T")
@@ -140,6 +142,8 @@ _REUSE: dict[tuple[str, str], AnswerReuse] = {}
 
 def _answer_reuse(ctx: UnitContext) -> AnswerReuse:
     """The run's own key making and cache lookup, one per process and job (read only)."""
+    from pipeline.reuse import AnswerReuse  # the run's engine: only for cache lookups
+
     key = (ctx.job_id, ctx.cache_uri or "")
     reuse = _REUSE.get(key)
     if reuse is None:
@@ -493,13 +497,14 @@ def _run_pool(
     queue = iter(tasks)
     pending: set[cf.Future[list[UnitResult]]] = set()
     while True:
+        # Finished tasks out first, then top up: the pool never waits for this process.
+        done = {f for f in pending if f.done()}
+        pending -= done
         while len(pending) < 2 * size:
             task = next(queue, None)
             if task is None:
                 break
             pending.add(pool.submit(forecast_task, ctx, task))
-        done = {f for f in pending if f.done()}
-        pending -= done
         for f in done:
             yield from _result(f)
         task = next(queue, None)

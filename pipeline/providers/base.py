@@ -12,9 +12,10 @@ failure to the error tree in `pipeline.errors` at this one boundary.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-import aiohttp
+if TYPE_CHECKING:  # only a type here: the forecast's worker processes never load aiohttp
+    import aiohttp
 
 Role = Literal["system", "user", "assistant"]
 

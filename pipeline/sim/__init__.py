@@ -8,8 +8,24 @@ answers, deterministic for a given config and seed.
 See `config.py` for what can be set and `generate.py` for the prompt conventions.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from pipeline.sim.config import Faults, KeyLimits, Latency, ModelBehaviour, SimConfig
-from pipeline.sim.server import SimServer, build_app, run_in_thread, serve
+
+if TYPE_CHECKING:
+    from pipeline.sim.server import SimServer, build_app, run_in_thread, serve
+
+_SERVER = {"SimServer", "build_app", "run_in_thread", "serve"}
+
+
+def __getattr__(name: str) -> Any:
+    # The server (and aiohttp) load on first use: the job spec only needs the config
+    # models, and every process that reads a spec should not pay for a web server.
+    if name in _SERVER:
+        from pipeline.sim import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "Faults",
