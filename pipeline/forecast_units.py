@@ -52,12 +52,13 @@ if TYPE_CHECKING:
 
 Backend = Literal["inline", "process", "ray"]
 T = TypeVar("T")
-TASK_ROWS = 10_000
+TASK_ROWS = 40_000
 FORECAST_DIR = "forecast"
 GROUP_KEYS = ("tier", "provider", "model")
 OUT = ("out_p10", "out_p50", "out_p90")
 SUM_COLUMNS = ("rows", "calls", "input_tokens", *OUT, "reserve_tokens")
 CALLS, ROWS = "_calls", "_rows"  # per forecast row: calls it makes, rows it stands for
+UNIT = "_unit"  # the unit a forecast row belongs to (a task's units are forecast together)
 REUSE = "reuse"  # null: a paid call; 'cached' or 'duplicate': answered for free
 
 
@@ -116,6 +117,7 @@ class UnitResult:
 
 # One row per row that would be sent; `_cap` is the request's max_tokens.
 _ROWS = {
+    UNIT: pl.Int64,
     ID: pl.String,
     TIER: pl.String,
     REUSE: pl.String,
@@ -163,14 +165,16 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def _reuse_marks(ctx: UnitContext, todo: pl.DataFrame) -> pl.Series:
-    """Per row: 'duplicate' (the same request as an earlier row of the unit: sent once),
+    """Per row: 'duplicate' (the same request as an earlier row of its unit: sent once),
     'cached' (answered before: in the response cache) or null (paid), as a run does it."""
     marks = pl.Series(REUSE, [None] * todo.height, dtype=pl.String)
     if not ctx.reuse or todo.is_empty():
         return marks
     first_dep = {t: f"{p.provider}/{p.model}" for t, p in ctx.tiers.items()}
     shareable = ~pl.col(SENSITIVE).fill_null(False)
-    request = pl.struct(pl.col(TIER).replace_strict(first_dep, default=None), pl.col(TEXT))
+    request = pl.struct(
+        pl.col(UNIT), pl.col(TIER).replace_strict(first_dep, default=None), pl.col(TEXT)
+    )
     marks = todo.select(
         pl.when(shareable & ~request.is_first_distinct())
         .then(pl.lit("duplicate"))
@@ -191,7 +195,7 @@ def _reuse_marks(ctx: UnitContext, todo: pl.DataFrame) -> pl.Series:
 def _priced_part(part: pl.DataFrame, tp: TierPlan, counts: pl.Series, rows: int) -> pl.DataFrame:
     """The forecast rows of `part` sent to `tp`: tokens in, answer length out."""
     text_tokens = counts.alias("text_tokens")
-    part = part.select(ID, TIER, REUSE).with_columns(
+    part = part.select(UNIT, ID, TIER, REUSE).with_columns(
         text_tokens,
         (text_tokens + tp.prompt_tokens).alias("input_tokens"),
         pl.lit(tp.provider).alias("provider"),
@@ -209,7 +213,7 @@ def _priced_part(part: pl.DataFrame, tp: TierPlan, counts: pl.Series, rows: int)
 
 
 def _plan_long(
-    ctx: UnitContext, rows: pl.DataFrame, sensitive: pl.Series, early: dict[str, int]
+    ctx: UnitContext, rows: pl.DataFrame, sensitive: pl.Series, early: dict[int, dict[str, int]]
 ) -> pl.DataFrame:
     """Rows too long for their tier, replaced by what their long-document plan costs:
     its tier's deployment, every map and reduce call and their tokens. A row no tier can
@@ -236,7 +240,8 @@ def _plan_long(
                 instructions=planner.instructions,
             )
         except ValueError:
-            early["too_long"] = early.get("too_long", 0) + 1
+            counts = early.setdefault(row[UNIT], {})
+            counts["too_long"] = counts.get("too_long", 0) + 1
             continue
         tp = (ctx.sensitive if flag else ctx.tiers).get(plan.tier) or ctx.tiers[plan.tier]
         out = float(plan.forecast_output_tokens)
@@ -261,14 +266,33 @@ def unit_rows(ctx: UnitContext, unit: Unit, table: pa.Table) -> tuple[pl.DataFra
     """The unit's forecast rows (one per row the run would answer, `reuse` saying which
     are free; a row asked of several deployments once per deployment) and their sums per
     tier, provider and model (paid calls only)."""
-    prep = prepare_unit(table, ctx.spec)
-    todo = prep.todo.with_columns(_reuse_marks(ctx, prep.todo))
-    early = {str(k): int(v) for k, v in prep.early.group_by("error_type").len().iter_rows()}
+    return units_rows(ctx, [(unit, table)])[0]
+
+
+def units_rows(
+    ctx: UnitContext, units: Sequence[tuple[Unit, pa.Table]]
+) -> list[tuple[pl.DataFrame, UnitResult]]:
+    """`unit_rows` for several units at once: each unit is prepared on its own (its
+    duplicates, its early errors), then all their rows are counted, priced and summed
+    in one pass, so the per-call overhead of the frame library is paid once per task."""
+    early: dict[int, dict[str, int]] = {}
+    todos, duplicates = [], {}
+    for unit, table in units:
+        prep = prepare_unit(table, ctx.spec)
+        todos.append(prep.todo.with_columns(pl.lit(unit.index, dtype=pl.Int64).alias(UNIT)))
+        duplicates[unit.index] = prep.duplicates
+        if prep.early.height:
+            kinds = prep.early.group_by("error_type").len().iter_rows()
+            early[unit.index] = {str(k): int(v) for k, v in kinds}
+    todo = pl.concat(todos, how="vertical") if len(todos) > 1 else todos[0]
+    todo = todo.with_columns(_reuse_marks(ctx, todo))
     parts, flags = [], []
     for (tier, sensitive), part in todo.partition_by(TIER, SENSITIVE, as_dict=True).items():
         tp = (ctx.sensitive if sensitive else ctx.tiers).get(str(tier))
         if tp is None:  # a sensitive row no allowed provider can take: an error, no call
-            early["no_allowed_provider"] = early.get("no_allowed_provider", 0) + part.height
+            for u, n in part.group_by(UNIT).len().iter_rows():
+                counts = early.setdefault(u, {})
+                counts["no_allowed_provider"] = counts.get("no_allowed_provider", 0) + n
             continue
         voters = ctx.askers.get(str(tier), (tp,)) if not sensitive else (tp,)
         for k, voter in enumerate(voters):
@@ -280,32 +304,40 @@ def unit_rows(ctx: UnitContext, unit: Unit, table: pa.Table) -> tuple[pl.DataFra
         rows = _plan_long(ctx, rows, pl.concat(flags), early)
     paid = pl.col(REUSE).is_null()
     calls = pl.col(CALLS).filter(paid)
-    sums = (
-        rows.group_by(*GROUP_KEYS)
-        .agg(
-            pl.col(ROWS).sum().alias("rows"),
-            calls.sum().alias("calls"),
-            *(pl.col(c).filter(paid).sum() for c in ("input_tokens", *OUT)),
-            (pl.col("input_tokens") + pl.col("_cap") * pl.col(CALLS))
-            .filter(paid)
-            .sum()
-            .alias("reserve_tokens"),
-        )
-        .select(*GROUP_KEYS, *SUM_COLUMNS)
+    sums = rows.group_by(UNIT, *GROUP_KEYS).agg(
+        pl.col(ROWS).sum().alias("rows"),
+        calls.sum().alias("calls"),
+        *(pl.col(c).filter(paid).sum() for c in ("input_tokens", *OUT)),
+        (pl.col("input_tokens") + pl.col("_cap") * pl.col(CALLS))
+        .filter(paid)
+        .sum()
+        .alias("reserve_tokens"),
     )
+    groups: dict[int, list[tuple[Any, ...]]] = {}
+    for row in sums.select(UNIT, *GROUP_KEYS, *SUM_COLUMNS).iter_rows():
+        groups.setdefault(row[0], []).append(row[1:])
     counted = rows.filter(pl.col(ROWS) > 0) if ctx.askers else rows
-    free = counted[REUSE].null_count() < counted.height
-    reused = counted.filter(~paid).group_by(REUSE).len().iter_rows() if free else []
-    result = UnitResult(
-        unit=unit.index,
-        rows=unit.row_count,
-        rows_callable=counted.height,
-        early=early,
-        duplicates=prep.duplicates,
-        groups=list(sums.iter_rows()),
-        reused={str(k): int(v) for k, v in reused},
-    )
-    return rows, result
+    callable_rows = dict(counted.group_by(UNIT).len().iter_rows())
+    reused: dict[int, dict[str, int]] = {}
+    if counted[REUSE].null_count() < counted.height:
+        for u, how, n in counted.filter(~paid).group_by(UNIT, REUSE).len().iter_rows():
+            reused.setdefault(u, {})[str(how)] = int(n)
+    by_unit = rows.partition_by(UNIT, as_dict=True) if len(units) > 1 else {}
+    out = []
+    for unit, _ in units:
+        i = unit.index
+        frame = by_unit.get((i,), rows.clear()) if len(units) > 1 else rows
+        result = UnitResult(
+            unit=i,
+            rows=unit.row_count,
+            rows_callable=int(callable_rows.get(i, 0)),
+            early=early.get(i, {}),
+            duplicates=duplicates[i],
+            groups=groups.get(i, []),
+            reused=reused.get(i, {}),
+        )
+        out.append((frame, result))
+    return out
 
 
 def forecast_file(rows: pl.DataFrame, prices: PriceTable) -> pl.DataFrame:
@@ -395,15 +427,16 @@ def forecast_task(ctx: UnitContext, units: Sequence[Unit]) -> list[UnitResult]:
     columns = unit_columns(ctx.spec)
     results = []
     writes: list[cf.Future[None]] = []
+    tables = []
     for cover, members in _read_groups(units):
         table = read_unit(store, cover, columns)
         for u in members:
-            part = table.slice(u.row_offset - cover.row_offset, u.row_count)
-            rows, result = unit_rows(ctx, u, part)
-            if out is not None:
-                frame = forecast_file(rows, ctx.prices).to_arrow()
-                writes.append(_writer().submit(_write, out, unit_file(u.index), frame))
-            results.append(result)
+            tables.append((u, table.slice(u.row_offset - cover.row_offset, u.row_count)))
+    for (u, _), (rows, result) in zip(tables, units_rows(ctx, tables), strict=True):
+        if out is not None:
+            frame = forecast_file(rows, ctx.prices).to_arrow()
+            writes.append(_writer().submit(_write, out, unit_file(u.index), frame))
+        results.append(result)
     for w in writes:
         w.result()
     return results

@@ -30,7 +30,14 @@ from pipeline.forecast_estimates import (
 )
 from pipeline.forecast_history import observed_assumption, observed_escalation
 from pipeline.forecast_sums import Usage, price_usage, sum_results, with_escalation
-from pipeline.forecast_units import UnitContext, UnitResult, forecast_file, tasks_of, unit_rows
+from pipeline.forecast_units import (
+    UnitContext,
+    UnitResult,
+    forecast_file,
+    tasks_of,
+    unit_rows,
+    units_rows,
+)
 from pipeline.longdoc_plan import choose_plan, tier_options
 from pipeline.plan import Unit
 from pipeline.sim import generate
@@ -179,6 +186,35 @@ def test_identical_requests_are_paid_once_and_sensitive_rows_stay_on_allowed_pro
         "cheap": None,
         "mid": None,
     }
+
+
+def test_units_forecast_together_give_what_each_gives_alone() -> None:
+    s = spec()
+    plans = tier_plans(s, PRICES)
+    ctx = UnitContext(s, PRICES, plans, reuse=True)
+    one = pa.table(
+        {
+            "id": ["1", "2", "2", None, "3"],
+            "subject": ["Refund", "Refund", "x", "y", " "],
+            "body": ["twice", "twice", "dup id", "no id", ""],
+        }
+    )
+    # The same texts again in the next unit: a unit's identical rows are sent once, but
+    # not across units (each unit is its own batch of calls, as in a run).
+    two = pa.table({"id": ["4", "5"], "subject": ["Refund", "Refund"], "body": ["twice", "a"]})
+    units = [(Unit(0, "f", (0,), 0, 5), one), (Unit(1, "f", (0,), 5, 2), two)]
+    together = units_rows(ctx, units)
+    for (unit, table), (rows, result) in zip(units, together, strict=True):
+        alone_rows, alone = unit_rows(ctx, unit, table)
+        assert result == alone
+        assert rows.sort("id").equals(alone_rows.sort("id"))
+    (_, r0), (rows1, r1) = together
+    assert (r0.duplicates, r0.early, r0.reused) == (
+        1,
+        {"null_id": 1, "empty_text": 1},
+        {"duplicate": 1},
+    )
+    assert r1.reused == {} and rows1["reuse"].null_count() == 2
 
 
 def test_voted_rows_are_counted_once_per_voter_and_once_as_rows() -> None:
