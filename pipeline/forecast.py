@@ -250,7 +250,7 @@ def cache_with_answers(spec: JobSpec, out_uri: str) -> str | None:
 
 def choose_backend(rows: int, parallel: bool) -> Backend:
     """Where to count. Measured on 2 cores, 1M rows: a process pool about 220,000 rows/s,
-    Ray tasks 60,000-80,000 (worker start-up and scheduling), one process about 70,000.
+    Ray tasks 60,000-80,000 (worker start-up and scheduling), one process about 100,000.
     Ray is used only when this process is on a cluster with more cores than this machine
     (more nodes); one process for small inputs."""
     local = workers_available()
