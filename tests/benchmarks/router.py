@@ -38,6 +38,7 @@ import argparse
 import itertools
 import json
 import logging
+import shutil
 import struct
 import sys
 import tempfile
@@ -271,9 +272,15 @@ def score_job(
 
 
 def pipeline_run(
-    test: TestSet, data: Path, tiers: dict[str, str], case: PipelineCase, features: list[str]
+    test: TestSet,
+    data: Path,
+    tiers: dict[str, str],
+    case: PipelineCase,
+    features: list[str],
+    keep: bool = False,
 ) -> dict[str, Any]:
-    """Run the test split through run_job (local Ray, replaying simulator); score it."""
+    """Run the test split through run_job (local Ray, replaying simulator); score it.
+    The job's folder is removed afterwards unless `keep`."""
     from pipeline.driver import run_job
     from schemas.job import parse_spec
 
@@ -300,7 +307,7 @@ def pipeline_run(
     flag_cost = float(test.outcomes.cost[:, -1].sum())
     routed = pl.concat([results.select("routed_tier"), errors.select(routed_tier="tier")])
     shares = {t: int((routed["routed_tier"] == t).sum()) / n for t in tiers}
-    return {
+    row = {
         "accuracy": acc,
         "cost_usd": cost,
         "pct_flagship_accuracy": 100.0 * acc / flag_acc,
@@ -315,8 +322,11 @@ def pipeline_run(
         "accepted_reason": dict(results.group_by("accepted_reason").len().sort("len").rows()),
         "call_status": dict(costs.group_by("call_status").len().sort("len").rows()),
         "errors": errors.group_by("error_type").len().sort("error_type").rows(),
-        "output": str(job),
+        "output": str(job) if keep else None,
     }
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return row
 
 
 # --- PNG ------------------------------------------------------------------------------------
@@ -421,7 +431,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="two-file data folder")
     parser.add_argument("--json", type=Path, help="write the numbers here")
-    parser.add_argument("--png", type=Path, help="cost-quality curve (default beside --json)")
+    parser.add_argument(
+        "--png",
+        type=Path,
+        help="cost-quality curve (default: beside --json, else ./router-curve.png)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the pipeline runs' inputs and outputs"
+    )
     parser.add_argument("--quick", action="store_true", help="offline only, fewer variants")
     parser.add_argument("--tiers", help="cheap=MODEL,mid=MODEL,flagship=MODEL")
     parser.add_argument("--features", default="eval_name", help="metadata columns, comma-separated")
@@ -485,11 +502,13 @@ def main(argv: list[str] | None = None) -> int:
             path = model_dir / f"{name.replace('+', '-')}.npz"
             model.save(path)
             case = PipelineCase(name, path, model.presets["balanced"], model.cascade)
-            row = pipeline_run(test, args.data, tiers, case, features)
+            row = pipeline_run(test, args.data, tiers, case, features, keep=args.keep)
             policies[f"{name}@balanced (pipeline run)"] = row
         import ray
 
         ray.shutdown()
+        if not args.keep:
+            shutil.rmtree(model_dir, ignore_errors=True)
 
     n = test.frame.height
     baselines: dict[str, dict[str, Any]] = {}
