@@ -16,6 +16,7 @@ demo: $(BIN)/tierline
 
 test: $(BIN)/tierline
 	$(BIN)/ruff check pipeline jobs schemas tests
+	$(BIN)/mypy pipeline jobs schemas
 	$(BIN)/pytest
 
 schema: $(BIN)/tierline

@@ -182,8 +182,8 @@ def print_summary(s: JobSummary, console: Console | None = None) -> None:
         )
     for etype, n in s.errors_by_type.items():
         console.print(f"  errors {etype}: {n}")
-    for f, reason in s.bad_files.items():
-        console.print(f"  [red]bad input file[/] {f}: {reason}")
+    for path, reason in s.bad_files.items():
+        console.print(f"  [red]bad input file[/] {path}: {reason}")
     for u, reason in s.units_failed.items():
         console.print(f"  [red]unit {u} failed[/]: {reason}")
     console.print(f"outputs under {s.output}")

@@ -218,7 +218,7 @@ class _Dispatch:
 
     def _new_worker(self) -> Any:
         # SPREAD: I/O workers over every node, so losing one node loses few of them.
-        return WorkerActor.options(
+        return WorkerActor.options(  # type: ignore[attr-defined]
             num_cpus=self.spec.run.worker_cpus, scheduling_strategy="SPREAD"
         ).remote(
             self.spec.model_dump_json(),

@@ -291,8 +291,8 @@ def units_rows(
         tp = (ctx.sensitive if sensitive else ctx.tiers).get(str(tier))
         if tp is None:  # a sensitive row no allowed provider can take: an error, no call
             for u, n in part.group_by(UNIT).len().iter_rows():
-                counts = early.setdefault(u, {})
-                counts["no_allowed_provider"] = counts.get("no_allowed_provider", 0) + n
+                errs = early.setdefault(u, {})
+                errs["no_allowed_provider"] = errs.get("no_allowed_provider", 0) + n
             continue
         voters = ctx.askers.get(str(tier), (tp,)) if not sensitive else (tp,)
         for k, voter in enumerate(voters):

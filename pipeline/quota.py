@@ -162,7 +162,8 @@ class QuotaState:
             got_tok = self.tokens.take_up_to(tokens, now)
             if got_tok < min(tokens, largest_request_tokens or 1):
                 # Not enough tokens for even one waiting request: hand the requests back.
-                self.requests and self.requests.give_back(got_req)
+                if self.requests is not None:
+                    self.requests.give_back(got_req)
                 self.tokens.give_back(got_tok)
                 got_req = got_tok = 0
             elif requests > 0 and tokens > 0:
@@ -170,7 +171,8 @@ class QuotaState:
                 per_request = tokens / requests
                 usable = max(1, int(got_tok // per_request))
                 if usable < got_req:
-                    self.requests and self.requests.give_back(got_req - usable)
+                    if self.requests is not None:
+                        self.requests.give_back(got_req - usable)
                     got_req = usable
         self.granted_requests += got_req
         self.day_tokens += got_tok if self.limits.tokens_per_day else 0

@@ -102,7 +102,7 @@ def _s3_filesystem() -> pafs.S3FileSystem:
     if region:
         kwargs["region"] = region
     kwargs["retry_strategy"] = pafs.AwsStandardS3RetryStrategy(max_attempts=5)
-    return pafs.S3FileSystem(**kwargs)  # type: ignore[arg-type]
+    return pafs.S3FileSystem(**kwargs)
 
 
 class Store:

@@ -77,7 +77,7 @@ def _check_unit(out: Store, inp: Store, id_col: str, c: UnitCommit, report: Veri
     results, costs, errors = (_frame(out, e.path) for e in (c.results, c.costs, c.errors))
     unit = Unit(c.unit, c.source, tuple(c.row_groups), c.row_offset, c.row_count)
     table = read_unit(inp, unit, [id_col])
-    expected = pl.from_arrow(table.column(0)).cast(pl.String).drop_nulls().unique()  # type: ignore[union-attr]
+    expected = pl.Series(table.column(0)).cast(pl.String).drop_nulls().unique()
     done = pl.concat([results["id"], errors["id"]])
     counts = done.value_counts()
     dup = counts.filter(pl.col("count") > 1)["id"].to_list()

@@ -43,7 +43,7 @@ from pipeline.reuse import AnswerReuse
 from pipeline.rows import ID, SENSITIVE, TEXT, TIER, prepare_unit, read_unit, unit_columns
 from pipeline.store import Store, table_to_parquet_bytes
 from pipeline.tokens import chat_overhead_tokens, count_tokens, count_tokens_batch
-from schemas.job import CascadeSpec, JobSpec
+from schemas.job import CascadeSpec, Deployment, JobSpec
 from schemas.prices import PriceTable
 from schemas.records import COSTS, ERRORS, RESULTS, RETRYABLE_ERRORS, FileEntry, UnitCommit
 
@@ -145,7 +145,7 @@ class UnitRunner:
             )
             for name, p in self.spec.providers.items()
         }
-        tiers = {t: list(deps) for t, deps in self.spec.tiers.items()}
+        tiers: dict[str, list[Deployment]] = {t: list(d) for t, d in self.spec.tiers.items()}
         self.executor = RowExecutor(
             self.kind,
             providers,
@@ -266,9 +266,9 @@ class UnitRunner:
                 assert leading is not None
                 outcomes[i] = self.reuse.duplicate(rows[i][0], leading)
         for i, key in enumerate(keys):
-            o = outcomes[i]
-            if o is not None and key is not None and (key in hits or leader[key] != i):
-                self.metrics.row(o.tier, o.ok)  # answered without a call: done all the same
+            free = outcomes[i]
+            if free is not None and key is not None and (key in hits or leader[key] != i):
+                self.metrics.row(free.tier, free.ok)  # answered without a call: done all the same
         self.reuse.remember([keys[i] for i in run], done)
         final = [o for o in outcomes if o is not None]
         assert len(final) == len(rows)
@@ -318,7 +318,7 @@ class UnitRunner:
             ],
             schema=ERRORS,
         )
-        call_rows = [
+        call_rows: list[dict[str, object]] = [
             {
                 "id": o.id,
                 "provider": c.provider,

@@ -193,7 +193,7 @@ class SimOptions(Strict):
             faults=self.faults,
             default_limits=self.limits,
             models=self.models,
-            replay_dir=self.replay,
+            replay_dir=Path(self.replay) if self.replay else None,
         )
 
 
@@ -333,7 +333,7 @@ class JobSpec(Strict):
                     )
         used = {r.tier for r in self.routing.rules} | {self.routing.default}
         for tier in sorted(used):
-            if not self.tiers.get(tier):  # type: ignore[call-overload]
+            if not self.tiers.get(tier):
                 problems.append(
                     f"routing: rows can be routed to tier {tier!r}, which has no deployments"
                 )
