@@ -100,7 +100,9 @@ class SimActor:
         from pipeline.sim import SimConfig, SimServer
 
         self.server = SimServer(SimConfig.model_validate_json(config_json))
-        url: str = await self.server.start("127.0.0.1", 0)
+        # The address Ray knows this node by: loopback for the private local Ray, the
+        # node's own address on a cluster, so workers on every node can reach it.
+        url: str = await self.server.start(ray.util.get_node_ip_address(), 0)
         return url
 
     async def stop(self) -> None:
@@ -329,7 +331,7 @@ def run_job(
         used = {d.provider for d in spec.deployments()}
         for name, p in spec.providers.items():
             if p.kind == "sim" and name in used:
-                # On the driver's node: the simulator listens on that node's loopback.
+                # On the driver's node, at the address Ray knows that node by.
                 here = NodeAffinitySchedulingStrategy(
                     ray.get_runtime_context().get_node_id(), soft=False
                 )
