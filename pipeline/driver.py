@@ -174,6 +174,11 @@ def ensure_ray() -> None:
         ray.init(address=address, logging_level=logging.WARNING)
     else:
         # Start a private Ray for this run; never attach to whatever else runs here.
+        # Ray turns token authentication on for it, as it should, and says so on every
+        # start: a notice for Ray's operators, not for the user of this one-run cluster.
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+            logging.ERROR
+        )
         ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
 
 
