@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
@@ -181,6 +182,14 @@ def _file_agrees(out: Store, rel: str, rows: int) -> bool:
 
 def make_plan(spec: JobSpec, *, output_uri: str | None = None, job_id: str | None = None) -> Plan:
     inp = Store.open(spec.input.uri)
+    if inp.is_local and inp.fs.get_file_info(inp.root).type != pafs.FileType.Directory:
+        # An empty folder (or S3 prefix) is a job with nothing to do; a local folder that
+        # is not there is a mistake in the spec or the directory it is run from.
+        raise ConfigError(
+            f"input.uri: folder {spec.input.uri!r} does not exist (resolved to {inp.root}); "
+            "relative paths are taken from the current directory: run from there, or give "
+            "an absolute path"
+        )
     files = input_files(inp)
     identity = job_identity(spec, files)
     jid = job_id or f"{spec.name}-{identity[:10]}"

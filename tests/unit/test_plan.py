@@ -67,6 +67,16 @@ def test_plan_refuses_when_no_file_is_usable(tmp_path: Path) -> None:
         make_plan(_spec(inp, tmp_path / "out"))  # type: ignore[arg-type]
 
 
+def test_a_missing_input_folder_is_refused_but_an_empty_one_is_a_job_with_nothing_to_do(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigError, match=r"input\.uri: folder .* does not exist"):
+        make_plan(_spec(tmp_path / "nowhere", tmp_path / "out"))  # type: ignore[arg-type]
+    (tmp_path / "empty").mkdir()
+    plan = make_plan(_spec(tmp_path / "empty", tmp_path / "out"))  # type: ignore[arg-type]
+    assert plan.rows_total == 0 and plan.units == []
+
+
 def test_other_job_under_same_id_is_refused(tmp_path: Path) -> None:
     inp = tmp_path / "in"
     inp.mkdir()
