@@ -68,3 +68,39 @@ def test_second_job_over_the_same_rows_pays_nothing_and_identical_rows_go_once(
     assert set(costs["call_status"].to_list()) <= {"cached", "duplicate"}
     assert results.height == first.rows_ok
     assert verify_job(second.output).ok and verify_job(first.output).ok
+
+
+def test_identical_rows_of_units_running_at_once_on_a_worker_are_paid_once(
+    tmp_path: Path, ray_local: None
+) -> None:
+    # One worker runs two units at once; the second unit repeats the first one's texts
+    # under other ids. With the cache off, only sharing the calls in flight avoids paying
+    # twice: each text must reach the provider once, and every row gets its answer.
+    url, stop = run_in_thread(SimConfig(latency={"mean_ms": 300, "jitter_ms": 0}))
+    try:
+        inp = tmp_path / "in"
+        inp.mkdir()
+        first = ticket_frame(0, 30).filter(pl.col("body").str.strip_chars() != "")
+        again = first.with_columns(pl.format("AGAIN-{}", pl.col("ticket_id")).alias("ticket_id"))
+        pl.concat([first, again]).write_parquet(inp / "a.parquet", row_group_size=first.height)
+        spec = spec_for(
+            str(inp),
+            str(tmp_path / "out"),
+            providers={"p": {"kind": "openai", "base_url": url}},
+            tiers={"cheap": ["p/gpt-4o-mini"], "mid": ["p/gpt-4o"], "flagship": ["p/gpt-4o"]},
+            input={
+                "uri": str(inp),
+                "id_column": "ticket_id",
+                "text_columns": ["subject", "body"],
+                "rows_per_unit": first.height,
+            },
+            cache="off",
+            run={"workers": 1, "max_in_flight": 64},
+        )
+        summary = run_job(spec)
+        assert summary.units_total == 2 and summary.rows_ok == 2 * first.height
+        assert _requests(url) == summary.calls == first.height
+        assert summary.duplicates == first.height
+        assert verify_job(summary.output).ok
+    finally:
+        stop()
