@@ -32,17 +32,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.costs import add_cost_column
 from pipeline.providers.base import ChatRequest
 from pipeline.store import Store, table_to_parquet_bytes
+from schemas.prices import PriceTable
 
 T = TypeVar("T")
 Mode = Literal["off", "read", "read-write"]
 MODES: tuple[Mode, ...] = ("off", "read", "read-write")
 CACHED, DUPLICATE = "cached", "duplicate"  # call_status of the zero-cost cost rows
 FREE_STATUSES = frozenset({CACHED, DUPLICATE})
+
 # Never part of a key. Request bodies do not carry credentials (adapters send them as
 # headers), but a body built elsewhere might, and a key must not depend on a secret.
 SECRET_FIELDS = frozenset({"api_key", "api-key", "x-api-key", "authorization", "headers"})
@@ -369,3 +373,13 @@ def _shard(key: str) -> str:
     if not _KEY.match(key):
         raise ValueError(f"cache key {key[:80]!r} is not a lowercase sha256 hex digest")
     return key[:2]
+
+
+def reused_answers_usd(costs: pl.DataFrame, prices: PriceTable) -> float:
+    """What the answers reused (cache hits, identical rows) would have cost, priced from
+    their cost rows (the tokens the original call billed). Raises `UnknownPrice`."""
+    free = costs.filter(pl.col("call_status").is_in(list(FREE_STATUSES)))
+    if free.is_empty():
+        return 0.0
+    priced = add_cost_column(free.drop("cost_usd", "price_version", strict=False), prices)
+    return float(priced["cost_usd"].sum())

@@ -13,7 +13,7 @@ whole input (`rows_total`, `cost_usd`) and, apart, the units a run would still d
 (`rows_todo`, `cost_todo_usd`). How answer lengths, escalations and durations are
 estimated: `pipeline.forecast_estimates`. Nothing here talks to a provider.
 
-Big inputs are counted on every core (`pipeline.forecast_units`); a script that calls
+Big inputs are counted on every core (`pipeline.forecast_pool`); a script that calls
 `forecast_job` on more than `PARALLEL_MIN_ROWS` rows needs the usual
 `if __name__ == "__main__":` guard, as any program that starts worker processes does.
 """
@@ -42,6 +42,7 @@ from pipeline.forecast_history import (
     observed_escalation,
     read_history,
 )
+from pipeline.forecast_pool import Backend, run_units, start_pool, workers_available
 from pipeline.forecast_sums import (
     ForecastBucket,
     Range,
@@ -51,15 +52,7 @@ from pipeline.forecast_sums import (
     total_range,
     with_escalation,
 )
-from pipeline.forecast_units import (
-    Backend,
-    LongDocPlanner,
-    TierPlan,
-    UnitContext,
-    run_units,
-    start_pool,
-    workers_available,
-)
+from pipeline.forecast_units import LongDocPlanner, TierPlan, UnitContext
 from pipeline.longdoc_plan import tier_options
 from pipeline.plan import Plan, make_plan
 from pipeline.reuse import AnswerReuse

@@ -1,8 +1,7 @@
-"""The forecast's per-unit work, and running it over many units on every core.
+"""The forecast's per-unit work: one task of units in, one small result per unit out.
 
     ctx = UnitContext(spec, prices, tiers, out_uri="out/", job_id="job-1")
-    for result in run_units(ctx, plan.units, backend="process"):
-        ...  # one small `UnitResult` per unit, in no particular order
+    results = forecast_task(ctx, units)   # run on every core by pipeline.forecast_pool
 
 A unit is read and prepared exactly as a run does it (`pipeline.rows`), its rows' tokens
 are counted with the first model of their tier (`pipeline.tokens`), priced
@@ -15,22 +14,18 @@ longer-context tier, whichever is forecast cheaper) and counted with all of that
 calls and tokens; a row of a `vote` tier is counted once per voting deployment, and a row
 at an agreement check's tier once more for its partner (`askers`).
 
-Backends: `inline` (this process), `process` (this process and a pool of one more per
-core, started with forkserver so no thread state is copied) and `ray` (tasks on the
-cluster this process is connected to). Units are handed out in tasks of about
-`TASK_ROWS` rows, two per pool process queued; units that share row groups are read once.
+The units of a task are prepared one by one (each its own duplicates and early errors)
+and then counted, priced and summed together; units that share row groups are read once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
-import multiprocessing
-import os
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import polars as pl
 import pyarrow as pa
@@ -50,9 +45,7 @@ from schemas.prices import PriceTable
 if TYPE_CHECKING:
     from pipeline.reuse import AnswerReuse
 
-Backend = Literal["inline", "process", "ray"]
 T = TypeVar("T")
-TASK_ROWS = 40_000
 FORECAST_DIR = "forecast"
 GROUP_KEYS = ("tier", "provider", "model")
 OUT = ("out_p10", "out_p50", "out_p90")
@@ -120,6 +113,7 @@ _ROWS = {
     UNIT: pl.Int64,
     ID: pl.String,
     TIER: pl.String,
+    SENSITIVE: pl.Boolean,
     REUSE: pl.String,
     "text_tokens": pl.Int64,
     "input_tokens": pl.Int64,
@@ -195,7 +189,7 @@ def _reuse_marks(ctx: UnitContext, todo: pl.DataFrame) -> pl.Series:
 def _priced_part(part: pl.DataFrame, tp: TierPlan, counts: pl.Series, rows: int) -> pl.DataFrame:
     """The forecast rows of `part` sent to `tp`: tokens in, answer length out."""
     text_tokens = counts.alias("text_tokens")
-    part = part.select(UNIT, ID, TIER, REUSE).with_columns(
+    part = part.select(UNIT, ID, TIER, SENSITIVE, REUSE).with_columns(
         text_tokens,
         (text_tokens + tp.prompt_tokens).alias("input_tokens"),
         pl.lit(tp.provider).alias("provider"),
@@ -213,7 +207,7 @@ def _priced_part(part: pl.DataFrame, tp: TierPlan, counts: pl.Series, rows: int)
 
 
 def _plan_long(
-    ctx: UnitContext, rows: pl.DataFrame, sensitive: pl.Series, early: dict[int, dict[str, int]]
+    ctx: UnitContext, rows: pl.DataFrame, early: dict[int, dict[str, int]]
 ) -> pl.DataFrame:
     """Rows too long for their tier, replaced by what their long-document plan costs:
     its tier's deployment, every map and reduce call and their tokens. A row no tier can
@@ -229,8 +223,7 @@ def _plan_long(
     # A long document is not voted on or checked: its other askers' lines go.
     keep = ~rows.select(pl.col(ID).is_in(rows.filter(mask)[ID])).to_series()
     planned = []
-    flags = sensitive.filter(mask).to_list()
-    for row, flag in zip(rows.filter(mask).iter_rows(named=True), flags, strict=True):
+    for row in rows.filter(mask).iter_rows(named=True):
         try:
             plan = choose_plan(
                 row["text_tokens"],
@@ -243,7 +236,7 @@ def _plan_long(
             counts = early.setdefault(row[UNIT], {})
             counts["too_long"] = counts.get("too_long", 0) + 1
             continue
-        tp = (ctx.sensitive if flag else ctx.tiers).get(plan.tier) or ctx.tiers[plan.tier]
+        tp = (ctx.sensitive if row[SENSITIVE] else ctx.tiers).get(plan.tier) or ctx.tiers[plan.tier]
         out = float(plan.forecast_output_tokens)
         planned.append(
             row
@@ -286,7 +279,7 @@ def units_rows(
             early[unit.index] = {str(k): int(v) for k, v in kinds}
     todo = pl.concat(todos, how="vertical") if len(todos) > 1 else todos[0]
     todo = todo.with_columns(_reuse_marks(ctx, todo))
-    parts, flags = [], []
+    parts = []
     for (tier, sensitive), part in todo.partition_by(TIER, SENSITIVE, as_dict=True).items():
         tp = (ctx.sensitive if sensitive else ctx.tiers).get(str(tier))
         if tp is None:  # a sensitive row no allowed provider can take: an error, no call
@@ -298,10 +291,9 @@ def units_rows(
         for k, voter in enumerate(voters):
             counts, _ = count_tokens_batch(part[TEXT], voter.model, voter.family)
             parts.append(_priced_part(part, voter, counts, 1 if k == 0 else 0))
-            flags.append(pl.repeat(bool(sensitive), part.height, eager=True))
     rows = pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=_ROWS)
     if ctx.longdocs is not None and parts:
-        rows = _plan_long(ctx, rows, pl.concat(flags), early)
+        rows = _plan_long(ctx, rows, early)
     paid = pl.col(REUSE).is_null()
     calls = pl.col(CALLS).filter(paid)
     sums = rows.group_by(UNIT, *GROUP_KEYS).agg(
@@ -449,128 +441,3 @@ def _write(out: Store, rel: str, table: Any) -> None:
 @lru_cache(maxsize=1)
 def _writer() -> cf.ThreadPoolExecutor:
     return cf.ThreadPoolExecutor(1, thread_name_prefix="tierline-forecast-write")
-
-
-def tasks_of(units: Sequence[Unit], task_rows: int = TASK_ROWS) -> list[list[Unit]]:
-    """Units in tasks of about `task_rows` rows. Units cut from the same row groups stay
-    in one task, so a big row group is read once, not once per task."""
-    tasks: list[list[Unit]] = []
-    rows = task_rows
-    last: tuple[str, tuple[int, ...]] | None = None
-    for u in units:
-        key = (u.source, u.row_groups)
-        if rows >= task_rows and key != last:
-            tasks.append([])
-            rows = 0
-        tasks[-1].append(u)
-        rows += u.row_count
-        last = key
-    return tasks
-
-
-# --- backends -------------------------------------------------------------------------
-
-
-def _warm(models: list[tuple[str, str]]) -> None:
-    """Import everything and build the tokenizers before the first task arrives."""
-    for model, family in models:
-        count_tokens_batch(["warm up"], model, family)
-
-
-def workers_available() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
-def start_pool(models: list[tuple[str, str]], workers: int) -> cf.ProcessPoolExecutor:
-    """`workers - 1` processes (this one is the last worker), started now, so they import
-    and build their tokenizers while this process finishes planning. forkserver: no
-    thread state (polars', Ray's) is copied into them."""
-    pool = cf.ProcessPoolExecutor(
-        max(1, workers - 1), mp_context=multiprocessing.get_context("forkserver")
-    )
-    pool.submit(_warm, models)
-    return pool
-
-
-def run_units(
-    ctx: UnitContext,
-    units: Sequence[Unit],
-    *,
-    backend: Backend = "inline",
-    workers: int | None = None,
-    task_rows: int = TASK_ROWS,
-    pool: cf.ProcessPoolExecutor | None = None,
-) -> Iterator[UnitResult]:
-    """Forecast every unit; yields results as tasks finish (not in unit order). The
-    `process` backend uses `pool` when given (see `start_pool`), else its own."""
-    tasks = tasks_of(units, task_rows)
-    n = workers or workers_available()
-    if backend == "inline" or len(tasks) <= 1 or n < 2:
-        for t in tasks:
-            yield from forecast_task(ctx, t)
-    elif backend == "ray":
-        yield from _run_ray(ctx, tasks, n)
-    elif pool is not None:
-        yield from _run_pool(ctx, tasks, pool, n - 1)
-    else:
-        models = [(tp.model, tp.family) for tp in ctx.tiers.values()]
-        own = start_pool(models, n)
-        try:
-            yield from _run_pool(ctx, tasks, own, n - 1)
-        finally:
-            own.shutdown(cancel_futures=True)
-
-
-def _run_pool(
-    ctx: UnitContext, tasks: list[list[Unit]], pool: cf.ProcessPoolExecutor, size: int
-) -> Iterator[UnitResult]:
-    """Keep every pool process two tasks ahead, and work through tasks here in between."""
-    queue = iter(tasks)
-    pending: set[cf.Future[list[UnitResult]]] = set()
-    while True:
-        # Finished tasks out first, then top up: the pool never waits for this process.
-        done = {f for f in pending if f.done()}
-        pending -= done
-        while len(pending) < 2 * size:
-            task = next(queue, None)
-            if task is None:
-                break
-            pending.add(pool.submit(forecast_task, ctx, task))
-        for f in done:
-            yield from _result(f)
-        task = next(queue, None)
-        if task is None:
-            break
-        yield from forecast_task(ctx, task)
-    for f in cf.as_completed(pending):
-        yield from _result(f)
-
-
-def _result(f: cf.Future[list[UnitResult]]) -> list[UnitResult]:
-    try:
-        return f.result()
-    except cf.process.BrokenProcessPool as exc:
-        raise RuntimeError(
-            "a forecast worker process died; a script that forecasts a big input must "
-            'start from an `if __name__ == "__main__":` block (worker processes import it)'
-        ) from exc
-
-
-def _run_ray(ctx: UnitContext, tasks: list[list[Unit]], n: int) -> Iterator[UnitResult]:
-    import ray
-
-    remote = ray.remote(num_cpus=1, max_retries=2)(forecast_task)
-    ctx_ref = ray.put(ctx)
-    pending: list[Any] = []
-    for t in tasks:
-        pending.append(remote.remote(ctx_ref, t))
-        if len(pending) >= 2 * n:
-            done, pending = ray.wait(pending, num_returns=1)
-            for ref in done:
-                yield from ray.get(ref)
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        for ref in done:
-            yield from ray.get(ref)

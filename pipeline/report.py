@@ -23,8 +23,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.cache import CACHED, DUPLICATE, FREE_STATUSES
-from pipeline.costs import add_cost_column
+from pipeline.cache import CACHED, DUPLICATE, FREE_STATUSES, reused_answers_usd
 from pipeline.errors import InputError
 from pipeline.store import Store
 from schemas.prices import load_prices
@@ -353,13 +352,11 @@ def _reuse_saved(s: _Summary, costs: pl.DataFrame, reused: int, notes: list[str]
         return 0.0
     if s.cache_saved_usd is not None:
         return s.cache_saved_usd
-    free = costs.filter(pl.col("call_status").is_in(list(FREE_STATUSES)))
     try:
-        priced = add_cost_column(free.drop("cost_usd"), load_prices())
+        return reused_answers_usd(costs, load_prices())
     except (KeyError, ValueError) as exc:
         notes.append(f"savings of reused answers unknown: {exc}")
         return None
-    return float(priced["cost_usd"].sum())
 
 
 def _read_summary(store: Store, notes: list[str]) -> _Summary | None:

@@ -1,5 +1,5 @@
-"""Answers already bought are not bought again: the response cache, and identical rows
-of a unit sent once.
+"""Answers already bought are not bought again: the response cache, identical rows of a
+unit sent once, and identical rows of the units one worker runs at once sent once.
 
     reuse = AnswerReuse(spec, kind, cache)
     keys = reuse.keys(rows)                  # one request key per row (None: not reusable)
@@ -15,7 +15,8 @@ the cache. Reused answers are cost rows with call_status `cached` or `duplicate`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import replace
 
 from jobs.base import JobKind
@@ -103,3 +104,48 @@ class AnswerReuse:
     async def flush(self) -> None:
         if self.cache is not None and self.cache.mode == "read-write":
             await self.cache.flush()
+
+
+class InFlight:
+    """Requests being asked right now by the units one runner overlaps, by key: an
+    identical row of another of its units waits for that answer instead of paying.
+
+        waiting = in_flight.asked(key)        # a future when another unit is asking it
+        in_flight.claim(my_keys)              # before any await: this unit asks these
+        outcome = await in_flight.lead(key, call)   # settles the waiters, then forgets it
+        leading = await InFlight.follow(waiting)    # None when that call failed
+    """
+
+    def __init__(self) -> None:
+        self._asking: dict[str, asyncio.Future[RowOutcome]] = {}
+
+    def asked(self, key: str) -> asyncio.Future[RowOutcome] | None:
+        return self._asking.get(key)
+
+    def claim(self, keys: Iterable[str]) -> None:
+        loop = asyncio.get_running_loop()
+        for key in keys:
+            self._asking[key] = loop.create_future()
+
+    async def lead(self, key: str | None, call: Awaitable[RowOutcome]) -> RowOutcome:
+        fut = self._asking.get(key) if key is not None else None
+        try:
+            outcome = await call
+        except BaseException:
+            if fut is not None and not fut.done():
+                fut.set_exception(RuntimeError("the identical request failed"))
+                fut.exception()  # the waiters see it; nobody else needs to be told
+            raise
+        finally:
+            if key is not None and fut is not None and self._asking.get(key) is fut:
+                del self._asking[key]
+        if fut is not None and not fut.done():
+            fut.set_result(outcome)
+        return outcome
+
+    @staticmethod
+    async def follow(fut: asyncio.Future[RowOutcome]) -> RowOutcome | None:
+        try:
+            return await asyncio.shield(fut)
+        except Exception:
+            return None

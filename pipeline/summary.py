@@ -16,7 +16,7 @@ import json
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.cache import CACHED, DUPLICATE, FREE_STATUSES
+from pipeline.cache import CACHED, DUPLICATE, FREE_STATUSES, reused_answers_usd
 from pipeline.plan import Plan
 from pipeline.store import Store
 from schemas.job import JobSpec
@@ -188,7 +188,7 @@ def build_summary(
         calls=costs.filter(~pl.col("call_status").is_in(list(FREE_STATUSES))).height,
         cache_hits=costs.filter(pl.col("call_status") == CACHED).height,
         duplicates=costs.filter(pl.col("call_status") == DUPLICATE).height,
-        cache_saved_usd=_saved(costs, prices),
+        cache_saved_usd=reused_answers_usd(costs, prices),
         cost_usd=cost,
         by_tier=dict(sorted(by_tier.items())),
         by_model=dict(sorted(by_model.items())),
@@ -200,16 +200,6 @@ def build_summary(
         budget_usd=spec.budget_usd,
         wall_s=round(wall_s, 3),
     )
-
-
-def _saved(costs: pl.DataFrame, prices: PriceTable) -> float:
-    from pipeline.costs import add_cost_column
-
-    free = costs.filter(pl.col("call_status").is_in(list(FREE_STATUSES)))
-    if free.is_empty():
-        return 0.0
-    priced = add_cost_column(free.drop("cost_usd", "price_version"), prices)
-    return float(priced["cost_usd"].sum())
 
 
 def attach_forecast(summary: JobSummary, output_uri: str) -> JobSummary:

@@ -39,7 +39,7 @@ from pipeline.providers import registry
 from pipeline.providers.base import Provider
 from pipeline.quota_actor import ClusterLimiter
 from pipeline.retry import RetryPolicy
-from pipeline.reuse import AnswerReuse
+from pipeline.reuse import AnswerReuse, InFlight
 from pipeline.rows import ID, SENSITIVE, TEXT, TIER, prepare_unit, read_unit, unit_columns
 from pipeline.store import Store, table_to_parquet_bytes
 from pipeline.tokens import chat_overhead_tokens, count_tokens, count_tokens_batch
@@ -108,9 +108,7 @@ class UnitRunner:
         # One bound on calls in flight for the whole worker, shared by the units it
         # overlaps, so the next unit's rows fill the slots the last one's tail frees.
         self.in_flight = asyncio.Semaphore(spec.run.max_in_flight)
-        # Requests being asked right now by one of the units this runner overlaps: an
-        # identical row of another of its units waits for that answer instead of paying.
-        self.asking: dict[str, asyncio.Future[RowOutcome]] = {}
+        self.in_flight_requests = InFlight()  # identical rows across overlapping units
         self.client_id = client_id
         self.budget_actors = budget_actors
         self.budgets = Budgets()
@@ -256,67 +254,44 @@ class UnitRunner:
         leader: dict[str, int] = {}
         run: list[int] = []
         follow: dict[int, asyncio.Future[RowOutcome]] = {}
+        asking = self.in_flight_requests
         for i, key in enumerate(keys):
             if key is not None and key in hits:
                 outcomes[i] = self.reuse.cached(rows[i], hits[key])
-            elif key is not None and key not in leader and key in self.asking:
-                follow[i] = self.asking[key]  # another unit here is asking it right now
+            elif key is not None and key not in leader and (waiting := asking.asked(key)):
+                follow[i] = waiting  # another unit here is asking it right now
             elif key is None or leader.setdefault(key, i) == i:
                 run.append(i)
-        loop = asyncio.get_running_loop()
-        mine = {keys[i]: loop.create_future() for i in run if keys[i] is not None}
-        for key, fut in mine.items():
-            assert key is not None
-            self.asking[key] = fut
-
-        async def lead(i: int) -> RowOutcome:
-            key = keys[i]
-            fut = mine.get(key) if key is not None else None
-            try:
-                outcome = await one(i, *rows[i])
-            except BaseException:
-                if fut is not None and not fut.done():
-                    fut.set_exception(RuntimeError("the identical request failed"))
-                    fut.exception()  # followers see it; nobody else needs to be told
-                raise
-            finally:
-                if key is not None and self.asking.get(key) is fut:
-                    del self.asking[key]
-            if fut is not None and not fut.done():
-                fut.set_result(outcome)
-            return outcome
+        asking.claim(k for k in (keys[i] for i in run) if k is not None)
 
         async def follow_one(i: int, fut: asyncio.Future[RowOutcome]) -> tuple[RowOutcome, bool]:
-            try:
-                leading = await asyncio.shield(fut)
-            except Exception:  # the other unit's call failed: ask it here after all
+            leading = await InFlight.follow(fut)
+            if leading is None:  # the other unit's call failed: ask it here after all
                 return await one(i, *rows[i]), True
             return self.reuse.duplicate(rows[i][0], leading), False
 
         done, followed = await asyncio.gather(
-            asyncio.gather(*(lead(i) for i in run)),
+            asyncio.gather(*(asking.lead(keys[i], one(i, *rows[i])) for i in run)),
             asyncio.gather(*(follow_one(i, f) for i, f in follow.items())),
         )
+        called = set(run)
         for i, o in zip(run, done, strict=True):
             outcomes[i] = o
-        for i, (o, called) in zip(follow, followed, strict=True):
+        for i, (o, asked) in zip(follow, followed, strict=True):
             outcomes[i] = o
-            if not called:
-                self.metrics.row(o.tier, o.ok)  # answered by the other unit's call
+            if asked:
+                called.add(i)
         for i, key in enumerate(keys):
             if outcomes[i] is None and key is not None:
                 leading = outcomes[leader[key]]
                 assert leading is not None
                 outcomes[i] = self.reuse.duplicate(rows[i][0], leading)
-        for i, key in enumerate(keys):
-            free = outcomes[i]
-            if i in follow or free is None or key is None:
-                continue
-            if key in hits or leader[key] != i:
-                self.metrics.row(free.tier, free.ok)  # answered without a call: done all the same
-        self.reuse.remember([keys[i] for i in run], done)
         final = [o for o in outcomes if o is not None]
         assert len(final) == len(rows)
+        for i, o in enumerate(final):
+            if i not in called:
+                self.metrics.row(o.tier, o.ok)  # answered without a call: done all the same
+        self.reuse.remember([keys[i] for i in run], done)
         return final
 
     def tables(self, unit: Unit, outcomes: list[RowOutcome]) -> tuple[pa.Table, pa.Table, pa.Table]:

@@ -13,7 +13,8 @@ import pytest
 from pipeline.driver import run_job
 from pipeline.forecast import compare_forecast, forecast_job, read_forecast, tier_plans
 from pipeline.forecast_estimates import STARTUP_S
-from pipeline.forecast_units import UnitContext, run_units
+from pipeline.forecast_pool import run_units
+from pipeline.forecast_units import UnitContext
 from pipeline.plan import make_plan
 from pipeline.sim import SimConfig, run_in_thread
 from schemas.prices import load_prices

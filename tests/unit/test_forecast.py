@@ -29,15 +29,9 @@ from pipeline.forecast_estimates import (
     provider_duration,
 )
 from pipeline.forecast_history import observed_assumption, observed_escalation
+from pipeline.forecast_pool import tasks_of
 from pipeline.forecast_sums import Usage, price_usage, sum_results, with_escalation
-from pipeline.forecast_units import (
-    UnitContext,
-    UnitResult,
-    forecast_file,
-    tasks_of,
-    unit_rows,
-    units_rows,
-)
+from pipeline.forecast_units import UnitContext, UnitResult, forecast_file, unit_rows, units_rows
 from pipeline.longdoc_plan import choose_plan, tier_options
 from pipeline.plan import Unit
 from pipeline.sim import generate
