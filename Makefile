@@ -2,8 +2,9 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PACKAGES := pipeline jobs schemas
 
-.PHONY: demo test lint schema docs clean
+.PHONY: demo test test-fast lint format schema docs clean
 
 $(BIN)/tierline: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -14,10 +15,24 @@ $(BIN)/tierline: pyproject.toml
 demo: $(BIN)/tierline
 	$(BIN)/tierline run jobs/examples/classify.yaml
 
-test: $(BIN)/tierline
-	$(BIN)/ruff check pipeline jobs schemas tests
-	$(BIN)/mypy pipeline jobs schemas
+# Everything CI runs: lint, then the whole suite (it starts its own S3 server and Ray).
+test: lint
 	$(BIN)/pytest
+
+# Style, types and the layer contracts (pyproject.toml: [tool.importlinter]).
+lint: $(BIN)/tierline
+	$(BIN)/ruff check $(PACKAGES) tests
+	$(BIN)/ruff format --check $(PACKAGES) tests
+	$(BIN)/mypy $(PACKAGES)
+	$(BIN)/lint-imports
+
+# The unit tests only: no Ray, no network; under a minute.
+test-fast: $(BIN)/tierline
+	$(BIN)/pytest tests/unit -q
+
+format: $(BIN)/tierline
+	$(BIN)/ruff check --fix $(PACKAGES) tests
+	$(BIN)/ruff format $(PACKAGES) tests
 
 schema: $(BIN)/tierline
 	$(BIN)/tierline schema --out schemas/job.schema.json

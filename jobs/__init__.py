@@ -1,1 +1,5 @@
-"""The job kinds (classify, summarise): prompts in, validated answers out. See jobs.base."""
+"""The job kinds (classify, summarise, generate): prompts in, validated answers out.
+See jobs.base."""
+
+# Marks this package as tierline's own (pipeline.ownpackages checks it).
+TIERLINE_PACKAGE = True

@@ -100,16 +100,14 @@ def register(kind: str, target: str) -> None:
 @cache
 def _load(target: str) -> Callable[[TaskSpec], JobKind]:
     module_name, cls_name = target.split(":", 1)
-    factory: Callable[[TaskSpec], JobKind] = getattr(
-        importlib.import_module(module_name), cls_name
-    )
+    factory: Callable[[TaskSpec], JobKind] = getattr(importlib.import_module(module_name), cls_name)
     return factory
 
 
 def get_job_kind(task: ClassifyTask | SummariseTask | GenerateTask) -> JobKind:
     """The job kind for a task spec.
 
-        get_job_kind(ClassifyTask(kind="classify", labels=["a", "b"])).kind   # 'classify'
+    get_job_kind(ClassifyTask(kind="classify", labels=["a", "b"])).kind   # 'classify'
     """
     try:
         target = _KINDS[task.kind]
@@ -139,7 +137,7 @@ def join_text(values: Sequence[str | None]) -> str | None:
 def text_expr(columns: Sequence[str]) -> pl.Expr:
     """`join_text` over a frame: one String value per row, null when every part is blank.
 
-        df.with_columns(text_expr(["subject", "body"]))     # adds column 'text'
+    df.with_columns(text_expr(["subject", "body"]))     # adds column 'text'
     """
     if not columns:
         raise ValueError("text_expr needs at least one column")

@@ -14,9 +14,12 @@ question: is this worth retrying?
         ├── AuthFailed          401, 403: this provider is unusable for the job
         ├── TooLong             the row does not fit the context window
         ├── BudgetExhausted     the call's worst case does not fit the budget (rerun)
-        ├── InvalidOutput       the answer failed the task's validation
         ├── InputError          a shard or row that cannot be read (names the file)
-        └── ConfigError         the spec or environment cannot run (names the field)
+        ├── ConfigError         the spec or environment cannot run (names the field)
+        └── JobIncomplete       a job ended with units not done (raise_for_status)
+
+An answer that fails the task's validation is not an exception: it is an error row
+(`invalid_output`) or a reason to escalate, decided in the row executor.
 
 Errors carry plain attributes only and define `__reduce__`, so they pickle across Ray
 processes unchanged. Messages never contain secrets: `redact()` scrubs them first.
@@ -122,10 +125,6 @@ class BudgetExhausted(TerminalError):
     error_type = "budget_exhausted"
 
 
-class InvalidOutput(TerminalError):
-    error_type = "invalid_output"
-
-
 class InputError(TerminalError):
     error_type = "input_error"
 
@@ -133,3 +132,9 @@ class InputError(TerminalError):
 class ConfigError(TerminalError):
     error_type = "config_error"
 
+
+class JobIncomplete(TerminalError):
+    """A job ended with units not done (`JobSummary.raise_for_status()`); rerunning the
+    same job resumes them. `context["units_failed"]` maps unit -> reason."""
+
+    error_type = "job_incomplete"

@@ -9,6 +9,10 @@ from pydantic import BaseModel, ConfigDict
 TIER_ORDER: tuple[str, ...] = ("cheap", "mid", "flagship")
 TierName = Literal["cheap", "mid", "flagship"]
 
+# The wire formats tierline speaks, by provider `kind`. The engine's adapter registry
+# (pipeline.providers.registry) serves exactly these; a test keeps the two equal.
+PROVIDER_KINDS: tuple[str, ...] = ("anthropic", "openai", "sim")
+
 
 class Strict(BaseModel):
     """Frozen, and unknown fields are errors: a typo fails before anything runs."""

@@ -33,7 +33,7 @@ def spec_reference_markdown() -> str:
             str(annotation),
         )
         text = re.sub(r"schemas\.\w+\.", "", text.replace("typing.", ""))
-        text = text.replace("pipeline.sim.config.", "").replace("<class '", "").replace("'>", "")
+        text = text.replace("schemas.sim.", "").replace("<class '", "").replace("'>", "")
         return text.replace("NoneType", "None").replace("Annotated[Deployment, ", "Deployment[")
 
     def visit(model: type[BaseModel], path: str) -> None:

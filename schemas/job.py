@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import Field, field_validator, model_validator
 
-from pipeline.sim.config import Faults, KeyLimits, Latency, ModelBehaviour, SimConfig
+from schemas.base import PROVIDER_KINDS as PROVIDER_KINDS
 from schemas.base import TIER_ORDER as TIER_ORDER
 from schemas.base import Strict as Strict
 from schemas.base import TierName as TierName
@@ -30,6 +30,7 @@ from schemas.routing import RoutingTarget as RoutingTarget
 from schemas.routing import Rule as Rule
 from schemas.routing import SensitiveSpec as SensitiveSpec
 from schemas.routing import VoteSpec as VoteSpec
+from schemas.sim import Faults, KeyLimits, Latency, ModelBehaviour, SimConfig
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -219,11 +220,9 @@ class ProviderSpec(Strict):
     @field_validator("kind")
     @classmethod
     def _kind(cls, v: str) -> str:
-        from pipeline.providers.registry import known_kinds
-
-        if v not in known_kinds():
+        if v not in PROVIDER_KINDS:
             raise ValueError(
-                f"unknown provider kind {v!r}; known kinds: {', '.join(known_kinds())}"
+                f"unknown provider kind {v!r}; known kinds: {', '.join(PROVIDER_KINDS)}"
             )
         return v
 
@@ -272,6 +271,12 @@ class RunOptions(Strict):
 
 
 class JobSpec(Strict):
+    """One job: what to do with each row, where rows come from and go, which models.
+
+    spec = load_spec("jobs/examples/classify.yaml")
+    spec.tiers["cheap"][0].name          # 'sim/gpt-4o-mini'
+    """
+
     name: str = Field(description="Job name; part of the job id and output path.")
     task: Task = Field(description="What to do with each row.")
     input: InputSpec = Field(description="Where the rows come from.")
@@ -372,7 +377,7 @@ class JobSpec(Strict):
 
     def flagship(self) -> Deployment:
         for tier in reversed(TIER_ORDER):
-            deps = self.tiers.get(tier)  # type: ignore[call-overload]
+            deps: list[Deployment] | None = self.tiers.get(tier)  # type: ignore[call-overload]
             if deps:
                 return deps[0]
         raise ValueError("no deployments")

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator, model_validator
 
 from schemas.base import Strict, TierName
+from schemas.predicates import compile_predicate
 
 
 class Deployment(Strict):
@@ -59,8 +60,6 @@ class Rule(Strict):
     @field_validator("when")
     @classmethod
     def _parses(cls, v: str) -> str:
-        from pipeline.routing.rules import compile_predicate
-
         compile_predicate(v)
         return v
 
@@ -131,8 +130,6 @@ class SensitiveSpec(Strict):
             except re.error as exc:
                 raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
         if self.when:
-            from pipeline.routing.rules import compile_predicate
-
             compile_predicate(self.when)
         return self
 

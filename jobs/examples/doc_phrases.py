@@ -92,47 +92,67 @@ ACTIONS = (
 )
 
 TOPICS = (
-    ("Roadmap for next quarter",
-     "{person} walked through the draft roadmap for next quarter. The main themes are "
-     "reliability of {feature}, a simpler onboarding flow and the first version of usage-based "
-     "pricing. The group agreed that reliability comes first, and that onboarding work should "
-     "not start before the design review on {future}."),
-    ("Hiring",
-     "We have two open positions: a senior backend engineer and a product designer. {first} "
-     "reported {n} candidates in the pipeline, three of them at the final interview stage. "
-     "Interview load is uneven; some people did five interviews last week and others none."),
-    ("On-call load",
-     "Pages went up {percent}% compared to last month, mostly from noisy alerts on {service}. "
-     "{first} proposed a two-week effort to remove or tune the noisiest alerts before adding "
-     "any new ones. There was some concern that this delays feature work, but the group agreed."),
-    ("Customer escalations",
-     "{company} escalated twice this week about slow exports. Support has a workaround, but the "
-     "customer is up for renewal in two months and their account manager asked for a fix "
-     "date. {person} will look at the export queue and report back by Thursday."),
-    ("Pricing change",
-     "The pricing change for the {plan} plan goes live on the first of next month. Billing has "
-     "been tested end to end; the remaining risk is in invoices for customers who change plans "
-     "mid-cycle. Support will get a briefing and a set of prepared answers next week."),
-    ("Database migration",
-     "The migration of {service} to the new database cluster is about {percent3}% done. The "
-     "remaining tables are the largest ones, and the team wants a maintenance window for the "
-     "final switch. {first} suggested a Sunday morning, when traffic is lowest."),
-    ("Release {version}",
-     "Release {version} is feature complete. Two bugs block it: a crash on {mobile_os} when "
-     "opening attachments and a wrong total in the usage report. Both have fixes in review, so "
-     "the release should go out on {future} unless QA finds something new."),
-    ("Budget",
-     "Cloud spend is {percent2}% over plan, mainly because of the new search cluster. {person} "
-     "will prepare options: smaller instances, reserved capacity, or moving cold data to "
-     "cheaper storage. A decision is needed before the finance review at the end of the month."),
-    ("Support backlog",
-     "The support backlog is down to about {n}0 open tickets from a peak of twice that. "
-     "Most of the remaining ones are billing questions, which the new invoice page should "
-     "reduce. The team will keep the weekend rotation for two more weeks."),
-    ("Security review",
-     "The annual security review found no critical issues. Three medium findings concern "
-     "session length, password reset tokens and logging of personal data. Owners were "
-     "assigned and fixes are due before the external audit."),
+    (
+        "Roadmap for next quarter",
+        "{person} walked through the draft roadmap for next quarter. The main themes are "
+        "reliability of {feature}, a simpler onboarding flow and the first version of usage-based "
+        "pricing. The group agreed that reliability comes first, and that onboarding work should "
+        "not start before the design review on {future}.",
+    ),
+    (
+        "Hiring",
+        "We have two open positions: a senior backend engineer and a product designer. {first} "
+        "reported {n} candidates in the pipeline, three of them at the final interview stage. "
+        "Interview load is uneven; some people did five interviews last week and others none.",
+    ),
+    (
+        "On-call load",
+        "Pages went up {percent}% compared to last month, mostly from noisy alerts on {service}. "
+        "{first} proposed a two-week effort to remove or tune the noisiest alerts before adding "
+        "any new ones. There was some concern that this delays feature work, but the group agreed.",
+    ),
+    (
+        "Customer escalations",
+        "{company} escalated twice this week about slow exports. Support has a workaround, but the "
+        "customer is up for renewal in two months and their account manager asked for a fix "
+        "date. {person} will look at the export queue and report back by Thursday.",
+    ),
+    (
+        "Pricing change",
+        "The pricing change for the {plan} plan goes live on the first of next month. Billing has "
+        "been tested end to end; the remaining risk is in invoices for customers who change plans "
+        "mid-cycle. Support will get a briefing and a set of prepared answers next week.",
+    ),
+    (
+        "Database migration",
+        "The migration of {service} to the new database cluster is about {percent3}% done. The "
+        "remaining tables are the largest ones, and the team wants a maintenance window for the "
+        "final switch. {first} suggested a Sunday morning, when traffic is lowest.",
+    ),
+    (
+        "Release {version}",
+        "Release {version} is feature complete. Two bugs block it: a crash on {mobile_os} when "
+        "opening attachments and a wrong total in the usage report. Both have fixes in review, so "
+        "the release should go out on {future} unless QA finds something new.",
+    ),
+    (
+        "Budget",
+        "Cloud spend is {percent2}% over plan, mainly because of the new search cluster. {person} "
+        "will prepare options: smaller instances, reserved capacity, or moving cold data to "
+        "cheaper storage. A decision is needed before the finance review at the end of the month.",
+    ),
+    (
+        "Support backlog",
+        "The support backlog is down to about {n}0 open tickets from a peak of twice that. "
+        "Most of the remaining ones are billing questions, which the new invoice page should "
+        "reduce. The team will keep the weekend rotation for two more weeks.",
+    ),
+    (
+        "Security review",
+        "The annual security review found no critical issues. Three medium findings concern "
+        "session length, password reset tokens and logging of personal data. Owners were "
+        "assigned and fixes are due before the external audit.",
+    ),
 )
 
 # Topic name -> what the meeting decided about it.
@@ -150,35 +170,51 @@ DECISIONS = {
 }
 
 FEATURES = (
-    ("Scheduled exports to cloud storage",
-     "Exports can now be delivered on a schedule straight to an S3 bucket or a shared drive. "
-     "Pick a report, a time and a destination, and the file arrives every day or week without "
-     "anyone having to log in. Failed deliveries are retried and reported in the audit log."),
-    ("A faster dashboard",
-     "The reporting dashboard now loads up to four times faster for large accounts. We moved "
-     "the heaviest queries to precomputed tables that refresh every five minutes, so the "
-     "numbers you see are at most five minutes old."),
-    ("Usage alerts",
-     "Admins can set alerts on seats, storage and API calls. When usage passes a threshold, "
-     "admins get an email and a notification in the app, well before anything is blocked or "
-     "billed as overage."),
-    ("Single sign-on for every plan",
-     "Single sign-on with SAML and OpenID Connect is now available on the {plan} plan as well. "
-     "Setting it up takes about ten minutes, and existing users keep their projects and "
-     "history when they switch."),
-    ("Bulk actions",
-     "You can now select up to a thousand records and change their owner, status or tags in "
-     "one step. Bulk actions show a preview first and can be undone for thirty minutes."),
-    ("A new mobile app",
-     "The mobile app has been rebuilt from scratch. It starts twice as fast, works offline for "
-     "reading, and supports attachments up to 100 MB. It requires {mobile_os} or later."),
-    ("Audit log export",
-     "The audit log can now be exported as CSV or streamed to your own logging system through "
-     "a webhook, which several customers asked for to meet their compliance requirements."),
-    ("Webhook retries and signing",
-     "Webhooks are now signed, so you can check that a call really comes from us, and failed "
-     "deliveries are retried with backoff for up to 24 hours. A delivery log shows every "
-     "attempt and the response your endpoint gave."),
+    (
+        "Scheduled exports to cloud storage",
+        "Exports can now be delivered on a schedule straight to an S3 bucket or a shared drive. "
+        "Pick a report, a time and a destination, and the file arrives every day or week without "
+        "anyone having to log in. Failed deliveries are retried and reported in the audit log.",
+    ),
+    (
+        "A faster dashboard",
+        "The reporting dashboard now loads up to four times faster for large accounts. We moved "
+        "the heaviest queries to precomputed tables that refresh every five minutes, so the "
+        "numbers you see are at most five minutes old.",
+    ),
+    (
+        "Usage alerts",
+        "Admins can set alerts on seats, storage and API calls. When usage passes a threshold, "
+        "admins get an email and a notification in the app, well before anything is blocked or "
+        "billed as overage.",
+    ),
+    (
+        "Single sign-on for every plan",
+        "Single sign-on with SAML and OpenID Connect is now available on the {plan} plan as well. "
+        "Setting it up takes about ten minutes, and existing users keep their projects and "
+        "history when they switch.",
+    ),
+    (
+        "Bulk actions",
+        "You can now select up to a thousand records and change their owner, status or tags in "
+        "one step. Bulk actions show a preview first and can be undone for thirty minutes.",
+    ),
+    (
+        "A new mobile app",
+        "The mobile app has been rebuilt from scratch. It starts twice as fast, works offline for "
+        "reading, and supports attachments up to 100 MB. It requires {mobile_os} or later.",
+    ),
+    (
+        "Audit log export",
+        "The audit log can now be exported as CSV or streamed to your own logging system through "
+        "a webhook, which several customers asked for to meet their compliance requirements.",
+    ),
+    (
+        "Webhook retries and signing",
+        "Webhooks are now signed, so you can check that a call really comes from us, and failed "
+        "deliveries are retried with backoff for up to 24 hours. A delivery log shows every "
+        "attempt and the response your endpoint gave.",
+    ),
 )
 
 FIXES = (

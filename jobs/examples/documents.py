@@ -73,9 +73,7 @@ def _incident(rng: random.Random, s: Slots) -> _Doc:
     steps = sorted(rng.sample(range(len(P.TIMELINE)), k=rng.randint(5, len(P.TIMELINE))))
     times = sorted(rng.sample(range(start, start + length), k=len(steps)))
     entries = [f"{_clock(t)}  {s.fill(P.TIMELINE[i])}" for t, i in zip(times, steps, strict=True)]
-    investigation = rng.sample(P.INVESTIGATION, k=len(P.INVESTIGATION)) + list(
-        P.INVESTIGATION_MORE
-    )
+    investigation = rng.sample(P.INVESTIGATION, k=len(P.INVESTIGATION)) + list(P.INVESTIGATION_MORE)
     body = [
         "Timeline (UTC)\n" + "\n".join(entries),
         "Root cause\n" + s.fill(pick(rng, P.ROOT_CAUSES)),
@@ -133,9 +131,7 @@ def _update(rng: random.Random, s: Slots) -> _Doc:
         "workspaces; nothing needs to be switched on unless noted."
     )
     features = rng.sample(P.FEATURES, k=len(P.FEATURES))
-    sections = [
-        f"{name}\n{s.fill(text)} {s.fill(pick(rng, P.HOW_TO))}" for name, text in features
-    ]
+    sections = [f"{name}\n{s.fill(text)} {s.fill(pick(rng, P.HOW_TO))}" for name, text in features]
     sections.insert(2, "Fixes\n" + _bullets([s.fill(f) for f in rng.sample(P.FIXES, k=5)]))
     sections.insert(5, "Deprecations\n" + " ".join(s.fill(d) for d in P.DEPRECATIONS))
     sections += [s.fill(x) for x in P.COMING_NEXT]

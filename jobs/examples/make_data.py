@@ -119,8 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     for path in paths:
         meta = pq.read_metadata(path)
-        print(f"{path}  {meta.num_rows} rows  {meta.num_row_groups} row groups  "
-              f"{path.stat().st_size / 1024:.0f} KiB")
+        print(
+            f"{path}  {meta.num_rows} rows  {meta.num_row_groups} row groups  "
+            f"{path.stat().st_size / 1024:.0f} KiB"
+        )
     return 0
 
 

@@ -35,8 +35,12 @@ def log_block(rng: random.Random, slots: Slots) -> str:
     for offset in offsets:
         t = start + offset
         message = pick(rng, _LOG_MESSAGES).format(
-            s=rng.randint(2, 60), k=rng.randint(1, 5), ms=rng.randint(1200, 9800),
-            job=rng.randint(10000, 99999), code=slots["code"], status=slots["status"],
+            s=rng.randint(2, 60),
+            k=rng.randint(1, 5),
+            ms=rng.randint(1200, 9800),
+            job=rng.randint(10000, 99999),
+            code=slots["code"],
+            status=slots["status"],
             endpoint=slots["endpoint"],
         )
         level = pick(rng, ("ERROR", "WARN", "ERROR", "INFO"))
@@ -128,8 +132,13 @@ def quoted_reply(rng: random.Random, slots: Slots) -> str:
 
 def invoice_lines(rng: random.Random, slots: Slots) -> str:
     items = [
-        f"{slots['plan']} plan, monthly", "Additional seat", "Storage add-on (100 GB)",
-        "Priority support", "API overage", "Onboarding package", "Pro-rated adjustment",
+        f"{slots['plan']} plan, monthly",
+        "Additional seat",
+        "Storage add-on (100 GB)",
+        "Priority support",
+        "API overage",
+        "Onboarding package",
+        "Pro-rated adjustment",
     ]
     lines = [f"Invoice {slots['invoice']} as we received it:"]
     total = 0.0

@@ -162,7 +162,7 @@ SCENARIOS: dict[str, tuple[Scenario, ...]] = {
             ("Mobile app freezes on {mobile_os}", "App freezing when opening attachments"),
             "The mobile app freezes on {mobile_os} when I open an attachment.",
             ("The app version shown in settings is {version}.", "It happens on Wi-Fi and 4G."),
-            "Is this a known bug? Happy to send technical details."
+            "Is this a known bug? Happy to send technical details.",
         ),
         _s(
             ("Login fails with 'invalid session'", "SSO login broken for some users"),
@@ -370,8 +370,15 @@ DETAILS: dict[str, tuple[str, ...]] = {
 SUBJECT_PREFIXES = ("Re: ", "Fwd: ", "RE: ", "[{company}] ", "Question: ")
 
 GREETINGS = (
-    "Hi,", "Hello,", "Hi there,", "Hello support team,", "Dear support,", "Hey team,",
-    "Good morning,", "Hi {first},", "To whom it may concern,",
+    "Hi,",
+    "Hello,",
+    "Hi there,",
+    "Hello support team,",
+    "Dear support,",
+    "Hey team,",
+    "Good morning,",
+    "Hi {first},",
+    "To whom it may concern,",
 )
 
 URGENT = (

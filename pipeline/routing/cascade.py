@@ -4,7 +4,7 @@
     majority(["a", "b", "a"])           # ('a', False)
     majority(["a", "b"])                # ('a', True): a tie, the row escalates
 
-The engine (pipeline.execute) calls deployments and escalates; this module only decides.
+The engine (pipeline.calls.execute) calls deployments and escalates; this module only decides.
 
 What the engine does with `routing.cascade` (any policy; `policy: cascade` starts every row
 at its rule's tier, `policy: learned` at the tier the router chose):

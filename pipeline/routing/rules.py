@@ -9,32 +9,16 @@ over the whole unit; a predicate that is null for a row (null column values) is 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import polars as pl
 
+from schemas.predicates import compile_predicate, predicate_columns
+
+__all__ = ["compile_predicate", "predicate_columns", "route_by_rules"]
+
 if TYPE_CHECKING:
     from schemas.job import Rule
-
-
-@lru_cache(maxsize=256)
-def compile_predicate(sql: str) -> pl.Expr:
-    """Parse one predicate; a ValueError names the predicate and what polars said."""
-    text = sql.strip()
-    if not text:
-        raise ValueError("rule predicate is empty")
-    try:
-        expr = pl.sql_expr(text)
-    except Exception as exc:  # polars raises several SQL error types
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"cannot parse rule {sql!r}: {detail}") from None
-    return expr
-
-
-def predicate_columns(sql: str) -> list[str]:
-    """Columns a predicate reads, for checking them against the input schema."""
-    return sorted(set(compile_predicate(sql).meta.root_names()))
 
 
 def route_by_rules(df: pl.DataFrame, rules: Sequence[Rule], default: str) -> pl.Series:

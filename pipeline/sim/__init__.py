@@ -10,7 +10,7 @@ See `config.py` for what can be set and `generate.py` for the prompt conventions
 
 from typing import TYPE_CHECKING, Any
 
-from pipeline.sim.config import Faults, KeyLimits, Latency, ModelBehaviour, SimConfig
+from schemas.sim import Faults, KeyLimits, Latency, ModelBehaviour, SimConfig
 
 if TYPE_CHECKING:
     from pipeline.sim.server import SimServer, build_app, run_in_thread, serve
@@ -26,6 +26,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(server, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Faults",

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Literal
 
-from pipeline.sim.config import Faults, Latency, SimConfig
 from pipeline.sim.generate import stable_fraction
+from schemas.sim import Faults, Latency, SimConfig
 
 Fault = int | Literal["hang", "reset"]
 _MODEL_CACHE_SIZE = 4096

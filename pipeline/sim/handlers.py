@@ -15,12 +15,12 @@ from aiohttp import web
 
 from pipeline.sim import generate
 from pipeline.sim.behaviour import Behaviour, Plan
-from pipeline.sim.config import SimConfig
 from pipeline.sim.limits import Limiter
 from pipeline.sim.replay import Recorded, ReplayTable
 from pipeline.sim.stats import SimStats, prompt_id
 from pipeline.sim.wire import Reply, SimRequest, WireError, WireFormat
 from pipeline.tokens import count_tokens
+from schemas.sim import SimConfig
 
 Clock = Callable[[], float]
 ANONYMOUS = "anonymous"

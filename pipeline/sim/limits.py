@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from pipeline.sim.config import KeyLimits, SimConfig
+from schemas.sim import KeyLimits, SimConfig
 
 Clock = Callable[[], float]
 Denial = Literal["requests", "tokens", "concurrency", "too_large"]

@@ -24,11 +24,11 @@ from types import TracebackType
 from aiohttp import web
 from pydantic import ValidationError
 
-from pipeline.sim.config import SimConfig
 from pipeline.sim.handlers import STATE, Clock, CompletionHandler, SimState
 from pipeline.sim.replay import ReplayDataError
 from pipeline.sim.stats import SimStats
 from pipeline.sim.wire import FORMATS
+from schemas.sim import SimConfig
 
 _OWNER = "tierline-sim"
 
@@ -235,13 +235,19 @@ def run_in_thread(
     return box.url, stop
 
 
-def serve(config: SimConfig, host: str = "127.0.0.1", port: int = 8700) -> None:
-    """Serve until interrupted (Ctrl-C); prints the base URL first."""
+def serve(
+    config: SimConfig,
+    host: str = "127.0.0.1",
+    port: int = 8700,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve until interrupted (Ctrl-C); `on_ready` gets the base URL once listening."""
 
     async def main() -> None:
         sim = SimServer(config)
         url = await sim.start(host, port)
-        print(f"tierline simulator listening on {url}", flush=True)
+        if on_ready is not None:
+            on_ready(url)
         try:
             await asyncio.Event().wait()
         finally:

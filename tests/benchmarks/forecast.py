@@ -224,7 +224,7 @@ def run_child(args: list[str]) -> tuple[dict[str, Any], float, float]:
 
 
 def child_forecast(spec_path: str) -> None:
-    from pipeline.forecast import forecast_job
+    from pipeline.dryrun.forecast import forecast_job
     from schemas.job import load_spec
 
     spec = load_spec(spec_path)
@@ -316,8 +316,8 @@ def accuracy(work: Path, src: Any, rows: int) -> dict[str, Any]:
 
     import ray
 
-    from pipeline.driver import run_job
-    from pipeline.forecast import forecast_job
+    from pipeline.dryrun.forecast import forecast_job
+    from pipeline.engine.driver import run_job
     from schemas.job import parse_spec
 
     night1, night2, dialog = work / "acc-night1", work / "acc-night2", work / "acc-dialog"

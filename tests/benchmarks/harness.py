@@ -255,7 +255,7 @@ class JobRun:
 
 
 def run_job_child(spec_json: str, out: Path, address: str, timeout_s: float) -> JobRun:
-    """`pipeline.driver.run_job` in a child driver; ended (status 'stalled') at the limit."""
+    """`pipeline.engine.driver.run_job` in a child driver; ended (status 'stalled') at the limit."""
     out.mkdir(parents=True, exist_ok=True)
     spec_path, result = out / "_bench_spec.json", out / "_bench_result.json"
     spec_path.write_text(spec_json)
@@ -282,7 +282,7 @@ def run_job_child(spec_json: str, out: Path, address: str, timeout_s: float) -> 
 def _job_main(spec_path: str, out: str, address: str, result: str) -> None:
     import ray
 
-    from pipeline.driver import QuietProgress, run_job
+    from pipeline.engine.driver import QuietProgress, run_job
     from schemas.job import JobSpec
 
     class Notes(QuietProgress):

@@ -19,7 +19,7 @@ responses.parquet: sample_id, model, response, correct, cost_usd), e.g. RouterBe
    engine's cheap/mid agreement cascade: a row routed to cheap is asked of cheap and mid,
    keeps the cheap answer when the two agree (case, spacing and edge punctuation aside),
    and goes to flagship when they differ, paying for all three calls.
-4. Pipeline runs (not with --quick): the test split as Parquet input, `pipeline.driver.run_job`
+4. Pipeline runs (not with --quick): the test split as Parquet input, `run_job`
    on a local Ray with the simulator replaying the recorded answers; `routing.policy:
    learned` (and for learned+cascade `routing.cascade.agree: [cheap, mid]`) applied by the
    engine. Scored from the results and costs files: the recorded verdict on the answer each
@@ -281,7 +281,7 @@ def pipeline_run(
 ) -> dict[str, Any]:
     """Run the test split through run_job (local Ray, replaying simulator); score it.
     The job's folder is removed afterwards unless `keep`."""
-    from pipeline.driver import run_job
+    from pipeline.engine.driver import run_job
     from schemas.job import parse_spec
 
     work = Path(tempfile.mkdtemp(prefix="router-bench-"))

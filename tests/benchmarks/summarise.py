@@ -9,7 +9,7 @@ second job over the same documents answered by the response cache.
    the shortest and longest always present and 2% exact duplicates (as real batches
    have); without ../shared, generated dialogue-like text of the same lengths. They are
    written as one Parquet file (doc_id, text) in a temporary folder.
-2. The job is the real pipeline: `pipeline.driver.run_job(spec)` with a summarise task,
+2. The job is the real pipeline: `pipeline.engine.driver.run_job(spec)` with a summarise task,
    a `kind: sim` provider, routing default cheap (gpt-3.5-turbo, 16,385-token window),
    2 workers and units of 100 rows. A row past its tier's window is planned by forecast
    cost and map-reduced or upgraded (mid gpt-4o-mini 128k, flagship gpt-4o); every call
@@ -57,16 +57,16 @@ import aiohttp  # noqa: E402
 import polars as pl  # noqa: E402
 
 from jobs.summarise import SummariseJob  # noqa: E402
-from pipeline.chunking import input_budget, truncate_tokens  # noqa: E402
 from pipeline.costs import cost_usd  # noqa: E402
-from pipeline.driver import run_job  # noqa: E402
-from pipeline.forecast import forecast_job  # noqa: E402
-from pipeline.longdoc_plan import prompt_tokens  # noqa: E402
+from pipeline.dryrun.forecast import forecast_job  # noqa: E402
+from pipeline.engine.driver import run_job  # noqa: E402
+from pipeline.engine.summary import JobSummary  # noqa: E402
+from pipeline.longdoc.chunking import input_budget, truncate_tokens  # noqa: E402
+from pipeline.longdoc.plan import prompt_tokens  # noqa: E402
 from pipeline.providers import registry  # noqa: E402
 from pipeline.providers.base import ChatRequest  # noqa: E402
 from pipeline.sim import SimConfig, run_in_thread  # noqa: E402
 from pipeline.store import Store  # noqa: E402
-from pipeline.summary import JobSummary  # noqa: E402
 from pipeline.tokens import count_tokens  # noqa: E402
 from schemas.job import JobSpec, SummariseTask, Timeouts, parse_spec  # noqa: E402
 from schemas.prices import load_prices  # noqa: E402
@@ -209,9 +209,7 @@ def measure(first: JobSummary, resumed: JobSummary, again: JobSummary) -> dict[s
     # Answers reused (cache, identical row) made no call: a long document's reused answer
     # carries the whole document's tokens, but nothing was sent.
     paid = costs.filter(~pl.col("call_status").is_in(REUSED))
-    over_input = paid.filter(
-        pl.col("win").is_not_null() & (pl.col("input_tokens") > pl.col("win"))
-    )
+    over_input = paid.filter(pl.col("win").is_not_null() & (pl.col("input_tokens") > pl.col("win")))
     over_window = paid.filter(
         pl.col("win").is_not_null() & (pl.col("input_tokens") + cap > pl.col("win"))
     )

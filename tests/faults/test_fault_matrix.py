@@ -22,10 +22,10 @@ import boto3
 import pytest
 import yaml
 
-from pipeline.driver import run_job
+from pipeline.engine.driver import run_job
+from pipeline.engine.summary import JobSummary
+from pipeline.engine.verify import verify_job
 from pipeline.sim import SimConfig, run_in_thread
-from pipeline.summary import JobSummary
-from pipeline.verify import verify_job
 from tests.integration.helpers import spec_for, ticket_frame, upload_shards, write_shards
 from tests.s3server import FaultyS3Server
 
@@ -186,7 +186,7 @@ def test_driver_killed_then_rerun_skips_committed_rows(tmp_path: Path, sim: Sim)
     )
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
-    cmd = [sys.executable, "-m", "pipeline.cli", "run", str(spec_file)]
+    cmd = [sys.executable, "-m", "pipeline.cli.app", "run", str(spec_file)]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     log = (tmp_path / "driver.log").open("w")
     # Its own session, so the kill takes the driver and the Ray it started, like a crash.

@@ -10,10 +10,10 @@ from typing import Any
 import polars as pl
 import pytest
 
-from pipeline.driver import run_job
+from pipeline.engine.driver import run_job
+from pipeline.engine.verify import verify_job
 from pipeline.sim import SimConfig, run_in_thread
 from pipeline.store import Store
-from pipeline.verify import verify_job
 from tests.integration.helpers import read_all, spec_for, ticket_frame
 
 pytestmark = pytest.mark.integration

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.driver import run_job
+from pipeline.cli.app import app
+from pipeline.engine.driver import run_job
+from pipeline.engine.verify import verify_job
 from pipeline.store import Store
-from pipeline.verify import verify_job
 from tests.integration.helpers import read_all, spec_for, ticket_frame, write_shards
 
 pytestmark = pytest.mark.integration

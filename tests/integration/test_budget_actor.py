@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import ray
 
-from pipeline.budget import BudgetClient
-from pipeline.budget_actor import (
+from pipeline.limits.budget import BudgetClient
+from pipeline.limits.budget_actor import (
     ActorSource,
     job_budget_client,
     start_budget,

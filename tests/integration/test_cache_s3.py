@@ -9,7 +9,7 @@ import re
 import boto3
 import pytest
 
-from pipeline.cache import CachedAnswer, ResponseCache
+from pipeline.calls.cache import CachedAnswer, ResponseCache
 from pipeline.store import Store
 from tests.s3server import FaultyS3Server
 

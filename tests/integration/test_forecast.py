@@ -10,12 +10,14 @@ from typing import Any
 import polars as pl
 import pytest
 
-from pipeline.driver import run_job
-from pipeline.forecast import compare_forecast, forecast_job, read_forecast, tier_plans
-from pipeline.forecast_estimates import STARTUP_S
-from pipeline.forecast_pool import run_units
-from pipeline.forecast_units import UnitContext
-from pipeline.plan import make_plan
+from pipeline.dryrun.estimates import STARTUP_S
+from pipeline.dryrun.forecast import forecast_job, tier_plans
+from pipeline.dryrun.pool import run_units
+from pipeline.dryrun.units import UnitContext
+from pipeline.engine.driver import run_job
+from pipeline.engine.plan import make_plan
+from pipeline.engine.summary import compare_forecast
+from pipeline.jobfolder import JobFolder
 from pipeline.sim import SimConfig, run_in_thread
 from schemas.prices import load_prices
 from tests.integration.helpers import spec_for, write_shards
@@ -105,7 +107,7 @@ def test_forecast_is_close_to_the_real_run_and_learns_from_it(
     summary = run_job(spec)
     assert summary.job_id == before.job_id
 
-    fc_json = read_forecast(str(tmp_path / "out"), summary.job_id)
+    fc_json = JobFolder.open(str(tmp_path / "out"), summary.job_id).read_forecast()
     assert fc_json is not None
     got = compare_forecast(fc_json, summary)
     assert got["actual_cost_usd"] == pytest.approx(summary.cost_usd)

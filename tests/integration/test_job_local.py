@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.driver import run_job
+from pipeline.engine.driver import run_job
 from pipeline.store import Store
 from tests.integration.helpers import read_all, spec_for, write_shards
 

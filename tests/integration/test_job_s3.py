@@ -6,7 +6,7 @@ import boto3
 import polars as pl
 import pytest
 
-from pipeline.driver import run_job
+from pipeline.engine.driver import run_job
 from pipeline.store import Store
 from tests.integration.helpers import spec_for, ticket_frame, upload_shards
 

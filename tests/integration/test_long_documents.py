@@ -7,10 +7,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.driver import run_job
-from pipeline.forecast import forecast_job
+from pipeline.dryrun.forecast import forecast_job
+from pipeline.engine.driver import run_job
+from pipeline.engine.verify import verify_job
 from pipeline.store import Store
-from pipeline.verify import verify_job
 from tests.integration.helpers import read_all, spec_for
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from pipeline.driver import run_job
+from pipeline.engine.driver import run_job
 from pipeline.sim import SimConfig, run_in_thread
 from pipeline.store import Store
 from tests.integration.helpers import read_all, spec_for, write_shards

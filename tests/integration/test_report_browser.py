@@ -24,9 +24,9 @@ import aiohttp
 import boto3
 import pytest
 
-from pipeline.driver import run_job
-from pipeline.report import build_report
-from pipeline.report_html import render_html
+from pipeline.engine.driver import run_job
+from pipeline.report.data import build_report
+from pipeline.report.html import render_html
 from pipeline.store import Store
 from tests.integration.helpers import spec_for, write_shards
 from tests.unit.test_report import EVIL_ID, FORECAST, write_fake_job

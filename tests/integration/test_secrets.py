@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import ray
 
-from pipeline.driver import run_job
+from pipeline.engine.driver import run_job
 from pipeline.providers.registry import create
 from pipeline.sim import SimConfig, run_in_thread
 from schemas.job import Timeouts

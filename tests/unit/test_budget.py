@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from pipeline.budget import (
+from pipeline.limits.budget import (
     BudgetClient,
     BudgetLedger,
     Budgets,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cache import (
+from pipeline.calls.cache import (
     CachedAnswer,
     ResponseCache,
     cache_key,

@@ -6,11 +6,11 @@ import asyncio
 import random
 from dataclasses import replace
 
+from pipeline.calls.execute import RowExecutor
+from pipeline.calls.retry import RetryPolicy
 from pipeline.errors import ProviderUnavailable
-from pipeline.execute import RowExecutor
-from pipeline.limiter import LocalLimiter
+from pipeline.limits.limiter import LocalLimiter
 from pipeline.providers.base import ChatRequest, ChatResponse
-from pipeline.retry import RetryPolicy
 from pipeline.routing.cascade import majority, normalise
 from schemas.job import CascadeSpec, Deployment, VoteSpec
 from tests.unit.test_execute import KIND, Scripted

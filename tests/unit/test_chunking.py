@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from pipeline.chunking import (
+from pipeline.longdoc.chunking import (
     TRUNCATION_MARKER,
     fit_group,
     fits,

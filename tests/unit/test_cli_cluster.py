@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.commands import cluster
+from pipeline.cli import cluster
+from pipeline.cli.app import app
 
 REFERENCE = Path(__file__).resolve().parents[2] / "jobs" / "examples" / "nightly-tickets.yaml"
 

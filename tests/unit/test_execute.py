@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import pytest
 
 from jobs.base import get_job_kind
+from pipeline.calls.execute import RowExecutor
+from pipeline.calls.retry import RetryPolicy
 from pipeline.errors import (
     AuthFailed,
     BadRequest,
@@ -18,10 +20,8 @@ from pipeline.errors import (
     TierlineError,
     redact,
 )
-from pipeline.execute import RowExecutor
-from pipeline.limiter import LocalLimiter
+from pipeline.limits.limiter import LocalLimiter
 from pipeline.providers.base import ChatRequest, ChatResponse, Usage
-from pipeline.retry import RetryPolicy
 from schemas.job import ClassifyTask, Deployment
 
 KIND = get_job_kind(ClassifyTask(kind="classify", labels=["billing", "technical", "other"]))

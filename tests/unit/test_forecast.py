@@ -11,15 +11,7 @@ import pytest
 
 from jobs.base import get_job_kind
 from pipeline.costs import cost_usd
-from pipeline.forecast import (
-    asker_plans,
-    choose_backend,
-    compare_forecast,
-    long_doc_planner,
-    sensitive_plans,
-    tier_plans,
-)
-from pipeline.forecast_estimates import (
+from pipeline.dryrun.estimates import (
     CLIENT_ROWS_PER_S_PER_WORKER,
     Interval,
     OutputAssumption,
@@ -28,14 +20,21 @@ from pipeline.forecast_estimates import (
     observed_interval,
     provider_duration,
 )
-from pipeline.forecast_history import observed_assumption, observed_escalation
-from pipeline.forecast_pool import tasks_of
-from pipeline.forecast_sums import Usage, price_usage, sum_results, with_escalation
-from pipeline.forecast_units import UnitContext, UnitResult, forecast_file, unit_rows, units_rows
-from pipeline.longdoc_plan import choose_plan, tier_options
-from pipeline.plan import Unit
+from pipeline.dryrun.forecast import (
+    asker_plans,
+    choose_backend,
+    long_doc_planner,
+    sensitive_plans,
+    tier_plans,
+)
+from pipeline.dryrun.history import observed_assumption, observed_escalation
+from pipeline.dryrun.pool import tasks_of
+from pipeline.dryrun.sums import ForecastUsage, price_usage, sum_results, with_escalation
+from pipeline.dryrun.units import UnitContext, UnitResult, forecast_file, unit_rows, units_rows
+from pipeline.engine.plan import Unit
+from pipeline.engine.summary import JobSummary, compare_forecast
+from pipeline.longdoc.plan import choose_plan, tier_options
 from pipeline.sim import generate
-from pipeline.summary import JobSummary
 from schemas.job import Limits, parse_spec
 from schemas.prices import load_prices
 
@@ -312,8 +311,8 @@ def test_results_fold_into_sums_with_a_separate_todo_part() -> None:
 def test_escalated_calls_go_to_the_next_tier_and_are_priced_there() -> None:
     s = spec()
     plans = tier_plans(s, PRICES)
-    cheap = Usage("cheap", "sim", "gpt-4o-mini", 100, 100, 10_000, [100, 200, 300], 12_000)
-    mid = Usage("mid", "sim", "claude-3-5-haiku", 10, 10, 5_000, [10, 20, 30], 5_200)
+    cheap = ForecastUsage("cheap", "sim", "gpt-4o-mini", 100, 100, 10_000, [100, 200, 300], 12_000)
+    mid = ForecastUsage("mid", "sim", "claude-3-5-haiku", 10, 10, 5_000, [10, 20, 30], 5_200)
     usage = with_escalation([cheap, mid], 0.2, plans)
     assert len(usage) == 3  # the top tier does not escalate
     up = usage[1]

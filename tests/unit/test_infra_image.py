@@ -140,7 +140,7 @@ def test_copied_sources_are_in_the_context() -> None:
     for src in sources:
         assert (REPO / src).exists(), src
         assert context_includes(src), f"{src} is copied but .dockerignore leaves it out"
-    assert context_includes("pipeline/cli.py")
+    assert context_includes("pipeline/cli/app.py")
     assert context_includes("jobs/examples/data/tickets/part-00000.parquet")  # package data
 
 

@@ -175,7 +175,7 @@ def test_pod_monitor_scrapes_this_cluster() -> None:
 def test_nightly_spec_is_valid_and_its_keys_reach_the_ray_pods(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from pipeline.checks import check_spec
+    from pipeline.engine.checks import check_spec
     from schemas.job import load_spec
 
     spec = load_spec(NIGHTLY / "nightly-tickets.yaml")

@@ -5,8 +5,8 @@ from collections.abc import Callable
 
 import pytest
 
-from pipeline.execute import CallRecord
-from pipeline.longdoc import (
+from pipeline.calls.execute import CallRecord
+from pipeline.longdoc.mapreduce import (
     CallResult,
     DocOutcome,
     DocPlan,

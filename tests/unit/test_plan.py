@@ -6,8 +6,8 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.engine.plan import make_plan, split_units
 from pipeline.errors import ConfigError
-from pipeline.plan import make_plan, split_units
 from schemas.job import parse_spec
 
 

@@ -6,9 +6,9 @@ import io
 
 from rich.console import Console
 
-from pipeline.console import ConsoleProgress
+from pipeline.cli.console import ConsoleProgress
+from pipeline.engine.worker import UnitReport
 from pipeline.metrics import Metrics
-from pipeline.worker import UnitReport
 
 
 def test_metrics_count_calls_in_flight_429s_and_rows() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.quota import QuotaState, TokenBucket
+from pipeline.limits.quota import QuotaState, TokenBucket
 from schemas.job import Limits
 
 

@@ -20,10 +20,10 @@ import pytest
 import typer
 from rich.console import Console
 
-from pipeline.commands.report import print_report_table, report_command
-from pipeline.report import NotAJob, ReportData, build_report, fmt_usd
-from pipeline.report_html import render_html
-from pipeline.report_svg import nice_ticks
+from pipeline.cli.report import print_report_table, report_command
+from pipeline.report.data import NotAJob, ReportData, build_report, fmt_usd
+from pipeline.report.html import render_html
+from pipeline.report.svg import nice_ticks
 from pipeline.store import Store
 from schemas.prices import load_prices
 from schemas.records import COSTS, ERRORS, RESULTS, FileEntry, UnitCommit
@@ -163,7 +163,7 @@ def write_fake_job(
 
 
 def _write_summary(store: Store, job: FakeJob, job_id: str, rows_total: int) -> None:
-    """summary.json as the driver writes it (the fields of pipeline.summary.JobSummary)."""
+    """summary.json as the driver writes it (the fields of pipeline.engine.summary.JobSummary)."""
     cost = float(job.costs["cost_usd"].sum())
     baseline = job.costs.height * DEPLOYMENTS["flagship"][2]
     doc = {

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.commands.router import router_train_command
+from pipeline.cli.router import router_train_command
 from pipeline.routing.learned import (
     FeatureSpec,
     Head,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.sim.config import KeyLimits, SimConfig
 from pipeline.sim.limits import Limiter
 from pipeline.sim.wire import FORMATS, go_duration, rfc3339
+from schemas.sim import KeyLimits, SimConfig
 
 
 class FakeClock:

@@ -61,8 +61,9 @@ def test_run_in_thread_serves_synchronous_callers_until_stopped() -> None:
         post_json(f"{base_url}/chat/completions", BODY)
 
 
-def test_serve_prints_its_url_and_stops_on_interrupt() -> None:
-    code = "from pipeline.sim import SimConfig, serve; serve(SimConfig(), '127.0.0.1', 0)"
+def test_sim_serve_prints_its_url_and_stops_on_interrupt() -> None:
+    # `tierline sim serve`, as `python -m pipeline.cli` (the CLI is what prints the URL).
+    code = "import sys; from pipeline.cli.app import main; sys.argv[1:] = ['sim', 'serve', '--port', '0']; main()"
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "PYTHONPATH": path}
     proc = subprocess.Popen(

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.checks import check_spec
+from pipeline.engine.checks import check_spec
 from schemas.export import spec_json_schema
 from schemas.job import SpecError, load_spec, parse_spec
 

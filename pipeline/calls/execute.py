@@ -1,0 +1,482 @@
+"""One row's journey through the providers of its tier: request, retries, fallback,
+circuit breakers, and what to do when a whole tier is down.
+
+    executor = RowExecutor(kind, providers, spec.tiers, session, limiter, policy)
+    outcome = await executor.run(row_id="T-1", text="...", tier="cheap")
+
+A row's failure is data: `run` never raises for provider trouble; it returns an outcome
+that is either a result or an error, plus one `CallRecord` per billed call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import aiohttp
+
+from jobs.base import JobKind, Parsed
+from pipeline.calls.retry import RetryPolicy
+from pipeline.costs import cost_usd, worst_case_cost_usd
+from pipeline.errors import (
+    AuthFailed,
+    BadRequest,
+    BudgetExhausted,
+    ConfigError,
+    RateLimited,
+    TierlineError,
+    TooLong,
+)
+from pipeline.limits.budget import Budgets
+from pipeline.metrics import Metrics
+from pipeline.providers.base import ChatRequest, ChatResponse, Message, Provider
+from pipeline.routing.cascade import majority, normalise
+from schemas.job import TIER_ORDER, CascadeSpec, Deployment, VoteSpec
+from schemas.prices import PriceTable
+
+
+class Limiter(Protocol):
+    """Admission to a provider: concurrency, request and token rates."""
+
+    def slot(self, deployment: Deployment, tokens: int) -> AbstractAsyncContextManager[None]: ...
+
+    def feedback(
+        self,
+        deployment: Deployment,
+        error: TierlineError | None,
+        response: ChatResponse | None,
+        reserved_tokens: int = 0,
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    provider: str
+    model: str
+    tier: str
+    input_tokens: int
+    output_tokens: int
+    call_status: str  # ok | invalid_output | escalated | disagreed | cached | duplicate
+    attempt: int
+    step: str = "direct"  # direct | map | reduce (long documents)
+    chunk: int | None = None
+
+
+@dataclass(slots=True)
+class RowOutcome:
+    id: str
+    tier: str
+    ok: bool
+    output: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    attempts: int = 0
+    latency_ms: float = 0.0
+    error_type: str | None = None
+    message: str | None = None
+    calls: list[CallRecord] = field(default_factory=list)
+    retries: int = 0
+    rate_limited: int = 0
+    routed_tier: str = ""
+    accepted_attempt: int | None = None
+    accepted_reason: str | None = None
+    max_tokens: int | None = None  # answer cap when not the task's (long-document steps)
+    long_document: bool = False  # answered by map-reduce or a longer-context tier
+
+
+class Breaker:
+    """Per-deployment circuit breaker: open after `threshold` consecutive failed calls,
+    skip the deployment for `cooldown_s`, then let one probe through (half-open)."""
+
+    def __init__(self, threshold: int, cooldown_s: float, clock: Callable[[], float]) -> None:
+        self.threshold, self.cooldown_s, self.clock = threshold, cooldown_s, clock
+        self.failures = 0
+        self.opened_at: float | None = None
+        self.probing = False
+
+    def allow(self) -> bool:
+        if self.opened_at is None:
+            return True
+        if self.clock() - self.opened_at >= self.cooldown_s and not self.probing:
+            self.probing = True
+            return True
+        return False
+
+    def record(self, ok: bool) -> None:
+        if ok:
+            self.failures, self.opened_at, self.probing = 0, None, False
+            return
+        self.failures += 1
+        if self.probing or self.failures >= self.threshold:
+            self.opened_at, self.probing = self.clock(), False
+
+
+class _TierDown(Exception):
+    """No deployment of the tier could serve the row; carries the last error."""
+
+    def __init__(self, last: TierlineError | None) -> None:
+        self.last = last
+
+
+class RowExecutor:
+    def __init__(
+        self,
+        kind: JobKind,
+        providers: Mapping[str, Provider],
+        tiers: Mapping[str, Sequence[Deployment]],
+        session: aiohttp.ClientSession,
+        limiter: Limiter,
+        policy: RetryPolicy,
+        *,
+        on_tier_down: str = "escalate",
+        context_windows: Mapping[str, int] | None = None,
+        cascade: CascadeSpec | None = None,
+        vote: VoteSpec | None = None,
+        metrics: Metrics | None = None,
+        budgets: Budgets | None = None,
+        prices: PriceTable | None = None,
+        breaker_failures: int = 5,
+        breaker_cooldown_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.kind = kind
+        self.providers = providers
+        self.tiers = tiers
+        self.session = session
+        self.limiter = limiter
+        self.policy = policy
+        self.on_tier_down = on_tier_down
+        self.context_windows = context_windows or {}
+        self.cascade = cascade
+        self.vote = vote
+        self.metrics = metrics or Metrics("local")
+        self.budgets = budgets or Budgets()
+        self.prices = prices
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        # Providers found unusable for this job (401/403, missing key): rows fall back.
+        self.dead: dict[str, str] = {}
+        self.breakers: dict[str, Breaker] = {}
+        self._breaker_args = (breaker_failures, breaker_cooldown_s)
+
+    def breaker(self, dep: Deployment) -> Breaker:
+        b = self.breakers.get(dep.name)
+        if b is None:
+            b = self.breakers[dep.name] = Breaker(*self._breaker_args, self.clock)
+        return b
+
+    def tiers_from(self, tier: str) -> list[str]:
+        if not (self.on_tier_down == "escalate" or self.cascade_on) or tier not in TIER_ORDER:
+            return [tier]
+        return [t for t in TIER_ORDER[TIER_ORDER.index(tier) :] if self.tiers.get(t)]
+
+    async def run(
+        self,
+        row_id: str,
+        text: str,
+        tier: str,
+        input_tokens: int = 0,
+        allowed: frozenset[str] | None = None,
+    ) -> RowOutcome:
+        """`allowed`: the providers this row may be sent to (sensitive rows); None = any."""
+        return await self.run_messages(
+            row_id, self.kind.build_messages(text), tier, input_tokens, allowed
+        )
+
+    async def run_messages(
+        self,
+        row_id: str,
+        messages: tuple[Message, ...],
+        tier: str,
+        input_tokens: int = 0,
+        allowed: frozenset[str] | None = None,
+        max_tokens: int | None = None,
+    ) -> RowOutcome:
+        """`run` for prepared messages (a long document's map and reduce steps)."""
+        out = RowOutcome(id=row_id, tier=tier, ok=False, routed_tier=tier, max_tokens=max_tokens)
+        started = self.clock()
+        last: TierlineError | None = None
+        chain = self.tiers_from(tier)
+        if allowed is not None and not any(
+            d.provider in allowed for t in chain for d in self._candidates(t, None)
+        ):
+            out.error_type = "no_allowed_provider"
+            out.message = f"no deployment from tier {tier!r} up is on an allowed provider"
+            return out
+        skip_to = 0
+        for i, t in enumerate(chain):
+            if i < skip_to:
+                continue  # that tier's model already answered this row (as agreement partner)
+            try:
+                ans = await self._answer(t, messages, input_tokens, out, started, allowed)
+            except _TierDown as down:
+                last = down.last or last
+                continue
+            except _Settled:
+                break
+            final = i == len(chain) - 1
+            accepted, reason = await self._check(
+                t, ans, messages, input_tokens, out, started, allowed
+            )
+            if accepted or (final and ans.parsed.ok):
+                out.ok, out.output, out.error_type, out.message = (
+                    True,
+                    ans.parsed.output,
+                    None,
+                    None,
+                )
+                out.provider, out.model, out.tier = ans.dep.provider, ans.dep.model, t
+                out.accepted_attempt = ans.attempt
+                out.accepted_reason = reason if accepted else f"final_tier ({reason})"
+                break
+            if final or not self.cascade_on:
+                out.provider, out.model, out.tier = ans.dep.provider, ans.dep.model, t
+                out.error_type = "invalid_output"
+                out.message = ans.parsed.reason or reason
+                break
+            self._mark(out, t, "disagreed" if reason == "disagree" else "escalated")
+            if reason == "disagree" and self.cascade is not None and self.cascade.agree:
+                partner_tier = self._tier_of(self.cascade.agree[1])
+                if partner_tier in chain and chain.index(partner_tier) < len(chain) - 1:
+                    skip_to = chain.index(partner_tier) + 1
+        else:
+            if isinstance(last, TooLong):
+                out.error_type, out.message = last.error_type, last.message
+            elif self.on_tier_down == "defer":
+                why = f": {last.message}" if last else ""
+                out.error_type, out.message = "deferred", f"tier {tier!r} is down{why}"
+            else:
+                err = last or TierlineError(f"no tier from {tier!r} up could serve the row")
+                out.error_type, out.message = err.error_type, err.message
+        out.latency_ms = (self.clock() - started) * 1000.0
+        return out
+
+    @property
+    def cascade_on(self) -> bool:
+        return self.cascade is not None or self.vote is not None
+
+    def _candidates(self, tier: str, allowed: frozenset[str] | None) -> list[Deployment]:
+        if self.vote is not None and tier == self.vote.tier:
+            deps = list(self.vote.deployments)
+        else:
+            deps = list(self.tiers.get(tier, ()))
+        return deps if allowed is None else [d for d in deps if d.provider in allowed]
+
+    @staticmethod
+    def _mark(out: RowOutcome, tier: str, status: str) -> None:
+        out.calls = [
+            replace(c, call_status=status) if c.tier == tier and c.call_status == "ok" else c
+            for c in out.calls
+        ]
+
+    async def _answer(
+        self,
+        tier: str,
+        messages: tuple[Message, ...],
+        input_tokens: int,
+        out: RowOutcome,
+        started: float,
+        allowed: frozenset[str] | None,
+    ) -> _Answer:
+        """One parsed answer from the tier (its first deployment that works), or a vote."""
+        if self.vote is not None and tier == self.vote.tier:
+            return await self._vote(tier, messages, input_tokens, out, started, allowed)
+        last: TierlineError | None = None
+        for dep in self._candidates(tier, allowed):
+            result = await self._ask(dep, tier, messages, input_tokens, out, started)
+            if isinstance(result, _Answer):
+                return result
+            if isinstance(result, BadRequest | BudgetExhausted):
+                out.error_type, out.message = result.error_type, result.message
+                raise _Settled()  # this row will not work on any deployment as sent
+            if result is not None:
+                last = result
+        raise _TierDown(last)
+
+    async def _vote(
+        self,
+        tier: str,
+        messages: tuple[Message, ...],
+        input_tokens: int,
+        out: RowOutcome,
+        started: float,
+        allowed: frozenset[str] | None,
+    ) -> _Answer:
+        deps = self._candidates(tier, allowed)
+        results = await asyncio.gather(
+            *(self._ask(d, tier, messages, input_tokens, out, started) for d in deps)
+        )
+        answers = [r for r in results if isinstance(r, _Answer) and r.parsed.ok]
+        if not answers:
+            errors = [r for r in results if isinstance(r, TierlineError)]
+            raise _TierDown(errors[-1] if errors else None)
+        winner, tie = majority([a.parsed.output or "" for a in answers])
+        chosen = next(a for a in answers if normalise(a.parsed.output or "") == winner)
+        chosen.vote_tie = tie
+        return chosen
+
+    async def _check(
+        self,
+        tier: str,
+        ans: _Answer,
+        messages: tuple[Message, ...],
+        input_tokens: int,
+        out: RowOutcome,
+        started: float,
+        allowed: frozenset[str] | None,
+    ) -> tuple[bool, str]:
+        """The cascade's validators: the task's own, agreement, log-probability, vote."""
+        if not ans.parsed.ok:
+            return False, "invalid_output"
+        if not self.cascade_on:
+            return True, "valid"
+        if ans.vote_tie is not None:
+            return (not ans.vote_tie), ("vote_tie" if ans.vote_tie else "vote")
+        cascade = self.cascade
+        floor = cascade.min_logprob if cascade is not None else None
+        if floor is not None and ans.logprob is not None and ans.logprob < floor:
+            return False, "low_logprob"
+        if cascade is not None and cascade.agree:
+            first, second = cascade.agree
+            if tier == self._tier_of(first):
+                partner = second if ans.dep.name == first.name else first
+                if allowed is not None and partner.provider not in allowed:
+                    return False, "disagree"  # cannot be checked here: escalate, never leak
+                other = await self._ask(partner, tier, messages, input_tokens, out, started)
+                if not isinstance(other, _Answer) or not other.parsed.ok:
+                    return False, "disagree"
+                same = normalise(other.parsed.output or "") == normalise(ans.parsed.output or "")
+                return (True, "agree") if same else (False, "disagree")
+        return True, "valid"
+
+    def _tier_of(self, dep: Deployment) -> str | None:
+        for t in TIER_ORDER:
+            if any(d.name == dep.name for d in self.tiers.get(t, ())):
+                return t
+        return None
+
+    async def _ask(
+        self,
+        dep: Deployment,
+        tier: str,
+        messages: tuple[Message, ...],
+        input_tokens: int,
+        out: RowOutcome,
+        started: float,
+    ) -> _Answer | TierlineError | None:
+        """One deployment, with retries: its parsed answer, or why it could not answer."""
+        if dep.provider in self.dead:
+            return AuthFailed(self.dead[dep.provider])
+        if not self.breaker(dep).allow():
+            return TierlineError(f"{dep.name}: circuit open after repeated failures")
+        cap = out.max_tokens if out.max_tokens is not None else self.kind.max_output_tokens()
+        wants_logprobs = self.cascade is not None and self.cascade.min_logprob is not None
+        request = ChatRequest(
+            model=dep.model, messages=messages, max_tokens=cap, logprobs=wants_logprobs
+        )
+        window = self.context_windows.get(dep.model)
+        if window is not None and input_tokens + request.max_tokens > window:
+            return TooLong(
+                f"{input_tokens} input tokens + {request.max_tokens} for the answer exceed "
+                f"the {window}-token context window of {dep.model}"
+            )
+        result = await self._try_deployment(dep, request, input_tokens, out, started)
+        if isinstance(result, TierlineError):
+            return result
+        parsed = self.kind.parse(result.text)
+        out.calls.append(
+            CallRecord(
+                dep.provider,
+                dep.model,
+                tier,
+                result.usage.input_tokens,
+                result.usage.output_tokens,
+                "ok" if parsed.ok else "invalid_output",
+                out.attempts,
+            )
+        )
+        return _Answer(dep, parsed, out.attempts, result.mean_logprob)
+
+    async def _try_deployment(
+        self,
+        dep: Deployment,
+        request: ChatRequest,
+        input_tokens: int,
+        out: RowOutcome,
+        started: float,
+    ) -> ChatResponse | TierlineError:
+        """Attempts on one deployment: the response, or the error that ended them."""
+        provider = self.providers[dep.provider]
+        breaker = self.breaker(dep)
+        tokens = input_tokens + request.max_tokens
+        price = self.prices.lookup(dep.model) if self.prices is not None else None
+        for attempt in range(1, self.policy.max_attempts + 1):
+            # Reserve the worst case before the call goes out; settle the real cost after.
+            worst = worst_case_cost_usd(price, input_tokens, request.max_tokens) if price else 0.0
+            hold = await self.budgets.reserve(dep.provider, worst)
+            if not hold.granted:
+                return BudgetExhausted(
+                    f"the {hold.refused_by} budget cannot cover this call "
+                    f"(worst case ${worst:.6f}); rerun with a larger budget to finish the row"
+                )
+            out.attempts += 1
+            try:
+                async with self.limiter.slot(dep, tokens):
+                    with self.metrics.call(dep.provider, dep.model):
+                        response = await provider.complete(self.session, request)
+            except (AuthFailed, ConfigError) as exc:
+                self.budgets.settle(hold, 0.0)
+                self.dead[dep.provider] = exc.message
+                self.limiter.feedback(dep, exc, None, tokens)
+                return exc
+            except TierlineError as exc:
+                self.budgets.settle(hold, 0.0)  # not answered, not billed
+                self.limiter.feedback(dep, exc, None, tokens)
+                if not exc.transient:
+                    return exc
+                breaker.record(False)
+                if isinstance(exc, RateLimited):
+                    out.rate_limited += 1
+                    self.metrics.limited(dep.provider)
+                retry_after = exc.retry_after_s if isinstance(exc, RateLimited) else None
+                delay = self.policy.delay(attempt, self.rng, retry_after)
+                if not breaker.allow() or not self.policy.may_retry(
+                    attempt, self.clock() - started, delay
+                ):
+                    return exc
+                out.retries += 1
+                self.metrics.retry(dep.provider, exc.error_type)
+                await self.sleep(delay)
+                continue
+            breaker.record(True)
+            u = response.usage
+            actual = (
+                cost_usd(price, u.input_tokens, u.output_tokens, u.cached_input_tokens)
+                if price
+                else 0.0
+            )
+            self.budgets.settle(hold, actual)
+            self.limiter.feedback(dep, None, response, tokens)
+            return response
+        raise AssertionError("unreachable")
+
+
+@dataclass(slots=True)
+class _Answer:
+    dep: Deployment
+    parsed: Parsed
+    attempt: int
+    logprob: float | None = None
+    vote_tie: bool | None = None
+
+
+class _Settled(Exception):
+    """The row is settled as an error (e.g. a bad request); stop trying tiers."""

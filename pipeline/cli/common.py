@@ -1,0 +1,63 @@
+"""What the command modules share: the consoles, common options, and loading a spec
+with its problems printed one way everywhere.
+
+    spec = load_or_exit(path, input_uri=uri)          # exits 2, listing every problem
+    out.print(...); err.print(...)
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from schemas.job import JobSpec, SpecError
+
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+SpecArg = Annotated[Path, typer.Argument(help="Job spec (YAML).", show_default=False)]
+Address = Annotated[
+    str | None,
+    typer.Option(help="Ray dashboard address (default $RAY_ADDRESS or http://127.0.0.1:8265)."),
+]
+
+
+def spec_failed(source: object, problems: list[str]) -> NoReturn:
+    """Print every problem of a spec (field path and the whole reason) and exit 2."""
+    err.print(f"[red]invalid spec[/] {source}:")
+    for p in problems:
+        err.print(f"  - {p}")
+    raise typer.Exit(2)
+
+
+def load_or_exit(
+    spec_path: Path,
+    *,
+    input_uri: str | None = None,
+    output_uri: str | None = None,
+    checks: bool = False,
+    need_keys: bool = True,
+) -> JobSpec:
+    """Load a spec (with the command line's input/output in place of the spec's); with
+    `checks`, also what stops a job before it spends (prices, routers, key variables)."""
+    from pipeline.api import check, load_spec
+
+    try:
+        spec = load_spec(spec_path, input=input_uri, output=output_uri)
+    except SpecError as exc:
+        spec_failed(exc.source, exc.problems)
+    if checks:
+        problems = check(spec, need_keys=need_keys)
+        if problems:
+            spec_failed(spec_path, problems)
+    return spec

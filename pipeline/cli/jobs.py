@@ -1,0 +1,186 @@
+"""The job commands: validate, run, forecast, verify, report, schema.
+
+    tierline validate jobs/examples/classify.yaml
+    tierline run jobs/examples/classify.yaml --output out/
+    tierline verify out/demo-tickets-dce0231161
+
+Exit codes: 0 done, 1 job failed or incomplete, 2 bad usage or spec.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipeline.cli.common import OutputFormat, SpecArg, err, load_or_exit, out
+
+
+def validate(spec: SpecArg) -> None:
+    """Check a spec without running it: fields, tiers, rules, prices, key variables.
+
+    Example:  tierline validate jobs/examples/classify.yaml
+    """
+    s = load_or_exit(spec, checks=True)
+    out.print(f"{spec}: ok ({s.task.kind}, {sum(len(d) for d in s.tiers.values())} deployments)")
+
+
+def run(
+    spec: SpecArg,
+    output: Annotated[
+        str | None, typer.Option(help="Output folder or s3:// URI (overrides the spec).")
+    ] = None,
+    input_uri: Annotated[
+        str | None,
+        typer.Option("--input", help="Input folder or s3:// URI (overrides the spec)."),
+    ] = None,
+    job_id: Annotated[
+        str | None, typer.Option(help="Job id; default derived from spec and input.")
+    ] = None,
+    output_format: Annotated[
+        OutputFormat, typer.Option(help="How to print the summary.")
+    ] = OutputFormat.table,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Forecast cost and duration; call nothing.")
+    ] = False,
+) -> None:
+    """Run a job: plan, call providers, write results/costs/errors and summary.json.
+
+    Running the same command again resumes: committed units are skipped.
+
+    Example:  tierline run jobs/examples/classify.yaml --output out/
+    """
+    from pipeline.cli.console import ConsoleProgress, print_summary
+    from pipeline.engine.rayenv import bind_private_ray_to_loopback
+    from pipeline.errors import TierlineError
+
+    if dry_run:
+        from pipeline.cli.forecast import forecast_command
+
+        forecast_command(spec, output, job_id, None, output_format.value, input_uri)
+        return
+    s = load_or_exit(spec, input_uri=input_uri, checks=True)
+    bind_private_ray_to_loopback()  # before the driver imports Ray
+    from pipeline.engine.driver import run_job
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        summary = run_job(s, output_uri=output, job_id=job_id, progress=ConsoleProgress(err))
+    except TierlineError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2 if exc.error_type == "config_error" else 1) from None
+    if output_format is OutputFormat.json:
+        print(json.dumps(summary.model_dump(mode="json"), indent=2))
+    else:
+        print_summary(summary, out)
+    raise typer.Exit(0 if summary.status == "complete" else 1)
+
+
+def forecast(
+    spec: SpecArg,
+    output: Annotated[str | None, typer.Option(help="Output folder (overrides the spec).")] = None,
+    input_uri: Annotated[
+        str | None,
+        typer.Option("--input", help="Input folder or s3:// URI (overrides the spec)."),
+    ] = None,
+    job_id: Annotated[str | None, typer.Option(help="Job id; default as for run.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
+    output_format: Annotated[OutputFormat, typer.Option(help="How to print it.")] = (
+        OutputFormat.table
+    ),
+) -> None:
+    """What a job will cost and how long it will take, before a cent is spent.
+
+    Same planning, routing and token counts as a run; no provider is called. Writes
+    forecast.json beside where the run's outputs go.
+
+    Example:  tierline forecast jobs/examples/classify.yaml --json forecast.json
+    """
+    from pipeline.cli.forecast import forecast_command
+
+    forecast_command(spec, output, job_id, json_path, output_format.value, input_uri)
+
+
+def verify(
+    prefix: Annotated[str, typer.Argument(help="A job's output prefix: <output>/<job_id>.")],
+    output_format: Annotated[OutputFormat, typer.Option(help="How to print the answer.")] = (
+        OutputFormat.table
+    ),
+) -> None:
+    """Check a job's outputs: every input id exactly once, nothing lost or doubled.
+
+    Also checks that files match their commit markers, that cost rows belong to their
+    rows and that the summary adds up. Exits 1 and names the offending ids when not.
+
+    Example:  tierline verify tierline-out/demo-tickets-dce0231161
+    """
+    from pipeline.engine.verify import verify_job
+
+    report = verify_job(prefix)
+    if output_format is OutputFormat.json:
+        doc = {
+            "prefix": report.prefix,
+            "ok": report.ok,
+            "units_checked": report.units_checked,
+            "rows_checked": report.rows_checked,
+            "pending_units": report.pending_units,
+            "problems": report.problems,
+            "missing_ids": report.missing_ids,
+            "duplicate_ids": report.duplicate_ids,
+        }
+        print(json.dumps(doc, indent=2))
+    elif report.ok:
+        pending = f", {report.pending_units} units not done yet" if report.pending_units else ""
+        out.print(
+            f"[green]ok[/] {report.prefix}: {report.units_checked} units, "
+            f"{report.rows_checked} rows, each id exactly once{pending}"
+        )
+    else:
+        err.print(f"[red]verify failed[/] {report.prefix}:")
+        for p in report.problems:
+            err.print(f"  - {p}")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def report(
+    prefix: Annotated[str, typer.Argument(help="A job's output prefix: <output>/<job_id>.")],
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="HTML file; default ./report-<job_id>.html.")
+    ] = None,
+    output_format: Annotated[OutputFormat, typer.Option(help="How to print the key figures.")] = (
+        OutputFormat.table
+    ),
+) -> None:
+    """Write a job's self-contained HTML report and print its key figures.
+
+    The page shows spend by tier and model, tier mix, savings against all-flagship,
+    latency per provider, retries and 429s over time, forecast against actual and the
+    top errors; it needs no network to open.
+
+    Example:  tierline report tierline-out/demo-tickets-dce0231161 --out report.html
+    """
+    from pipeline.cli.report import report_command
+
+    report_command(prefix, out_path, output_format.value)
+
+
+def schema(
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the job spec's JSON Schema (for editor validation of specs).
+
+    Example:  tierline schema --out schemas/job.schema.json
+    """
+    from schemas.export import spec_json_schema
+
+    text = spec_json_schema()
+    if out_path:
+        out_path.write_text(text)
+    else:
+        sys.stdout.write(text)

@@ -1,0 +1,169 @@
+"""`tierline router`: train (fit the learned router and write its model file) and tune.
+
+    router_train_command(Path("data/routerbench"), Path("router.npz"), features=["eval_name"])
+    router_train_command(None, Path("router.npz"), runs=["out/nightly-ab12"],
+                         runs_input=Path("tickets/"), id_column="ticket_id",
+                         text_columns=["subject", "body"])
+
+`data` is a folder in the two-file format (prompts.parquet + responses.parquet; only rows
+with split == train are read). `runs` are output prefixes of earlier tierline jobs
+(`<output>/<job_id>`), whose labels come from results, costs and the cascade's records;
+their text comes from `runs_input`, the folder those jobs read. Both may be given.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated
+
+import polars as pl
+import typer
+
+from pipeline.cli.common import err, out
+from pipeline.routing.learned import RouterModel
+from pipeline.routing.train import (
+    FitOptions,
+    TrainingDataError,
+    TrainingSet,
+    combine,
+    fit_router,
+    from_runs,
+    from_two_file,
+    parse_tiers,
+)
+
+
+def _read_folder(uri: str) -> pl.DataFrame:
+    from pipeline.store import Store
+
+    store = Store.open(uri)
+    files = store.list_files("", suffix=".parquet")
+    if not files:
+        raise TrainingDataError(f"{uri}: no .parquet files")
+    frames = [pl.read_parquet(io.BytesIO(store.read_bytes(f.path))) for f in files]
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
+def router_train_command(
+    data: Path | None,
+    out: Path,
+    *,
+    tiers: str | None = None,
+    features: Sequence[str] = (),
+    runs: Sequence[str] = (),
+    runs_input: str | Path | None = None,
+    id_column: str = "id",
+    text_columns: Sequence[str] = ("text",),
+    feedback: Path | None = None,
+    decision: str = "utility",
+    cascade: bool = False,
+    folds: int = 5,
+    seed: int = 0,
+    echo: Callable[[str], None] = print,
+) -> RouterModel:
+    """Build the training set, fit, calibrate, write `out`; returns the model.
+
+    Raises TrainingDataError (bad data) or ValueError (bad arguments): exit code 2.
+    """
+    from jobs.base import text_expr
+
+    if decision not in ("threshold", "utility"):
+        raise ValueError(f"--decision must be threshold or utility, not {decision!r}")
+    if data is None and not runs:
+        raise ValueError("give --data (two-file folder) and/or --runs (earlier job outputs)")
+    mapping = parse_tiers(tiers)
+    sets: list[TrainingSet] = []
+    if data is not None:
+        sets.append(from_two_file(data, mapping, list(features)))
+    if runs:
+        if runs_input is None:
+            raise ValueError("--runs needs --runs-input: the input rows those jobs read")
+        inputs = _read_folder(str(runs_input))
+        inputs = inputs.with_columns(text_expr(list(text_columns)).alias("__router_text"))
+        fb = pl.read_parquet(feedback) if feedback is not None else None
+        sets.append(
+            from_runs(
+                runs,
+                inputs,
+                id_column=id_column,
+                text_column="__router_text",
+                features=list(features),
+                tiers=mapping if tiers else None,
+                feedback=fb,
+            )
+        )
+    ts = combine(sets) if len(sets) > 1 else sets[0]
+    options = FitOptions(decision=decision, cascade=cascade, folds=folds, seed=seed)  # type: ignore[arg-type]
+    model = fit_router(ts, options)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    echo(describe(model, out))
+    return model
+
+
+def describe(model: RouterModel, path: Path | None = None) -> str:
+    """A few lines for the terminal: what was trained and how it validated."""
+    info = model.info
+    val = info.get("validation", {})
+    lines = [
+        f"router model {path or ''} ({model.decision}{', cascade' if model.cascade else ''})",
+        "  tiers: " + ", ".join(f"{t}={m}" for t, m in model.tiers.items()),
+        f"  rows: {info.get('rows')}  excluded: {info.get('excluded')}",
+        f"  data sha256: {str(info.get('data_sha256', ''))[:16]}...",
+        "  validation AUC: " + ", ".join(f"{k} {v:.3f}" for k, v in val.get("auc", {}).items()),
+        f"  {'preset':<10} {'threshold':>10} {'quality':>8} {'cost':>7} {'flagship':>9}",
+    ]
+    for name, p in val.get("presets", {}).items():
+        flag = "" if p["target_met"] else "  (target not reached)"
+        lines.append(
+            f"  {name:<10} {p['threshold']:>10.4f} {p['rel_quality']:>8.1%} "
+            f"{p['rel_cost']:>7.1%} {p['flagship_share']:>9.1%}{flag}"
+        )
+    lines.append("  (quality and cost relative to all-flagship, on cross-fitted validation)")
+    return "\n".join(lines)
+
+
+app = typer.Typer(help="Train, tune and inspect learned routers.", no_args_is_help=True)
+
+
+@app.command("train")
+def train_command(
+    out_path: Annotated[Path, typer.Option("--out", help="Router model file to write.")],
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Folder of prompts.parquet + responses.parquet (recorded answers)."),
+    ] = None,
+    runs: Annotated[
+        list[str] | None, typer.Option("--run", help="Earlier job output prefix (repeatable).")
+    ] = None,
+    runs_input: Annotated[
+        str | None, typer.Option(help="Input folder of those runs (for the text).")
+    ] = None,
+    tiers: Annotated[str | None, typer.Option(help="cheap=MODEL,mid=MODEL,flagship=MODEL")] = None,
+    features: Annotated[
+        list[str] | None, typer.Option("--feature", help="Metadata column (repeatable).")
+    ] = None,
+    cascade: Annotated[
+        bool, typer.Option(help="Train for use with a cheap/mid agreement cascade.")
+    ] = False,
+) -> None:
+    """Fit a learned router: per tier, the probability its answer is good enough.
+
+    Example:  tierline router train --data recorded/ --feature eval_name --out router.npz
+    """
+    try:
+        router_train_command(
+            data,
+            out_path,
+            tiers=tiers,
+            features=tuple(features or ()),
+            runs=tuple(runs or ()),
+            runs_input=runs_input,
+            cascade=cascade,
+            echo=out.print,
+        )
+    except ValueError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None

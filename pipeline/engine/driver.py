@@ -1,0 +1,377 @@
+"""Starts the actors, hands units to workers until none are left, writes the summary.
+
+    summary = run_job(spec, output_uri=None, job_id=None, progress=ConsoleProgress())
+
+Workers pull: each idle worker gets the next unit the moment it reports the last one.
+A worker that dies mid-unit is replaced and its unit handed out again; the unit's files
+are rewritten whole and its commit marker comes last, so nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from pipeline.engine.checks import key_problems
+from pipeline.engine.plan import Plan, Unit, make_plan
+from pipeline.engine.summary import JobSummary, attach_forecast, build_summary, write_summary
+from pipeline.engine.worker import UnitReport, UnitRunner
+from pipeline.errors import ConfigError, TerminalError
+from pipeline.jobfolder import JobFolder
+from pipeline.limits.budget_actor import spent_in_commits, start_budget
+from pipeline.limits.quota_actor import account_key, ensure_quota_actor
+from pipeline.ownpackages import ensure_own_packages
+from schemas.job import JobSpec
+from schemas.records import UnitCommit
+
+log = logging.getLogger("tierline")
+
+MAX_UNIT_TRIES = 3
+POLL_S = 1.0
+# Units each worker runs at once. Two overlap one unit's read, tail and write with the
+# next one's calls, so the worker's in-flight slots stay full (the latency-bound
+# benchmark: 0.63 of a bare aiohttp client with one, 0.87 with two).
+UNITS_PER_WORKER = 2
+
+
+def _add(dicts: Any) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for d in dicts:
+        for k, v in d.items():
+            total[k] = total.get(k, 0) + int(v)
+    return total
+
+
+class Progress(Protocol):
+    def start(
+        self,
+        job_id: str,
+        rows_total: int,
+        rows_done: int,
+        units_todo: int,
+        *,
+        budget_usd: float | None = None,
+        forecast_usd: float | None = None,
+        spent_usd: float = 0.0,
+    ) -> None: ...
+    def advance(self, report: UnitReport) -> None: ...
+    def live(self, figures: dict[str, Any]) -> None: ...
+    def note(self, message: str) -> None: ...
+    def stop(self) -> None: ...
+
+
+class QuietProgress:
+    def start(
+        self, job_id: str, rows_total: int, rows_done: int, units_todo: int, **_: Any
+    ) -> None:
+        return None
+
+    def advance(self, report: UnitReport) -> None:
+        return None
+
+    def live(self, figures: dict[str, Any]) -> None:
+        return None
+
+    def note(self, message: str) -> None:
+        log.info(message)
+
+    def stop(self) -> None:
+        return None
+
+
+@ray.remote(num_cpus=0)
+class SimActor:
+    """The built-in simulator, hosted in its own process for the length of a job."""
+
+    def __init__(self) -> None:
+        self.server: Any = None
+
+    async def start(self, config_json: str) -> str:
+        from pipeline.sim import SimConfig, SimServer
+
+        self.server = SimServer(SimConfig.model_validate_json(config_json))
+        # The address Ray knows this node by: loopback for the private local Ray, the
+        # node's own address on a cluster, so workers on every node can reach it.
+        url: str = await self.server.start(ray.util.get_node_ip_address(), 0)
+        return url
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+
+
+@ray.remote(max_restarts=0, max_task_retries=0)
+class WorkerActor:
+    """A Ray home for one `UnitRunner` (one aiohttp session, many calls in flight)."""
+
+    def __init__(
+        self,
+        spec_json: str,
+        job_id: str,
+        output_uri: str,
+        endpoints: dict[str, str],
+        quota_actors: dict[str, str],
+    ) -> None:
+        # A worker's sys.path starts with the job's working directory: say so plainly
+        # when a folder there is named like one of our packages.
+        ensure_own_packages()
+        client_id = f"{job_id}-{uuid.uuid4().hex[:8]}"
+        self.runner = UnitRunner(
+            JobSpec.model_validate_json(spec_json),
+            job_id,
+            output_uri,
+            endpoints,
+            quota_actors=quota_actors,
+            client_id=client_id,
+            budget_actors=True,
+        )
+        self.entered = False
+        self.entering: asyncio.Lock | None = None
+
+    async def process(self, unit: Unit, previous: UnitCommit | None) -> UnitReport:
+        # Units arrive concurrently (UNITS_PER_WORKER): the session is opened once.
+        self.entering = self.entering or asyncio.Lock()
+        async with self.entering:
+            if not self.entered:
+                await self.runner.__aenter__()
+                self.entered = True
+        return await self.runner.process(unit, previous)
+
+    async def stats(self) -> dict[str, Any]:
+        """Live figures for the driver's progress display (runs beside `process`)."""
+        return self.runner.metrics.snapshot()
+
+    async def close(self) -> None:
+        if self.entered:
+            await self.runner.__aexit__(None, None, None)
+
+
+def preflight(spec: JobSpec) -> None:
+    """Fail before any call: every used provider's key variable must be set."""
+    missing = key_problems(spec)
+    if missing:
+        raise ConfigError("; ".join(missing))
+
+
+def ensure_ray() -> None:
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        # Join the cluster the user named (RAY_ADDRESS=auto finds a local `ray start`).
+        ray.init(address=address, logging_level=logging.WARNING)
+    else:
+        # Start a private Ray for this run; never attach to whatever else runs here.
+        # Ray turns token authentication on for it, as it should, and says so on every
+        # start: a notice for Ray's operators, not for the user of this one-run cluster.
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+            logging.ERROR
+        )
+        ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
+
+
+def sim_config_json(spec: JobSpec, provider: str) -> str:
+    return spec.providers[provider].sim.to_sim_config().model_dump_json()
+
+
+def start_quotas(spec: JobSpec, endpoints: dict[str, str]) -> dict[str, str]:
+    """Find or create the quota actor of every account the job uses; key -> actor name.
+    Keys are the provider name, or 'provider::model' where limits are per model."""
+    names: dict[str, str] = {}
+    for dep in spec.deployments():
+        limits = spec.providers[dep.provider].limits
+        key = f"{dep.provider}::{dep.model}" if limits.per_model else dep.provider
+        if key in names:
+            continue
+        model = dep.model if limits.per_model else None
+        names[key] = account_key(spec, dep.provider, endpoints.get(dep.provider), model)
+        ensure_quota_actor(names[key], limits)
+    return names
+
+
+@dataclass
+class _Dispatch:
+    spec: JobSpec
+    plan: Plan
+    output_uri: str
+    endpoints: dict[str, str]
+    quota_actors: dict[str, str]
+    progress: Progress
+    workers: list[Any] = field(default_factory=list)
+    tries: dict[int, int] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)
+    workers_lost: int = 0
+
+    def _new_worker(self) -> Any:
+        # SPREAD: I/O workers over every node, so losing one node loses few of them.
+        return WorkerActor.options(  # type: ignore[attr-defined]
+            num_cpus=self.spec.run.worker_cpus, scheduling_strategy="SPREAD"
+        ).remote(
+            self.spec.model_dump_json(),
+            self.plan.job_id,
+            self.output_uri,
+            self.endpoints,
+            self.quota_actors,
+        )
+
+    def run(self) -> None:
+        queue: deque[Unit] = deque(self.plan.todo)
+        n = min(self.spec.run.workers, len(queue))
+        self.workers = [self._new_worker() for _ in range(n)]
+        running: dict[Any, tuple[Any, Unit]] = {}
+        # One entry per free slot: a worker appears once for each unit it could take.
+        idle = [w for _ in range(UNITS_PER_WORKER) for w in self.workers]
+        dead: set[int] = set()
+        last_poll = time.monotonic()
+        while queue or running:
+            while idle and queue:
+                w, u = idle.pop(0), queue.popleft()
+                running[w.process.remote(u, self.plan.committed.get(u.index))] = (w, u)
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+            if time.monotonic() - last_poll >= POLL_S:
+                last_poll = time.monotonic()
+                busy = {id(w): w for w, _ in running.values()}
+                self._poll(list(busy.values()))
+            for ref in ready:
+                worker, unit = running.pop(ref)
+                try:
+                    report: UnitReport = ray.get(ref)
+                except RayActorError:
+                    # The process died (killed, node lost): redo the unit; replace the
+                    # worker once, however many of its units fail with it.
+                    self.progress.note(
+                        f"worker lost during unit {unit.index}; handing it out again"
+                    )
+                    self._retry(unit, queue, "worker died repeatedly")
+                    if id(worker) not in dead:
+                        dead.add(id(worker))
+                        self.workers_lost += 1
+                        idle = [w for w in idle if w is not worker]
+                        replacement = self._new_worker()
+                        self.workers.append(replacement)
+                        idle.extend([replacement] * UNITS_PER_WORKER)
+                    continue
+                except RayTaskError as exc:
+                    cause = exc.cause if exc.cause is not None else exc
+                    self.progress.note(f"unit {unit.index} ({unit.source}) failed: {cause}")
+                    # Bad input will not get better; anything else is worth another try.
+                    terminal = isinstance(cause, TerminalError)
+                    self._retry(unit, queue, str(cause), transient=not terminal)
+                    idle.append(worker)
+                    continue
+                self.progress.advance(report)
+                idle.append(worker)
+        for w in self.workers:
+            with contextlib.suppress(Exception):  # a dead worker has nothing to close
+                ray.get(w.close.remote(), timeout=10)
+            ray.kill(w)
+
+    def _poll(self, busy: list[Any]) -> None:
+        """Ask busy workers for live figures; a slow or dead one is simply left out."""
+        refs = [w.stats.remote() for w in busy]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0.5)
+        snaps = []
+        for ref in ready:
+            with contextlib.suppress(Exception):
+                snaps.append(ray.get(ref))
+        live = {
+            "unit_rows": sum(s["unit_rows"] for s in snaps),
+            "in_flight": _add(s["in_flight"] for s in snaps),
+            "rate_limited": _add(s["rate_limited"] for s in snaps),
+            "retries": _add(s["retries"] for s in snaps),
+        }
+        self.progress.live(live)
+
+    def _retry(self, unit: Unit, queue: deque[Unit], reason: str, transient: bool = True) -> None:
+        self.tries[unit.index] = self.tries.get(unit.index, 0) + 1
+        if transient and self.tries[unit.index] < MAX_UNIT_TRIES:
+            queue.append(unit)
+        else:
+            self.failed[unit.index] = reason
+
+
+def run_job(
+    spec: JobSpec,
+    *,
+    output_uri: str | None = None,
+    job_id: str | None = None,
+    progress: Progress | None = None,
+) -> JobSummary:
+    progress = progress or QuietProgress()
+    started = time.monotonic()
+    preflight(spec)
+    out_uri = output_uri or spec.output.uri
+    plan = make_plan(spec, output_uri=out_uri, job_id=job_id)
+    for bad in plan.bad_files:
+        progress.note(f"skipping {bad.source}: {bad.reason}")
+    done_rows = sum(c.row_count - c.rows_retryable for c in plan.committed.values())
+    todo = plan.todo
+    failed: dict[int, str] = {}
+    retried = lost = 0
+    if todo:
+        ensure_ray()
+        endpoints: dict[str, str] = {}
+        sims: list[Any] = []
+        used = {d.provider for d in spec.deployments()}
+        for name, p in spec.providers.items():
+            if p.kind == "sim" and name in used:
+                # On the driver's node, at the address Ray knows that node by.
+                here = NodeAffinitySchedulingStrategy(
+                    ray.get_runtime_context().get_node_id(), soft=False
+                )
+                actor = SimActor.options(scheduling_strategy=here).remote()  # type: ignore[attr-defined]
+                endpoints[name] = ray.get(actor.start.remote(sim_config_json(spec, name)))
+                sims.append(actor)
+        progress.start(
+            plan.job_id,
+            plan.rows_total,
+            done_rows,
+            len(todo),
+            budget_usd=spec.budget_usd,
+            forecast_usd=JobFolder.open(out_uri, plan.job_id).forecast_p50_usd(),
+            spent_usd=sum(c.cost_usd for c in plan.committed.values()),
+        )
+        quotas = start_quotas(spec, endpoints)
+        budget = None
+        if spec.budget_usd:
+            # The cap is for the whole job: what committed units cost already counts.
+            # Held here: the actor lives as long as this handle does.
+            spent = spent_in_commits(plan.committed.values())
+            budget = start_budget(plan.job_id, spec.budget_usd, spent)
+        dispatch = _Dispatch(spec, plan, out_uri, endpoints, quotas, progress)
+        try:
+            dispatch.run()
+        finally:
+            progress.stop()
+            if budget is not None:
+                ray.kill(budget)
+            for actor in sims:
+                with contextlib.suppress(Exception):
+                    ray.get(actor.stop.remote(), timeout=10)
+                ray.kill(actor)
+        failed = dispatch.failed
+        retried, lost = sum(dispatch.tries.values()), dispatch.workers_lost
+    else:
+        progress.note(
+            "nothing to do: every unit is already committed"
+            if plan.units
+            else "the input holds no rows"
+        )
+    summary = build_summary(
+        spec, plan, out_uri, wall_s=time.monotonic() - started, failed_units=failed
+    )
+    summary.units_retried, summary.workers_lost = retried, lost
+    attach_forecast(summary, out_uri)
+    write_summary(out_uri, plan.job_id, summary)
+    return summary

@@ -1,0 +1,473 @@
+"""One unit: read -> route -> call -> account -> write, then commit.
+
+    runner = UnitRunner(spec, job_id, output_uri, endpoints)
+    async with runner:
+        report = await runner.process(unit)
+
+`UnitRunner` is plain async Python (tests drive it without Ray); `pipeline.engine.driver` wraps
+it in a Ray actor. Every row of the unit leaves as exactly one result or error row, and
+the commit marker is written only after all three data files are durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+
+import aiohttp
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from jobs.base import get_job_kind
+from pipeline.calls.cache import FREE_STATUSES, ResponseCache
+from pipeline.calls.execute import Limiter, RowExecutor, RowOutcome
+from pipeline.calls.retry import RetryPolicy
+from pipeline.calls.reuse import AnswerReuse, InFlight, split_rows
+from pipeline.costs import add_cost_column
+from pipeline.engine.plan import Unit
+from pipeline.engine.rows import ID, SENSITIVE, TEXT, TIER, prepare_unit, read_unit, unit_columns
+from pipeline.errors import TierlineError
+from pipeline.jobfolder import JobFolder, unit_files
+from pipeline.limits.budget import Budgets
+from pipeline.limits.limiter import LocalLimiter
+from pipeline.limits.quota_actor import ClusterLimiter
+from pipeline.longdoc.run import LongDocs
+from pipeline.metrics import Metrics
+from pipeline.providers import registry
+from pipeline.providers.base import Provider
+from pipeline.store import Store, table_to_parquet_bytes
+from pipeline.tokens import chat_overhead_tokens, count_tokens, count_tokens_batch
+from schemas.job import CascadeSpec, Deployment, JobSpec
+from schemas.prices import PriceTable
+from schemas.records import COSTS, ERRORS, RESULTS, RETRYABLE_ERRORS, FileEntry, UnitCommit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UnitReport:
+    unit: int
+    rows: int
+    rows_ok: int
+    rows_error: int
+    calls: int
+    cost_usd: float
+    tiers: dict[str, int]
+
+
+class UnitRunner:
+    def __init__(
+        self,
+        spec: JobSpec,
+        job_id: str,
+        output_uri: str,
+        endpoints: dict[str, str],
+        *,
+        prices: PriceTable | None = None,
+        limiter: Limiter | None = None,
+        quota_actors: dict[str, str] | None = None,
+        client_id: str = "local",
+        budget_actors: bool = False,
+    ) -> None:
+        self.spec = spec
+        self.job_id = job_id
+        self.input = Store.open(spec.input.uri)
+        self.out = Store.open(output_uri).child(job_id)
+        self.output_root = output_uri
+        self.reuse = AnswerReuse(spec, get_job_kind(spec.task), None)
+        self.longdocs: LongDocs | None = None
+        self.endpoints = endpoints
+        self.prices = prices or spec.price_table()
+        self.kind = get_job_kind(spec.task)
+        self.metrics = Metrics(job_id)
+        if limiter is None and quota_actors:
+            limiter = ClusterLimiter(spec, quota_actors, client_id, on_pause=self.metrics.pause)
+        self.limiter = limiter or LocalLimiter({n: p.limits for n, p in spec.providers.items()})
+        self.policy = RetryPolicy(
+            max_attempts=spec.run.max_attempts, deadline_s=spec.run.row_deadline_s
+        )
+        self.session: aiohttp.ClientSession | None = None
+        self.executor: RowExecutor | None = None
+        # One bound on calls in flight for the whole worker, shared by the units it
+        # overlaps, so the next unit's rows fill the slots the last one's tail frees.
+        self.in_flight = asyncio.Semaphore(spec.run.max_in_flight)
+        self.in_flight_requests = InFlight()  # identical rows across overlapping units
+        self.client_id = client_id
+        self.budget_actors = budget_actors
+        self.budgets = Budgets()
+
+    def _budgets(self) -> Budgets:
+        """The job's budget and the providers' daily budgets, as leases from their actors."""
+        if not self.budget_actors:
+            return Budgets()
+        from pipeline.limits.budget_actor import daily_budget_client, job_budget_client
+
+        job = job_budget_client(self.job_id, self.client_id) if self.spec.budget_usd else None
+        daily = {
+            name: daily_budget_client(name, p.daily_budget_usd, self.client_id)
+            for name, p in self.spec.providers.items()
+            if p.daily_budget_usd
+        }
+        return Budgets(job, daily)
+
+    async def __aenter__(self) -> UnitRunner:
+        self.budgets = self._budgets()
+        cache = None
+        if self.spec.cache != "off":
+            root = self.spec.cache_uri or (self.output_root.rstrip("/") + "/_cache")
+            cache = ResponseCache(Store.open(root), self.spec.cache)
+        self.reuse = AnswerReuse(self.spec, self.kind, cache)
+        connector = aiohttp.TCPConnector(limit=self.spec.run.max_in_flight, ttl_dns_cache=300)
+        self.session = aiohttp.ClientSession(connector=connector)
+        providers: dict[str, Provider] = {
+            name: registry.create(
+                p.kind,
+                name=name,
+                base_url=self.endpoints.get(name) or p.base_url or "",
+                api_key_env=p.api_key_env,
+                timeouts=p.timeouts,
+            )
+            for name, p in self.spec.providers.items()
+        }
+        tiers: dict[str, list[Deployment]] = {t: list(d) for t, d in self.spec.tiers.items()}
+        self.executor = RowExecutor(
+            self.kind,
+            providers,
+            tiers,
+            self.session,
+            self.limiter,
+            self.policy,
+            on_tier_down=self.spec.routing.on_tier_down,
+            context_windows=self._context_windows(),
+            cascade=self._cascade(),
+            vote=self.spec.routing.vote,
+            metrics=self.metrics,
+            budgets=self.budgets,
+            prices=self.prices,
+            breaker_failures=self.spec.run.breaker_failures,
+            breaker_cooldown_s=self.spec.run.breaker_cooldown_s,
+            rng=random.Random(),
+        )
+        if self.spec.task.kind == "summarise":
+            self.longdocs = LongDocs(self.spec, self.prices, self.executor)
+        return self
+
+    def _prompt_tokens(self, model: str) -> int:
+        """Tokens of the request around the row's text: instructions and chat framing."""
+        msgs = self.kind.build_messages("")
+        return sum(count_tokens(m.content, model) for m in msgs) + chat_overhead_tokens(len(msgs))
+
+    def _cascade(self) -> CascadeSpec | None:
+        routing = self.spec.routing
+        if routing.cascade is None and routing.policy == "cascade":
+            return CascadeSpec()  # the task's own validation decides escalation
+        return routing.cascade
+
+    def _context_windows(self) -> dict[str, int]:
+        windows = {}
+        for dep in self.spec.deployments():
+            try:
+                windows[dep.model] = self.prices.lookup(dep.model).context_window
+            except KeyError:
+                continue  # validation already refused unpriced models
+        return windows
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.budgets.close()
+        if isinstance(self.limiter, ClusterLimiter):
+            await self.limiter.close()
+        if self.session is not None:
+            await self.session.close()
+
+    # --- the steps ------------------------------------------------------------------
+
+    def prepare(self, table: pa.Table, unit: int = 0) -> tuple[pl.DataFrame, list[RowOutcome]]:
+        """Rows to call (id, text, tier) and the rows that fail before any call."""
+        prep = prepare_unit(table, self.spec, unit)
+        early = [
+            RowOutcome(id=rid, tier=tier, ok=False, error_type=etype, message=msg)
+            for rid, tier, etype, msg in prep.early.iter_rows()
+        ]
+        return prep.todo, early
+
+    def _row_tokens(self, todo: pl.DataFrame) -> tuple[list[int], list[int]]:
+        """Per row: input tokens of its first call (text + prompt), and of its text alone,
+        counted with the tokenizer of its tier's first model."""
+        tokens = [0] * todo.height
+        text_tokens = [0] * todo.height
+        for tier, idx in todo.with_row_index("__i").group_by(TIER).agg(pl.col("__i")).iter_rows():
+            deps = self.spec.tiers.get(tier) or []
+            model = deps[0].model if deps else ""
+            counts, _ = count_tokens_batch(todo[TEXT].gather(idx), model)
+            overhead = self._prompt_tokens(model)
+            for i, c in zip(idx, counts, strict=True):
+                text_tokens[i] = int(c)
+                tokens[i] = int(c) + overhead
+        return tokens, text_tokens
+
+    async def call_all(self, todo: pl.DataFrame) -> list[RowOutcome]:
+        assert self.executor is not None
+        executor = self.executor
+        sem = self.in_flight
+        tokens, text_tokens = self._row_tokens(todo)
+        longdocs = self.longdocs
+
+        rule = self.spec.routing.sensitive
+        allowed = frozenset(rule.allowed_providers) if rule is not None else None
+
+        async def one(i: int, rid: str, text: str, tier: str, sensitive: bool) -> RowOutcome:
+            only = allowed if sensitive else None
+            if longdocs is not None and longdocs.too_long(tier, tokens[i]):
+                # Map-reduce (or a longer-context tier): its calls share the limits below.
+                outcome = await longdocs.run(rid, text, tier, text_tokens[i], only)
+                self.metrics.row(outcome.tier, outcome.ok)
+                return outcome
+            async with sem:
+                outcome = await executor.run(rid, text, tier, tokens[i], only)
+            self.metrics.row(outcome.tier, outcome.ok)
+            return outcome
+
+        rows = [
+            (rid, text, tier, bool(sens))
+            for rid, text, tier, sens in todo.select(ID, TEXT, TIER, SENSITIVE).iter_rows()
+        ]
+        # Answers already bought (cache) and identical requests (sent once) are not paid.
+        keys = self.reuse.keys(rows)
+        asking = self.in_flight_requests
+        split = split_rows(keys, await self.reuse.lookup(keys), asking)
+        run, follow, leader = split.run, split.follow, split.leader
+        outcomes: list[RowOutcome | None] = [None] * len(rows)
+        for i, hit in split.cached.items():
+            outcomes[i] = self.reuse.cached(rows[i], hit)
+
+        async def follow_one(i: int, fut: asyncio.Future[RowOutcome]) -> tuple[RowOutcome, bool]:
+            leading = await InFlight.follow(fut)
+            if leading is None:  # the other unit's call failed: ask it here after all
+                return await one(i, *rows[i]), True
+            return self.reuse.duplicate(rows[i][0], leading), False
+
+        done, followed = await asyncio.gather(
+            asyncio.gather(*(asking.lead(keys[i], one(i, *rows[i])) for i in run)),
+            asyncio.gather(*(follow_one(i, f) for i, f in follow.items())),
+        )
+        called = set(run)
+        for i, o in zip(run, done, strict=True):
+            outcomes[i] = o
+        for i, (o, asked) in zip(follow, followed, strict=True):
+            outcomes[i] = o
+            if asked:
+                called.add(i)
+        for i, key in enumerate(keys):
+            if outcomes[i] is None and key is not None:
+                leading = outcomes[leader[key]]
+                assert leading is not None
+                outcomes[i] = self.reuse.duplicate(rows[i][0], leading)
+        final = [o for o in outcomes if o is not None]
+        assert len(final) == len(rows)
+        for i, o in enumerate(final):
+            if i not in called:
+                self.metrics.row(o.tier, o.ok)  # answered without a call: done all the same
+        self.reuse.remember([keys[i] for i in run], done)
+        return final
+
+    def tables(self, unit: Unit, outcomes: list[RowOutcome]) -> tuple[pa.Table, pa.Table, pa.Table]:
+        now = datetime.now(UTC)
+        ok = [o for o in outcomes if o.ok]
+        bad = [o for o in outcomes if not o.ok]
+        results = pa.Table.from_pylist(
+            [
+                {
+                    "id": o.id,
+                    "output": o.output,
+                    "tier": o.tier,
+                    "routed_tier": o.routed_tier or o.tier,
+                    "provider": o.provider,
+                    "model": o.model,
+                    "status": "ok",
+                    "attempts": o.attempts,
+                    "retries": o.retries,
+                    "rate_limited": o.rate_limited,
+                    "accepted_attempt": o.accepted_attempt,
+                    "accepted_reason": o.accepted_reason,
+                    "latency_ms": o.latency_ms,
+                    "unit": unit.index,
+                    "completed_at": now,
+                }
+                for o in ok
+            ],
+            schema=RESULTS,
+        )
+        errors = pa.Table.from_pylist(
+            [
+                {
+                    "id": o.id,
+                    "error_type": o.error_type,
+                    "message": o.message,
+                    "attempts": o.attempts,
+                    "tier": o.tier or None,
+                    "provider": o.provider,
+                    "model": o.model,
+                    "retryable": o.error_type in RETRYABLE_ERRORS,
+                    "unit": unit.index,
+                }
+                for o in bad
+            ],
+            schema=ERRORS,
+        )
+        call_rows: list[dict[str, object]] = [
+            {
+                "id": o.id,
+                "provider": c.provider,
+                "model": c.model,
+                "tier": c.tier,
+                "input_tokens": c.input_tokens,
+                "output_tokens": c.output_tokens,
+                "call_status": c.call_status,
+                "attempt": c.attempt,
+                "token_method": "provider_usage",
+                "step": c.step,
+                "chunk": c.chunk,
+                "unit": unit.index,
+            }
+            for o in outcomes
+            for c in o.calls
+        ]
+        costs = self._price(call_rows)
+        return results, costs, errors
+
+    def _price(self, call_rows: list[dict[str, object]]) -> pa.Table:
+        if not call_rows:
+            return COSTS.empty_table()
+        df = add_cost_column(pl.DataFrame(call_rows), self.prices)
+        # Reused answers cost nothing; their tokens stay, so savings can be priced.
+        free = pl.col("call_status").is_in(list(FREE_STATUSES))
+        df = df.with_columns(
+            pl.when(free).then(0.0).otherwise(pl.col("cost_usd")).alias("cost_usd")
+        )
+        return df.select(COSTS.names).to_arrow().cast(COSTS)
+
+    def read_commit(self, commit: UnitCommit) -> tuple[pa.Table, pa.Table, pa.Table]:
+        def read(path: str, schema: pa.Schema) -> pa.Table:
+            table = pq.read_table(pa.BufferReader(self.out.read_bytes(path)))
+            return table.select(schema.names).cast(schema)
+
+        return (
+            read(commit.results.path, RESULTS),
+            read(commit.costs.path, COSTS),
+            read(commit.errors.path, ERRORS),
+        )
+
+    def write(
+        self,
+        unit: Unit,
+        results: pa.Table,
+        costs: pa.Table,
+        errors: pa.Table,
+        previous: UnitCommit | None = None,
+    ) -> UnitCommit:
+        generation = previous.generation + 1 if previous else 0
+        names = unit_files(unit.index, generation)
+        entries: dict[str, FileEntry] = {}
+        for key, path, table in (
+            ("results", names.results, results),
+            ("costs", names.costs, costs),
+            ("errors", names.errors, errors),
+        ):
+            data = table_to_parquet_bytes(table)
+            self.out.write_bytes(path, data)
+            entries[key] = FileEntry(
+                path=path, rows=table.num_rows, sha256=hashlib.sha256(data).hexdigest()
+            )
+        retryable = int(pc.sum(errors["retryable"]).as_py() or 0) if errors.num_rows else 0
+        commit = UnitCommit(
+            job_id=self.job_id,
+            unit=unit.index,
+            generation=generation,
+            rows_retryable=retryable,
+            source=unit.source,
+            row_groups=list(unit.row_groups),
+            row_offset=unit.row_offset,
+            row_count=unit.row_count,
+            rows_ok=results.num_rows,
+            rows_error=errors.num_rows,
+            rows_duplicate=max(0, unit.row_count - results.num_rows - errors.num_rows),
+            cost_usd=float(pc.sum(costs["cost_usd"]).as_py() or 0.0),
+            calls=costs.num_rows,
+            results=entries["results"],
+            costs=entries["costs"],
+            errors=entries["errors"],
+            written_at=datetime.now(UTC).isoformat(),
+        )
+        # Data first, marker last: a crash before this line leaves the unit to be redone.
+        JobFolder(self.out).write_commit(commit)
+        if previous is not None:
+            # The new marker names the new files; the previous generation is garbage now.
+            for old in (previous.results, previous.costs, previous.errors):
+                if old.path not in (names.results, names.costs, names.errors):
+                    self.out.delete(old.path)
+        return commit
+
+    async def process(self, unit: Unit, previous: UnitCommit | None = None) -> UnitReport:
+        """Do a unit; with `previous` (its committed state), only retry its retryable rows
+        and write the next generation of its files. Several units may run at once on one
+        runner (they share its in-flight bound)."""
+        table = await asyncio.to_thread(read_unit, self.input, unit, unit_columns(self.spec))
+        todo, early = self.prepare(table, unit.index)
+        kept: tuple[pa.Table, pa.Table, pa.Table] | None = None
+        if previous is not None:
+            old_results, old_costs, old_errors = await asyncio.to_thread(self.read_commit, previous)
+            retry = old_errors.filter(pc.field("retryable"))["id"].to_pylist()
+            todo = todo.filter(pl.col("id").is_in(retry))
+            done = set(todo["id"].to_list())
+            keep = [i not in done for i in old_errors["id"].to_pylist()]
+            kept = (old_results, old_costs, old_errors.filter(pa.array(keep, pa.bool_())))
+            early = []
+        outcomes = early + await self.call_all(todo)
+        for o in early:
+            self.metrics.row(o.tier, False)
+        results, costs, errors = self.tables(unit, outcomes)
+        for (prov, model), usd in _spend_by_model(costs).items():
+            self.metrics.spend(prov, model, usd)
+        if kept is not None:
+            results = pa.concat_tables([kept[0], results])
+            costs = pa.concat_tables([kept[1], costs])
+            errors = pa.concat_tables([kept[2], errors])
+        try:
+            await self.reuse.flush()  # before the marker: a committed row's answer is kept
+        except TierlineError as exc:
+            log.warning("response cache not written for unit %s: %s", unit.index, exc)
+        commit = await asyncio.to_thread(self.write, unit, results, costs, errors, previous)
+        self.metrics.unit_rows -= len(outcomes)  # the unit's rows are now in its report
+        tiers: dict[str, int] = {}
+        for o in outcomes:
+            tiers[o.tier] = tiers.get(o.tier, 0) + 1
+        return UnitReport(
+            unit=unit.index,
+            rows=len(outcomes),
+            rows_ok=commit.rows_ok,
+            rows_error=commit.rows_error,
+            calls=commit.calls,
+            cost_usd=commit.cost_usd,
+            tiers=tiers,
+        )
+
+
+def _spend_by_model(costs: pa.Table) -> dict[tuple[str, str], float]:
+    if costs.num_rows == 0:
+        return {}
+    df = pl.from_arrow(costs.select(["provider", "model", "cost_usd"]))
+    assert isinstance(df, pl.DataFrame)
+    grouped = df.group_by("provider", "model").agg(pl.col("cost_usd").sum())
+    return {(p, m): float(c) for p, m, c in grouped.iter_rows()}

@@ -1,0 +1,191 @@
+"""The one owner of a job folder's layout: every file name, and how each file is read.
+
+    folder = JobFolder.open(output_uri, job_id)          # <output>/<job_id>/
+    names = folder.unit_files(7, generation=1)          # results/unit-00007.g1.parquet ...
+    folder.committed_units()                            # markers that agree with their files
+    folder.write_summary(summary_dict); folder.read_forecast()
+
+Layout (every name deterministic, so a rerun overwrites and never doubles):
+
+    _job.json                    the manifest: job id, identity, input (written first)
+    results/unit-<n>[.g<k>].parquet
+    costs/unit-<n>[.g<k>].parquet
+    errors/unit-<n>[.g<k>].parquet
+    _commits/unit-<n>.json       written last: row counts, checksums, the unit's figures
+    forecast.json                the dry run (`tierline forecast`)
+    forecast/unit-<n>.parquet    the dry run per id
+    summary.json                 written when the job ends
+
+Nothing else in the code base spells these names; it asks this module.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import ValidationError
+
+from pipeline.store import FileInfo, Store, with_retries
+from schemas.records import UnitCommit
+
+MANIFEST = "_job.json"
+RESULTS_DIR = "results"
+COSTS_DIR = "costs"
+ERRORS_DIR = "errors"
+COMMITS_DIR = "_commits"
+FORECAST_JSON = "forecast.json"
+FORECAST_DIR = "forecast"
+SUMMARY_JSON = "summary.json"
+CACHE_DIR = "_cache"
+
+
+@dataclass(frozen=True, slots=True)
+class UnitFiles:
+    """Where one unit's outputs go (paths relative to the job folder)."""
+
+    results: str
+    costs: str
+    errors: str
+    commit: str
+
+
+def unit_files(unit: int, generation: int = 0) -> UnitFiles:
+    """A rerun that finishes a unit's retryable rows writes generation k+1 beside k, then
+    its marker; the old files are removed only after the new marker is down."""
+    suffix = "" if generation == 0 else f".g{generation}"
+    name = f"unit-{unit:05d}{suffix}"
+    return UnitFiles(
+        results=f"{RESULTS_DIR}/{name}.parquet",
+        costs=f"{COSTS_DIR}/{name}.parquet",
+        errors=f"{ERRORS_DIR}/{name}.parquet",
+        commit=f"{COMMITS_DIR}/unit-{unit:05d}.json",
+    )
+
+
+def forecast_unit_file(unit: int) -> str:
+    return f"{FORECAST_DIR}/unit-{unit:05d}.parquet"
+
+
+def read_parquet_footer(store: Store, rel: str) -> pq.FileMetaData:
+    def _read() -> pq.FileMetaData:
+        with store.fs.open_input_file(store.full(rel)) as f:
+            return pq.ParquetFile(f).metadata
+
+    return with_retries(_read, what=f"read footer of {store.display(rel)}")
+
+
+class JobFolder:
+    """`<output>/<job_id>/` on any store (local folder or S3)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @classmethod
+    def open(cls, output_uri: str, job_id: str) -> JobFolder:
+        return cls(Store.open(output_uri).child(job_id))
+
+    @classmethod
+    def at(cls, prefix: str) -> JobFolder:
+        """The job folder at `prefix` itself (what `verify` and `report` are given)."""
+        return cls(Store.open(prefix))
+
+    def display(self, rel: str = "") -> str:
+        return self.store.display(rel)
+
+    unit_files = staticmethod(unit_files)
+    forecast_unit_file = staticmethod(forecast_unit_file)
+
+    # --- what is there -------------------------------------------------------------------
+
+    def holds_job(self) -> bool:
+        """A manifest, a summary or commit markers: something tierline wrote."""
+        return (
+            self.store.exists(MANIFEST)
+            or self.store.exists(SUMMARY_JSON)
+            or bool(self.commit_markers())
+        )
+
+    def commit_markers(self) -> list[FileInfo]:
+        return self.store.list_files(COMMITS_DIR, suffix=".json")
+
+    def read_commit(self, rel: str) -> UnitCommit:
+        return UnitCommit.model_validate_json(self.store.read_bytes(rel))
+
+    def committed_units(self) -> dict[int, UnitCommit]:
+        """Markers whose data files exist with the row counts they record. A marker whose
+        files disagree (a crash between a file and its marker) counts as not committed."""
+        found: dict[int, UnitCommit] = {}
+        for info in self.commit_markers():
+            try:
+                commit = self.read_commit(info.path)
+            except (ValidationError, ValueError):
+                continue
+            if all(
+                self._file_agrees(entry.path, entry.rows)
+                for entry in (commit.results, commit.costs, commit.errors)
+            ):
+                found[commit.unit] = commit
+        return found
+
+    def _file_agrees(self, rel: str, rows: int) -> bool:
+        try:
+            return bool(read_parquet_footer(self.store, rel).num_rows == rows)
+        except (OSError, pa.ArrowException):
+            return False
+
+    # --- unit outputs ---------------------------------------------------------------------
+
+    def write_commit(self, commit: UnitCommit) -> None:
+        """The last write of a unit: after it, the unit counts as done."""
+        self.store.write_bytes(
+            unit_files(commit.unit).commit, commit.model_dump_json(indent=1).encode()
+        )
+
+    def output_files(self, kind: str) -> list[FileInfo]:
+        """Data files of one kind (`results`, `costs`, `errors`), committed or not."""
+        return self.store.list_files(kind, suffix=".parquet")
+
+    # --- JSON documents ---------------------------------------------------------------------
+
+    def _read_json(self, rel: str) -> dict[str, Any] | None:
+        if not self.store.exists(rel):
+            return None
+        data: dict[str, Any] = json.loads(self.store.read_bytes(rel))
+        return data
+
+    def _write_json(self, rel: str, doc: dict[str, Any]) -> None:
+        self.store.write_bytes(rel, json.dumps(doc, indent=2).encode())
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        return self._read_json(MANIFEST)
+
+    def write_manifest(self, doc: dict[str, Any]) -> None:
+        self.store.write_bytes(MANIFEST, json.dumps(doc, indent=1).encode())
+
+    def read_summary(self) -> dict[str, Any] | None:
+        """summary.json as a dict; None while the job has not ended. Raises ValueError
+        when the file is not JSON."""
+        return self._read_json(SUMMARY_JSON)
+
+    def write_summary(self, doc: dict[str, Any]) -> None:
+        self._write_json(SUMMARY_JSON, doc)
+
+    def read_forecast(self) -> dict[str, Any] | None:
+        """forecast.json as a dict; None when the job was never forecast. Raises
+        ValueError when the file is not JSON."""
+        return self._read_json(FORECAST_JSON)
+
+    def write_forecast(self, doc: dict[str, Any]) -> None:
+        self._write_json(FORECAST_JSON, doc)
+
+    def forecast_p50_usd(self) -> float | None:
+        """The dry run's median cost, when one was made and is readable."""
+        try:
+            doc = self.read_forecast()
+            return None if doc is None else float(doc["cost_usd"]["p50"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None

@@ -1,0 +1,8 @@
+"""The report of a finished job: figures, an HTML page with SVG charts.
+
+    data = build_report(prefix)        # figures from the job folder
+    html = render_html(data)           # one self-contained file
+
+Lives here: `data` (figures read from the job folder), `html` (the page), `svg` (charts).
+May import: calls.cache (reused answers), the shared ground and schemas. Nothing prints.
+"""
