@@ -12,6 +12,7 @@ Layout (every name deterministic, so a rerun overwrites and never doubles):
     costs/unit-<n>[.g<k>].parquet
     errors/unit-<n>[.g<k>].parquet
     _commits/unit-<n>.json       written last: row counts, checksums, the unit's figures
+    _batches/<provider>/<id>.json  a provider batch in flight: its id and custom_ids
     forecast.json                the dry run (`tierline forecast`)
     forecast/unit-<n>.parquet    the dry run per id
     summary.json                 written when the job ends
@@ -41,6 +42,7 @@ FORECAST_JSON = "forecast.json"
 FORECAST_DIR = "forecast"
 SUMMARY_JSON = "summary.json"
 CACHE_DIR = "_cache"
+BATCHES_DIR = "_batches"
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,3 +191,46 @@ class JobFolder:
             return None if doc is None else float(doc["cost_usd"]["p50"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+
+class BatchJournal:
+    """Provider batches this job submitted, by custom_id, so a rerun re-attaches to a
+    batch in flight (or fetches what an ended one answered) instead of paying again.
+
+        journal.record("openai", "batch_abc", ["t-1f..", "t-9c.."])   # right after submit
+        journal.find("openai", ["t-1f.."])     # {"batch_abc": ["t-1f.."]}
+    """
+
+    def __init__(self, folder: JobFolder) -> None:
+        self.folder = folder
+        self._known: dict[str, dict[str, str]] = {}  # provider -> custom_id -> batch id
+
+    def _load(self, provider: str) -> dict[str, str]:
+        known = self._known.setdefault(provider, {})
+        store = self.folder.store
+        for info in store.list_files(f"{BATCHES_DIR}/{provider}", suffix=".json"):
+            try:
+                doc = json.loads(store.read_bytes(info.path))
+            except (OSError, ValueError):
+                continue
+            for cid in doc.get("custom_ids", []):
+                known.setdefault(cid, str(doc["batch_id"]))
+        return known
+
+    def find(self, provider: str, custom_ids: list[str]) -> dict[str, list[str]]:
+        known = self._load(provider)
+        found: dict[str, list[str]] = {}
+        for cid in custom_ids:
+            if cid in known:
+                found.setdefault(known[cid], []).append(cid)
+        return found
+
+    def record(self, provider: str, batch_id: str, custom_ids: list[str]) -> None:
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in batch_id)
+        doc = {"provider": provider, "batch_id": batch_id, "custom_ids": custom_ids}
+        self.folder.store.write_bytes(
+            f"{BATCHES_DIR}/{provider}/{safe}.json", json.dumps(doc).encode()
+        )
+        known = self._known.setdefault(provider, {})
+        for cid in custom_ids:
+            known[cid] = batch_id

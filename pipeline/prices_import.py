@@ -9,9 +9,26 @@ wrong and nobody notices. `tierline prices import` writes a candidate table; a p
 checks the changed numbers against the providers' pages before it ships.
 
 Mapping: per-token costs x 1e6 -> per-1M prices (exact decimal shift, so 2.5e-06 becomes
-2.5, not 2.4999999999999996); `cache_read_input_token_cost` -> cached price;
-`max_input_tokens` (else `max_tokens`) -> context window; `max_output_tokens` (else
-`max_tokens`) -> output cap; the `*_batches` costs, when present, -> batch discount.
+2.5, not 2.4999999999999996):
+
+    input_cost_per_token                     -> input_per_mtok
+    output_cost_per_token                    -> output_per_mtok
+    cache_read_input_token_cost              -> cached_input_per_mtok
+    cache_creation_input_token_cost          -> cache_write_per_mtok (the 5-minute TTL;
+                                                `..._above_1hr` is not priced)
+    input_cost_per_token_batches             -> batch_discount (1 - batch / sync input;
+                                                from the output prices when only those are
+                                                listed)
+    input_cost_per_token_batches, output_cost_per_token_batches,
+    cache_read_input_token_cost_batches, cache_creation_input_token_cost_batches
+                                             -> batch_*_per_mtok, only where the listed
+                                                price is not what the discount derives
+    max_input_tokens (else max_tokens)       -> context_window
+    max_output_tokens (else max_tokens)      -> max_output_tokens
+
+A batch price LiteLLM does not list is derived from the discount, which is not always the
+provider's price: OpenAI's batch list gives no cached-input price before gpt-5 (a cache
+read costs the batch input price there), so check `batch_cached_input_per_mtok` by hand.
 Only chat and completion models come in; `sample_spec` is LiteLLM's documentation entry.
 """
 
@@ -98,31 +115,79 @@ def _family(name: str, provider: str) -> str:
     return cleaned.strip("-._") or "unknown"
 
 
+def _optional_per_mtok(spec: Mapping[str, Any], key: str) -> float | None:
+    value = spec.get(key)
+    return None if value is None else _per_mtok(value)
+
+
+# Our explicit batch price -> LiteLLM's key for it.
+_BATCH_KEYS: tuple[tuple[str, str], ...] = (
+    ("batch_input_per_mtok", "input_cost_per_token_batches"),
+    ("batch_output_per_mtok", "output_cost_per_token_batches"),
+    ("batch_cached_input_per_mtok", "cache_read_input_token_cost_batches"),
+    ("batch_cache_write_per_mtok", "cache_creation_input_token_cost_batches"),
+)
+
+
+def _batch_discount(listed: Mapping[str, float | None], entry: Mapping[str, Any]) -> float:
+    """1 - batch / sync, from the input prices, else the output prices; 0 when unlisted."""
+    for ours, base in (
+        ("batch_input_per_mtok", "input_per_mtok"),
+        ("batch_output_per_mtok", "output_per_mtok"),
+    ):
+        batch, full = listed[ours], entry[base]
+        if batch is not None and full:
+            discount = round(1 - Decimal(str(batch)) / Decimal(str(full)), 6)
+            # A batch price above the sync price, or a free one, is no discount we can
+            # express; the explicit prices below then carry it.
+            return float(discount) if 0 <= discount < 1 else 0.0
+    return 0.0
+
+
+def _with_batch_prices(entry: dict[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Add batch_discount and the explicit batch prices LiteLLM lists to `entry`.
+
+    A listed batch price becomes an explicit field only when `ModelPrice.rates("batch")`
+    would not give it back from the discount, so a plain 50%-off model stays one number.
+    The input price goes first: a token kind without a price of its own derives from it.
+    """
+    listed = {ours: _optional_per_mtok(spec, theirs) for ours, theirs in _BATCH_KEYS}
+    entry = entry | {"batch_discount": _batch_discount(listed, entry)}
+    entry |= dict.fromkeys(listed)
+    for ours, rate in (
+        ("batch_input_per_mtok", "input"),
+        ("batch_cached_input_per_mtok", "cached_input"),
+        ("batch_cache_write_per_mtok", "cache_write"),
+        ("batch_output_per_mtok", "output"),
+    ):
+        price = listed[ours]
+        if price is None:
+            continue
+        derived: float = getattr(ModelPrice.model_validate(entry).rates("batch"), rate)
+        if abs(price - derived) > 1e-9 * max(abs(derived), 1.0):
+            entry[ours] = price
+    return entry
+
+
 def _entry(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
     """One LiteLLM entry -> one of our model entries (validated); ValueError if unusable."""
-    input_price = _per_mtok(spec["input_cost_per_token"])
-    output_price = _per_mtok(spec["output_cost_per_token"])
-    cached = spec.get("cache_read_input_token_cost")
     context = spec.get("max_input_tokens") or spec.get("max_tokens")
     max_output = spec.get("max_output_tokens") or spec.get("max_tokens")
     if not isinstance(context, int) or not isinstance(max_output, int):
         raise ValueError("no usable max_input_tokens / max_output_tokens / max_tokens")
-    batch_discount = 0.0
-    batch_input = spec.get("input_cost_per_token_batches")
-    if batch_input is not None and input_price > 0:
-        batch_discount = max(0.0, 1.0 - _per_mtok(batch_input) / input_price)
-    entry = {
-        "input_per_mtok": input_price,
-        "output_per_mtok": output_price,
-        "cached_input_per_mtok": None if cached is None else _per_mtok(cached),
+    entry: dict[str, Any] = {
+        "input_per_mtok": _per_mtok(spec["input_cost_per_token"]),
+        "output_per_mtok": _per_mtok(spec["output_cost_per_token"]),
+        "cached_input_per_mtok": _optional_per_mtok(spec, "cache_read_input_token_cost"),
+        "cache_write_per_mtok": _optional_per_mtok(spec, "cache_creation_input_token_cost"),
         "context_window": context,
         # LiteLLM sometimes lists an output cap larger than the window; the window wins.
         "max_output_tokens": min(max_output, context),
-        "batch_discount": round(batch_discount, 6),
         "effective_date": None,
         "provider_family": _family(name, str(spec.get("litellm_provider", ""))),
     }
     try:
+        entry = _with_batch_prices(entry, spec)
         ModelPrice.model_validate(entry)
     except ValidationError as exc:
         raise ValueError(str(exc)) from exc

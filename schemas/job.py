@@ -11,6 +11,7 @@ spec: a provider names the environment variable that holds its key (`api_key_env
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -30,7 +31,15 @@ from schemas.routing import RoutingTarget as RoutingTarget
 from schemas.routing import Rule as Rule
 from schemas.routing import SensitiveSpec as SensitiveSpec
 from schemas.routing import VoteSpec as VoteSpec
-from schemas.sim import Faults, KeyLimits, Latency, ModelBehaviour, SimConfig
+from schemas.sim import (
+    BatchBehaviour,
+    Faults,
+    KeyLimits,
+    Latency,
+    ModelBehaviour,
+    PromptCaching,
+    SimConfig,
+)
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -175,6 +184,14 @@ class SimOptions(Strict):
         default=1.0, ge=0, le=1, description="Chance a classify answer is the right label."
     )
     faults: Faults = Field(default_factory=Faults, description="Injected failures, all models.")
+    batches: BatchBehaviour = Field(
+        default_factory=BatchBehaviour,
+        description="Batch API behaviour: turnaround, time scale, expiry, limits.",
+    )
+    prompt_cache: PromptCaching = Field(
+        default_factory=PromptCaching,
+        description="Prompt caching as the providers report it (cached / cache-write tokens).",
+    )
     limits: KeyLimits = Field(
         default_factory=KeyLimits, description="Limits the simulator enforces (429s past them)."
     )
@@ -195,6 +212,8 @@ class SimOptions(Strict):
             default_limits=self.limits,
             models=self.models,
             replay_dir=Path(self.replay) if self.replay else None,
+            batches=self.batches,
+            prompt_cache=self.prompt_cache,
         )
 
 
@@ -264,6 +283,64 @@ class RunOptions(Strict):
     )
     worker_cpus: float = Field(
         default=0.5, gt=0, description="CPUs Ray reserves per worker (calls are I/O-bound)."
+    )
+    mode: Literal["sync", "batch", "auto"] = Field(
+        default="sync",
+        description="sync: one request per call. batch: every call through the provider's "
+        "batch API (about half the price; answers within its window). auto: batch while a "
+        "batch can end before `deadline`, else sync; near the deadline, rows still in a "
+        "batch are taken back and finished synchronously.",
+    )
+    deadline: str | None = Field(
+        default=None,
+        description="When the job must be done: a duration from its start ('6h', '90m') or "
+        "a UTC time of day ('06:00Z', the next one after the start). Needed by mode auto.",
+    )
+    batch_turnaround_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Expected time from submitting a batch to its end, seconds (a stated "
+        "default; providers promise 24 h, most batches end far sooner).",
+    )
+    batch_poll_s: float = Field(
+        default=30.0, gt=0, description="How often a batch in flight is asked for its state."
+    )
+
+    @field_validator("deadline")
+    @classmethod
+    def _deadline(cls, v: str | None) -> str | None:
+        if v is not None:
+            deadline_at(v, datetime.now(UTC))  # raises ValueError naming the forms
+        return v
+
+    @model_validator(mode="after")
+    def _auto_needs_deadline(self) -> RunOptions:
+        if self.mode == "auto" and self.deadline is None:
+            raise ValueError("mode auto needs a deadline (e.g. deadline: 6h, or 06:00Z)")
+        return self
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_TIME_OF_DAY = re.compile(r"^\s*([01]\d|2[0-3]):([0-5]\d)Z\s*$")
+
+
+def deadline_at(deadline: str, start: datetime) -> datetime:
+    """The UTC moment a job started at `start` must end by.
+
+    deadline_at("6h", start)      # start + 6 hours
+    deadline_at("06:00Z", start)  # the next 06:00 UTC after start
+    """
+    if m := _DURATION.match(deadline):
+        seconds = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+        return start + timedelta(seconds=seconds)
+    if m := _TIME_OF_DAY.match(deadline):
+        at = start.astimezone(UTC).replace(
+            hour=int(m.group(1)), minute=int(m.group(2)), second=0, microsecond=0
+        )
+        return at if at > start else at + timedelta(days=1)
+    raise ValueError(
+        f"deadline {deadline!r}: give a duration ('45m', '6h', '1d') or a UTC time of day "
+        "('06:00Z')"
     )
 
 

@@ -3,7 +3,8 @@
     table = load_prices()                       # the table packaged with tierline
     price = table.lookup("gpt-4o-2024-08-06")   # dated snapshot -> the gpt-4o entry
     price.input_per_mtok                        # 2.5
-    table.version                               # '2026-11-01', written into every cost row
+    price.rates("batch").cached_input           # 1.25: gpt-4o's batch API has no cache discount
+    table.version                               # '2026-12-04', written into every cost row
 
 A model that is not in the table raises `UnknownPrice` and never costs a silent $0.
 Job-specific prices come in through `with_overrides`, which changes `version` so a cost
@@ -19,12 +20,16 @@ from collections.abc import Mapping
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 PACKAGED_TABLE = "prices.yaml"
+
+CallMode = Literal["sync", "batch"]
+"""How a call reaches the provider: one request at a time, or through its batch API."""
+CALL_MODES: tuple[CallMode, ...] = ("sync", "batch")
 
 # A provider's date suffix on a model name: -2024-08-06 (OpenAI), -20241022 or @20241022
 # (Anthropic, Vertex). Four-digit suffixes (gpt-3.5-turbo-1106) are not stripped: they are
@@ -52,13 +57,22 @@ class UnknownPrice(KeyError):
         )
 
 
+class Rates(NamedTuple):
+    """USD per 1M tokens of each kind of token, for one model in one call mode."""
+
+    input: float  # input tokens neither read from nor written to the prompt cache
+    cached_input: float  # input tokens read from the prompt cache
+    cache_write: float  # input tokens written to the prompt cache
+    output: float
+
+
 class ModelPrice(BaseModel):
     """One model's list price and limits. Prices are USD per 1,000,000 tokens."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     input_per_mtok: float = Field(
-        ge=0, description="USD per 1M input tokens not read from the prompt cache."
+        ge=0, description="USD per 1M input tokens neither read from nor written to the cache."
     )
     output_per_mtok: float = Field(ge=0, description="USD per 1M output tokens.")
     cached_input_per_mtok: float | None = Field(
@@ -66,13 +80,46 @@ class ModelPrice(BaseModel):
         ge=0,
         description="USD per 1M input tokens read from the prompt cache; None = no discount.",
     )
+    cache_write_per_mtok: float | None = Field(
+        default=None,
+        ge=0,
+        description="USD per 1M input tokens written to the prompt cache (Anthropic: 1.25x "
+        "input for the 5-minute TTL); None = writes cost the input price.",
+    )
     context_window: int = Field(ge=1, description="Most input + output tokens of one call.")
     max_output_tokens: int = Field(ge=1, description="Most output tokens of one call.")
     batch_discount: float = Field(
         default=0.0,
         ge=0,
         lt=1,
-        description="Fraction taken off through the provider's batch API (0.5 = half price).",
+        description="Fraction taken off every price through the provider's batch API "
+        "(0.5 = half price), unless an explicit batch price below says otherwise.",
+    )
+    batch_input_per_mtok: float | None = Field(
+        default=None,
+        ge=0,
+        description="USD per 1M uncached input tokens through the batch API; None = "
+        "input_per_mtok less batch_discount.",
+    )
+    batch_output_per_mtok: float | None = Field(
+        default=None,
+        ge=0,
+        description="USD per 1M output tokens through the batch API; None = output_per_mtok "
+        "less batch_discount.",
+    )
+    batch_cached_input_per_mtok: float | None = Field(
+        default=None,
+        ge=0,
+        description="USD per 1M cache-read input tokens through the batch API; None = the "
+        "cached price less batch_discount (the batch input price when there is no cache "
+        "price).",
+    )
+    batch_cache_write_per_mtok: float | None = Field(
+        default=None,
+        ge=0,
+        description="USD per 1M cache-write input tokens through the batch API; None = the "
+        "cache-write price less batch_discount (the batch input price when there is no "
+        "cache-write price).",
     )
     effective_date: date | None = Field(
         default=None, description="Date this price took effect; None when not stated."
@@ -92,6 +139,50 @@ class ModelPrice(BaseModel):
         if self.cached_input_per_mtok is None:
             return self.input_per_mtok
         return self.cached_input_per_mtok
+
+    @property
+    def cache_write_price(self) -> float:
+        """USD per 1M input tokens written to the cache, the input price when not listed."""
+        if self.cache_write_per_mtok is None:
+            return self.input_per_mtok
+        return self.cache_write_per_mtok
+
+    def rates(self, mode: CallMode = "sync") -> Rates:
+        """Every price of this model in one call mode, USD per 1M tokens.
+
+        price.rates("batch")   # explicit batch_* prices, else the sync price less the discount
+
+        A token kind with no price of its own costs the input price of the same mode: a
+        cache read without a cache discount is billed as input, through the batch API too.
+        """
+        if mode == "sync":
+            return Rates(
+                self.input_per_mtok,
+                self.cached_input_price,
+                self.cache_write_price,
+                self.output_per_mtok,
+            )
+        if mode != "batch":
+            raise ValueError(f"call mode must be one of {CALL_MODES}, not {mode!r}")
+        factor = 1.0 - self.batch_discount
+
+        def listed(explicit: float | None, derived: float) -> float:
+            return derived if explicit is None else explicit
+
+        def derived(sync: float | None, fallback: float) -> float:
+            return fallback if sync is None else sync * factor
+
+        batch_input = listed(self.batch_input_per_mtok, self.input_per_mtok * factor)
+        return Rates(
+            batch_input,
+            listed(
+                self.batch_cached_input_per_mtok, derived(self.cached_input_per_mtok, batch_input)
+            ),
+            listed(
+                self.batch_cache_write_per_mtok, derived(self.cache_write_per_mtok, batch_input)
+            ),
+            listed(self.batch_output_per_mtok, self.output_per_mtok * factor),
+        )
 
     @model_validator(mode="after")
     def _output_fits(self) -> ModelPrice:
@@ -160,7 +251,7 @@ class PriceTable(BaseModel):
         of its own, starting from its family's price.
 
             table.with_overrides({"gpt-4o": {"input_per_mtok": 2.0}}).version
-            # '2026-11-01+overrides-' + 8 hex digits of the overrides' hash
+            # '2026-12-04+overrides-' + 8 hex digits of the overrides' hash
         """
         if not overrides:
             return self

@@ -46,6 +46,12 @@ COSTS = pa.schema(
         pa.field("tier", pa.string()),
         pa.field("input_tokens", pa.int64()),
         pa.field("output_tokens", pa.int64()),
+        # Parts of input_tokens read from / written to the provider's prompt cache, billed
+        # at the cached-input and cache-write prices (pipeline.costs).
+        pa.field("cached_input_tokens", pa.int64()),
+        pa.field("cache_write_tokens", pa.int64()),
+        # sync (one request) or batch (the provider's batch API, at the batch price).
+        pa.field("mode", pa.string()),
         pa.field("cost_usd", pa.float64()),
         pa.field("price_version", pa.string()),
         # One row per billed call: ok, invalid_output, or, for answers a cascade did not

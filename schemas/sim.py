@@ -5,6 +5,8 @@
         faults=Faults(error_rates={500: 0.1, 503: 0.02, 529: 0.01}),
         models={"cheap-*": ModelBehaviour(accuracy=0.7)},
         default_limits=KeyLimits(rpm=600, tpm=200_000),
+        batches=BatchBehaviour(turnaround_s=4 * 3600, time_scale=3600),  # 4 h in 4 s
+        prompt_cache=PromptCaching(min_tokens=1024),
         seed=7,
     )
 
@@ -131,6 +133,120 @@ class ModelBehaviour(BaseModel):
     )
 
 
+class BatchBehaviour(BaseModel):
+    """How the simulator runs provider batches (OpenAI Batch API, Anthropic Message Batches).
+
+    Batch time is provider time: the simulator's clock times `time_scale`, so with
+    `time_scale=3600` a batch whose `turnaround_s` is 4 hours ends in 4 clock seconds. A
+    batch spends `validate_s` validating, then answers its requests one after another,
+    evenly spread over `turnaround_s`, then `finalize_s` finalizing.
+    """
+
+    model_config = _STRICT
+
+    time_scale: float = Field(
+        default=1.0, gt=0, description="Provider seconds that pass per second of the sim clock."
+    )
+    validate_s: float = Field(
+        default=5.0, ge=0, description="Provider seconds a new batch spends validating."
+    )
+    turnaround_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="Provider seconds from the end of validation to the last answer.",
+    )
+    finalize_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="Provider seconds between the last answer and the results (OpenAI finalizing).",
+    )
+    cancel_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="Provider seconds a cancelled batch stays cancelling before it ends.",
+    )
+    expire_after_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        description=(
+            "Provider seconds after creation at which an unfinished batch expires (24 h); "
+            "its unanswered requests come back expired."
+        ),
+    )
+    complete_fraction_before_expiry: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description=(
+            "Share of each batch's requests answered before it expires; below 1 every batch "
+            "expires at `expire_after_s` with that share answered (the rest expired)."
+        ),
+    )
+    fail_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description=(
+            "Probability that a whole batch fails (OpenAI: status failed after validation; "
+            "Anthropic: every request errored with api_error)."
+        ),
+    )
+    openai_max_requests: int = Field(
+        default=50_000, ge=1, description="Requests one OpenAI batch input file may hold."
+    )
+    openai_max_bytes: int = Field(
+        default=209_715_200, ge=1, description="Bytes one OpenAI batch input file may have."
+    )
+    anthropic_max_requests: int = Field(
+        default=100_000, ge=1, description="Requests one Anthropic message batch may hold."
+    )
+    anthropic_max_bytes: int = Field(
+        default=256_000_000,
+        ge=1,
+        description="Bytes of one Anthropic message batch creation request body.",
+    )
+    max_queued_batches: int | None = Field(
+        default=None,
+        ge=1,
+        description="Unfinished batches one API key may have at once; creating more gets 429.",
+    )
+
+
+class PromptCaching(BaseModel):
+    """Prompt-cache reporting, as the providers bill it.
+
+    OpenAI: a prompt sharing a prefix of at least `min_tokens` with a recent prompt of the
+    same key, model and `prompt_cache_key` reports that prefix, rounded down to
+    `increment_tokens`, as `cached_tokens`. Anthropic: the prefix up to a `cache_control`
+    block is written on first sight and read while it lives.
+    """
+
+    model_config = _STRICT
+
+    enabled: bool = Field(default=True, description="Report cached tokens at all.")
+    min_tokens: int = Field(
+        default=1024,
+        ge=1,
+        description="Shortest cacheable prefix, tokens (model-dependent at the providers).",
+    )
+    increment_tokens: int = Field(
+        default=128, ge=1, description="OpenAI reports cached tokens in steps of this many."
+    )
+    openai_ttl_s: float = Field(
+        default=600.0, gt=0, description="Sim-clock seconds an unused OpenAI prefix stays cached."
+    )
+    openai_recent_prompts: int = Field(
+        default=32,
+        ge=1,
+        description="Long prompts remembered per (key, model, cache key) to match prefixes.",
+    )
+    anthropic_ttl_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Sim-clock seconds an unused Anthropic entry lives ('5m'; '1h' asks 3600).",
+    )
+
+
 class SimConfig(BaseModel):
     """The whole behaviour of one simulator; `POST /admin/config` swaps it at run time."""
 
@@ -167,6 +283,12 @@ class SimConfig(BaseModel):
     )
     seed: int = Field(
         default=0, description="Seed of every random choice (faults, jitter, accuracy)."
+    )
+    batches: BatchBehaviour = Field(
+        default=BatchBehaviour(), description="Batch API timing, failures and limits."
+    )
+    prompt_cache: PromptCaching = Field(
+        default=PromptCaching(), description="Cached-token reporting of both wire formats."
     )
     replay_dir: Path | None = Field(
         default=None,

@@ -381,5 +381,8 @@ def reused_answers_usd(costs: pl.DataFrame, prices: PriceTable) -> float:
     free = costs.filter(pl.col("call_status").is_in(list(FREE_STATUSES)))
     if free.is_empty():
         return 0.0
-    priced = add_cost_column(free.drop("cost_usd", "price_version", strict=False), prices)
+    free = free.drop("cost_usd", "price_version", strict=False)
+    if "mode" in free.columns:  # cost files written before calls had a mode were all sync
+        free = free.with_columns(pl.col("mode").fill_null("sync"))
+    priced = add_cost_column(free, prices)
     return float(priced["cost_usd"].sum())

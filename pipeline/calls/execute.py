@@ -22,7 +22,7 @@ import aiohttp
 
 from jobs.base import JobKind, Parsed
 from pipeline.calls.retry import RetryPolicy
-from pipeline.costs import cost_usd, worst_case_cost_usd
+from pipeline.costs import call_cost_usd, worst_case_call_usd
 from pipeline.errors import (
     AuthFailed,
     BadRequest,
@@ -65,6 +65,9 @@ class CallRecord:
     attempt: int
     step: str = "direct"  # direct | map | reduce (long documents)
     chunk: int | None = None
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    mode: str = "sync"  # sync | batch: which price the call is billed at
 
 
 @dataclass(slots=True)
@@ -145,8 +148,13 @@ class RowExecutor:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        cache_key: str | None = None,
+        cache_prefix: int = 0,
     ) -> None:
         self.kind = kind
+        # Prompt caching: every request of the job names the same key (OpenAI keeps them
+        # on warm machines); `cache_prefix` leading messages are the block rows share.
+        self.cache_key, self.cache_prefix = cache_key, cache_prefix
         self.providers = providers
         self.tiers = tiers
         self.session = session
@@ -380,7 +388,12 @@ class RowExecutor:
         cap = out.max_tokens if out.max_tokens is not None else self.kind.max_output_tokens()
         wants_logprobs = self.cascade is not None and self.cascade.min_logprob is not None
         request = ChatRequest(
-            model=dep.model, messages=messages, max_tokens=cap, logprobs=wants_logprobs
+            model=dep.model,
+            messages=messages,
+            max_tokens=cap,
+            logprobs=wants_logprobs,
+            cache_key=self.cache_key,
+            cache_prefix=min(self.cache_prefix, max(0, len(messages) - 1)),
         )
         window = self.context_windows.get(dep.model)
         if window is not None and input_tokens + request.max_tokens > window:
@@ -401,6 +414,9 @@ class RowExecutor:
                 result.usage.output_tokens,
                 "ok" if parsed.ok else "invalid_output",
                 out.attempts,
+                cached_input_tokens=result.usage.cached_input_tokens,
+                cache_write_tokens=result.usage.cache_write_tokens,
+                mode=result.mode,
             )
         )
         return _Answer(dep, parsed, out.attempts, result.mean_logprob)
@@ -420,7 +436,14 @@ class RowExecutor:
         price = self.prices.lookup(dep.model) if self.prices is not None else None
         for attempt in range(1, self.policy.max_attempts + 1):
             # Reserve the worst case before the call goes out; settle the real cost after.
-            worst = worst_case_cost_usd(price, input_tokens, request.max_tokens) if price else 0.0
+            # Sync prices: a batch answer costs less, and a batched request may end sync.
+            worst = (
+                worst_case_call_usd(
+                    price, input_tokens, request.max_tokens, caching=request.cache_prefix > 0
+                )
+                if price
+                else 0.0
+            )
             hold = await self.budgets.reserve(dep.provider, worst)
             if not hold.granted:
                 return BudgetExhausted(
@@ -458,8 +481,16 @@ class RowExecutor:
                 continue
             breaker.record(True)
             u = response.usage
+            # The function the cost rows are priced with (pipeline.costs): they agree.
             actual = (
-                cost_usd(price, u.input_tokens, u.output_tokens, u.cached_input_tokens)
+                call_cost_usd(
+                    price,
+                    u.input_tokens,
+                    u.output_tokens,
+                    u.cached_input_tokens,
+                    u.cache_write_tokens,
+                    mode="batch" if response.mode == "batch" else "sync",
+                )
                 if price
                 else 0.0
             )

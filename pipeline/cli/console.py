@@ -163,6 +163,14 @@ def print_summary(s: JobSummary, console: Console | None = None) -> None:
             f"{s.cache_hits} answers reused from the cache and {s.duplicates} identical rows "
             f"sent once (saved ${s.cache_saved_usd:.4f})"
         )
+    if "batch" in s.by_mode:
+        spend = ", ".join(f"{m} ${b.cost_usd:.4f} ({b.calls} calls)" for m, b in s.by_mode.items())
+        extra.append(f"spend by mode: {spend}")
+    if s.cached_input_tokens:
+        extra.append(
+            f"{s.cached_input_tokens:,} input tokens from the providers' prompt cache "
+            f"(saved ${s.prompt_cache_saved_usd:.4f})"
+        )
     if s.rows_duplicate:
         extra.append(f"{s.rows_duplicate} duplicate-id rows skipped")
     if s.rows_retryable:

@@ -93,6 +93,21 @@ def print_forecast(fc: Forecast, console: Console) -> None:
             f"  {p.provider}: {p.requests:,.0f} requests, {_duration(p.duration_s.p50)}, "
             f"bound by {p.binding_limit}"
         )
+    if fc.cost_by_mode:
+        sync, batch = fc.cost_by_mode["sync"].p50, fc.cost_by_mode["batch"].p50
+        console.print(
+            f"calls go out [bold]{fc.mode}[/]; USD p50 sync {_usd(sync)}, batch {_usd(batch)}"
+            + (f" ({batch / sync:.0%} of sync)" if sync else "")
+        )
+    if fc.finish_by:
+        verdict = ""
+        if fc.deadline is not None:
+            verdict = (
+                f"; deadline {fc.deadline}: [green]holds[/]"
+                if fc.deadline_holds
+                else f"; deadline {fc.deadline}: [red]missed even at this pace[/]"
+            )
+        console.print(f"expected end if started now: {fc.finish_by}{verdict}")
     rows = [f"{fc.rows_total:,} rows in all", f"{fc.rows_callable:,} would be sent"]
     rows += [f"{n:,} {kind}" for kind, n in fc.rows_early_error.items()]
     if fc.rows_duplicate:

@@ -79,6 +79,9 @@ def print_report_table(data: ReportData, console: Console) -> None:
         spend.add_row(escape(f"all on {data.flagship_model}"), "", "", base, "")
     saved = "n/a" if data.savings_pct is None else f"{data.savings_pct:.1f}%"
     spend.add_row("savings", "", "", saved, "")
+    if any(m.key == "batch" for m in data.by_mode):
+        for m in data.by_mode:
+            spend.add_row(f"mode {m.key or 'sync'}", "", f"{m.calls:,}", fmt_usd(m.cost_usd), "")
     if data.cache_hits or data.duplicates:
         kept = "n/a" if data.reuse_saved_usd is None else fmt_usd(data.reuse_saved_usd)
         reused = f"{data.cache_hits:,} cached + {data.duplicates:,} identical"

@@ -1,6 +1,7 @@
 """`tierline router`: train (fit the learned router and write its model file) and tune.
 
     router_train_command(Path("data/routerbench"), Path("router.npz"), features=["eval_name"])
+    router_tune_command(Path("data/routerbench"), target=0.95, out=Path("routing.yaml"))
     router_train_command(None, Path("router.npz"), runs=["out/nightly-ab12"],
                          runs_input=Path("tickets/"), id_column="ticket_id",
                          text_columns=["subject", "body"])
@@ -14,15 +15,19 @@ their text comes from `runs_input`, the folder those jobs read. Both may be give
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated
 
 import polars as pl
 import typer
+from rich.markup import escape
 
 from pipeline.cli.common import err, out
+from pipeline.routing.labelled import read_labelled_run
 from pipeline.routing.learned import RouterModel
+from pipeline.routing.recorded import load_recorded
 from pipeline.routing.train import (
     FitOptions,
     TrainingDataError,
@@ -32,6 +37,13 @@ from pipeline.routing.train import (
     from_runs,
     from_two_file,
     parse_tiers,
+)
+from pipeline.routing.tune import CannotPromise, TuneResult, tune
+from pipeline.routing.tune_report import (
+    TABLE_COLUMNS,
+    render_fragment,
+    render_svg,
+    render_table_rows,
 )
 
 
@@ -166,4 +178,181 @@ def train_command(
         )
     except ValueError as exc:
         err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+def router_tune_command(
+    data: Path | None,
+    *,
+    runs: Sequence[str] = (),
+    label: str | None = None,
+    runs_input: str | Path | None = None,
+    id_column: str = "id",
+    text_columns: Sequence[str] = ("text",),
+    target: float = 0.95,
+    absolute: bool = False,
+    confidence: float = 0.9,
+    deployments: Sequence[str] = (),
+    flagship: str | None = None,
+    max_cost_share: float | None = None,
+    provider: str = "sim",
+    out: Path | None = None,
+    svg: Path | None = None,
+    json_path: Path | None = None,
+    model_out: Path | None = None,
+    folds: int = 5,
+    seed: int = 0,
+    echo: Callable[[str], None] = print,
+) -> TuneResult:
+    """Tune on recorded answers (`data`) or a labelled sample run (`runs` + `label`); write
+    the spec fragment (and the router file a learned pick needs), the plot and the JSON.
+
+    Raises TuneDataError (bad data, or CannotPromise: nothing certified) or ValueError.
+    """
+    from jobs.base import text_expr
+
+    if (data is None) == (not runs):
+        raise ValueError("give either --data (recorded answers) or --run with --label")
+    models = list(deployments) or None
+    if data is not None:
+        recorded = load_recorded(data, models)
+    else:
+        if not label:
+            raise ValueError("--run needs --label: the column holding each answer's verdict")
+        inputs = None
+        if runs_input is not None:
+            inputs = _read_folder(str(runs_input)).with_columns(
+                text_expr(list(text_columns)).alias("__tune_text")
+            )
+        recorded = read_labelled_run(
+            runs,
+            label=label,
+            inputs=inputs,
+            id_column=id_column,
+            text_column="__tune_text",
+            models=models,
+        )
+    try:
+        result = tune(
+            recorded,
+            target=target,
+            confidence=confidence,
+            folds=folds,
+            seed=seed,
+            deployments=models,
+            flagship=flagship,
+            absolute=absolute,
+            max_cost_share=max_cost_share,
+        )
+    except CannotPromise as exc:
+        if exc.result is not None:
+            echo(describe_tuning(exc.result))
+        raise
+    model_path = model_out or (out.with_name("router.npz") if out else Path("router.npz"))
+    fragment = render_fragment(result, provider=provider, model_path=str(model_path))
+    if result.router is not None:
+        model_path.parent.mkdir(parents=True, exist_ok=True)
+        result.router.save(model_path)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(fragment, encoding="utf-8")
+    if svg is not None:
+        svg.write_text(render_svg(result), encoding="utf-8")
+    if json_path is not None:
+        doc = {
+            "pick": result.pick.policy.name if result.pick else None,
+            "message": result.message,
+            "target": result.target,
+            "absolute": result.absolute,
+            "confidence": result.confidence,
+            "method": result.method,
+            "rows": result.rows,
+            "flagship": result.flagship,
+            "columns": list(TABLE_COLUMNS),
+            "table": render_table_rows(result),
+            "fragment": fragment,
+        }
+        json_path.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    echo(describe_tuning(result))
+    if out is None:
+        echo(fragment)
+    return result
+
+
+def describe_tuning(result: TuneResult, limit: int = 25) -> str:
+    """The tested sequence as a terminal table, then what was promised (or why not)."""
+    lines = [
+        f"{'policy':<64} {'acc':>6} {'cost':>7} {'flag.':>6} {'bound':>6}  certified",
+    ]
+    for name, acc, cost, flag, bound, ok in render_table_rows(result)[:limit]:
+        lines.append(
+            f"{name[:64]:<64} {acc:>6.3f} {cost:>7.1%} {flag:>6.1%} {bound:>6.3f}  "
+            f"{'yes' if ok else 'no'}"
+        )
+    lines.append(result.message)
+    return "\n".join(lines)
+
+
+@app.command("tune")
+def tune_command(
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Folder of prompts.parquet + responses.parquet (recorded answers)."),
+    ] = None,
+    runs: Annotated[
+        list[str] | None,
+        typer.Option("--run", help="Output prefix of a labelled sample run (repeatable)."),
+    ] = None,
+    label: Annotated[
+        str | None, typer.Option(help="The results column holding each answer's verdict.")
+    ] = None,
+    runs_input: Annotated[
+        str | None, typer.Option(help="Input folder of those runs (text for learned routing).")
+    ] = None,
+    target: Annotated[
+        float, typer.Option(help="Share of flagship accuracy (or accuracy, with --absolute).")
+    ] = 0.95,
+    absolute: Annotated[bool, typer.Option(help="--target is an accuracy, not a share.")] = False,
+    confidence: Annotated[float, typer.Option(help="Confidence of the promise.")] = 0.9,
+    deployments: Annotated[
+        list[str] | None, typer.Option("--deployment", help="Recorded model to consider.")
+    ] = None,
+    max_cost_share: Annotated[
+        float | None, typer.Option(help="Pick only policies within this share of flagship cost.")
+    ] = None,
+    provider: Annotated[str, typer.Option(help="Provider name in the fragment.")] = "sim",
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="Write the spec fragment (YAML) here.")
+    ] = None,
+    svg: Annotated[Path | None, typer.Option(help="Write the cost-quality plot here.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
+    model_out: Annotated[
+        Path | None, typer.Option(help="Router file for a learned pick (default beside --out).")
+    ] = None,
+) -> None:
+    """Find the cheapest routing policy that keeps a quality target, with a stated confidence.
+
+    Example:  tierline router tune --data recorded/ --target 0.95 --out routing.yaml --svg curve.svg
+    """
+    try:
+        router_tune_command(
+            data,
+            runs=tuple(runs or ()),
+            label=label,
+            runs_input=runs_input,
+            target=target,
+            absolute=absolute,
+            confidence=confidence,
+            deployments=tuple(deployments or ()),
+            max_cost_share=max_cost_share,
+            provider=provider,
+            out=out_path,
+            svg=svg,
+            json_path=json_path,
+            model_out=model_out,
+            # Policy names hold square brackets: print them as text, not as rich markup.
+            echo=lambda text: out.print(text, markup=False, highlight=False),
+        )
+    except ValueError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None

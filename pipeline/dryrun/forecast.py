@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobs.base import get_job_kind
+from pipeline.calls.batching import BatchPlan
 from pipeline.calls.reuse import AnswerReuse
 from pipeline.dryrun.estimates import (
     STARTUP_S,
@@ -57,7 +60,7 @@ from pipeline.jobfolder import JobFolder
 from pipeline.longdoc.plan import tier_options
 from pipeline.store import Store
 from pipeline.tokens import chat_overhead_tokens, count_tokens, token_method
-from schemas.job import TIER_ORDER, Deployment, JobSpec, SummariseTask
+from schemas.job import TIER_ORDER, Deployment, JobSpec, SummariseTask, deadline_at
 from schemas.prices import PriceTable, load_prices
 
 # Below this many rows one process is quicker than starting more.
@@ -102,6 +105,19 @@ class Forecast(BaseModel):
     est_output_tokens: int = Field(description="Answer tokens at p50.")
     cost_usd: Range = Field(description="The whole input.")
     cost_todo_usd: Range = Field(description="Only the units not yet committed.")
+    mode: str = Field(
+        default="sync", description="How the calls would go out: sync or batch (run.mode)."
+    )
+    cost_by_mode: dict[str, Range] = Field(
+        default_factory=dict, description="The whole input at sync and at batch-API prices."
+    )
+    finish_by: str | None = Field(
+        default=None, description="Expected end (UTC, ISO 8601) if the job started now."
+    )
+    deadline: str | None = Field(default=None, description="run.deadline as a UTC time.")
+    deadline_holds: bool | None = Field(
+        default=None, description="Whether the expected end is before the deadline."
+    )
     by_tier: dict[str, ForecastBucket]
     by_model: dict[str, ForecastBucket] = Field(description="Keyed 'provider/model'.")
     duration_s: Range
@@ -324,8 +340,14 @@ def _forecast(
     totals = sum_results(run_units(ctx, plan.units, backend=backend, pool=pool), todo)
     usage = with_escalation(totals.usage.values(), rate, plans)
     todo_usage = with_escalation(totals.todo.values(), rate, plans)
-    by_tier = price_usage(usage, prices, "tier")
     duration = job_duration(provider_loads(spec, usage), spec.run.workers)
+    timing = plan_finish(spec, duration.seconds.p50, rate)
+    batch = timing.mode == "batch"
+    by_tier = price_usage(usage, prices, "tier", batch=batch)
+    cost_by_mode = {
+        "sync": total_range(price_usage(usage, prices, "tier")),
+        "batch": total_range(price_usage(usage, prices, "tier", batch=True)),
+    }
     rows_todo = sum(u.row_count for u in plan.todo)
 
     earlier = None if history is None else f"{', '.join(used)} ({history.height} billed calls)"
@@ -346,9 +368,14 @@ def _forecast(
         input_tokens=sum(b.input_tokens for b in by_tier.values()),
         est_output_tokens=sum(b.est_output_tokens for b in by_tier.values()),
         cost_usd=total_range(by_tier),
-        cost_todo_usd=total_range(price_usage(todo_usage, prices, "tier")),
+        cost_todo_usd=total_range(price_usage(todo_usage, prices, "tier", batch=batch)),
+        mode=timing.mode,
+        cost_by_mode=cost_by_mode,
+        finish_by=timing.finish_by,
+        deadline=timing.deadline,
+        deadline_holds=timing.holds,
         by_tier=by_tier,
-        by_model=price_usage(usage, prices, "model"),
+        by_model=price_usage(usage, prices, "model", batch=batch),
         duration_s=Range.of(duration.seconds),
         binding_limit=duration.binding,
         providers=[
@@ -432,3 +459,37 @@ def _method(
         looked = f"answers looked up in {cache_uri}" if cache_uri else "no cached answers yet"
         method.append(f"reuse: identical requests of a unit sent once; {looked}")
     return method
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    mode: str
+    finish_by: str
+    deadline: str | None
+    holds: bool | None
+
+
+def plan_finish(spec: JobSpec, sync_s: float, escalation_rate: float) -> Finish:
+    """How the calls would go out and when the job would end, started now.
+
+    batch: each stage (the first answers, then the escalated rows) takes about
+    `run.batch_turnaround_s`; auto batches only while that ends before the deadline with
+    the engine's margin, else the run is synchronous and takes the quotas' duration.
+    """
+    now = datetime.now(UTC)
+    run = spec.run
+    deadline = deadline_at(run.deadline, now) if run.deadline else None
+    stages = 2 if escalation_rate > 0 else 1
+    batch_s = run.batch_turnaround_s * stages
+    batching = BatchPlan(
+        mode=run.mode, deadline_at=deadline.timestamp() if deadline else None,
+        turnaround_s=run.batch_turnaround_s,
+    )  # fmt: skip
+    use_batch = run.mode == "batch" or (run.mode == "auto" and batching.may_batch(now.timestamp()))
+    end = now + timedelta(seconds=batch_s if use_batch else sync_s)
+    return Finish(
+        mode="batch" if use_batch else "sync",
+        finish_by=end.isoformat(timespec="seconds"),
+        deadline=deadline.isoformat(timespec="seconds") if deadline else None,
+        holds=None if deadline is None else end <= deadline,
+    )

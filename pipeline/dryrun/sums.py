@@ -124,14 +124,15 @@ def with_escalation(
 
 
 def price_usage(
-    usage: list[ForecastUsage], prices: PriceTable, by: str
+    usage: list[ForecastUsage], prices: PriceTable, by: str, *, batch: bool = False
 ) -> dict[str, ForecastBucket]:
-    """Buckets keyed by tier (`by="tier"`) or by 'provider/model' (`by="model"`)."""
+    """Buckets keyed by tier (`by="tier"`) or by 'provider/model' (`by="model"`), at
+    batch-API prices when `batch`."""
     acc: dict[str, list[float]] = {}
     for u in usage:
         price = prices.lookup(u.model)
         tin = round(u.input_tokens)
-        costs = [cost_usd(price, tin, round(o)) for o in u.out]
+        costs = [cost_usd(price, tin, round(o), batch=batch) for o in u.out]
         key = u.tier if by == "tier" else f"{u.provider}/{u.model}"
         a = acc.setdefault(key, [0.0] * 7)
         for i, v in enumerate((u.rows, u.calls, u.input_tokens, u.out[1], *costs)):

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import ray
@@ -32,7 +33,7 @@ from pipeline.jobfolder import JobFolder
 from pipeline.limits.budget_actor import spent_in_commits, start_budget
 from pipeline.limits.quota_actor import account_key, ensure_quota_actor
 from pipeline.ownpackages import ensure_own_packages
-from schemas.job import JobSpec
+from schemas.job import JobSpec, deadline_at
 from schemas.records import UnitCommit
 
 log = logging.getLogger("tierline")
@@ -122,6 +123,7 @@ class WorkerActor:
         output_uri: str,
         endpoints: dict[str, str],
         quota_actors: dict[str, str],
+        deadline_at: float | None = None,
     ) -> None:
         # A worker's sys.path starts with the job's working directory: say so plainly
         # when a folder there is named like one of our packages.
@@ -135,6 +137,7 @@ class WorkerActor:
             quota_actors=quota_actors,
             client_id=client_id,
             budget_actors=True,
+            deadline_at=deadline_at,
         )
         self.entered = False
         self.entering: asyncio.Lock | None = None
@@ -212,6 +215,7 @@ class _Dispatch:
     tries: dict[int, int] = field(default_factory=dict)
     failed: dict[int, str] = field(default_factory=dict)
     workers_lost: int = 0
+    deadline_at: float | None = None  # run.deadline as epoch seconds, fixed at the start
 
     def _new_worker(self) -> Any:
         # SPREAD: I/O workers over every node, so losing one node loses few of them.
@@ -223,6 +227,7 @@ class _Dispatch:
             self.output_uri,
             self.endpoints,
             self.quota_actors,
+            self.deadline_at,
         )
 
     def run(self) -> None:
@@ -349,7 +354,12 @@ def run_job(
             # Held here: the actor lives as long as this handle does.
             spent = spent_in_commits(plan.committed.values())
             budget = start_budget(plan.job_id, spec.budget_usd, spent)
-        dispatch = _Dispatch(spec, plan, out_uri, endpoints, quotas, progress)
+        deadline = (
+            deadline_at(spec.run.deadline, datetime.now(UTC)).timestamp()
+            if spec.run.deadline
+            else None
+        )
+        dispatch = _Dispatch(spec, plan, out_uri, endpoints, quotas, progress, deadline_at=deadline)
         try:
             dispatch.run()
         finally:

@@ -17,6 +17,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.calls.cache import CACHED, DUPLICATE, FREE_STATUSES, reused_answers_usd
+from pipeline.costs import add_cost_column
 from pipeline.engine.plan import Plan
 from pipeline.errors import JobIncomplete
 from pipeline.jobfolder import JobFolder
@@ -74,6 +75,16 @@ class JobSummary(BaseModel):
     cost_usd: float
     by_tier: dict[str, Bucket]
     by_model: dict[str, Bucket]
+    by_mode: dict[str, Bucket] = Field(
+        default_factory=dict,
+        description="Paid calls by how they went out: sync, or batch (the batch-API price).",
+    )
+    cached_input_tokens: int = Field(
+        default=0, description="Input tokens the providers served from their prompt cache."
+    )
+    prompt_cache_saved_usd: float = Field(
+        default=0.0, description="What those tokens would have cost at the plain input price."
+    )
     errors_by_type: dict[str, int]
     flagship_model: str
     flagship_baseline_usd: float
@@ -111,7 +122,7 @@ def _read(store: Store, paths: list[str], schema: object) -> pl.DataFrame:
     frames = [pl.read_parquet(io.BytesIO(store.read_bytes(p))) for p in paths]
     if not frames:
         return pl.from_arrow(schema.empty_table())  # type: ignore[attr-defined,return-value]
-    return pl.concat(frames, how="vertical_relaxed")
+    return pl.concat(frames, how="diagonal_relaxed")
 
 
 def load_outputs(out: Store, plan: Plan) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
@@ -162,6 +173,29 @@ def _buckets(rows: pl.DataFrame, costs: pl.DataFrame, keys: list[str]) -> dict[s
     return out
 
 
+def _paid_calls(costs: pl.DataFrame) -> pl.DataFrame:
+    """Billed calls, with the prompt-cache and mode columns older cost files lack."""
+    paid = costs.filter(~pl.col("call_status").is_in(list(FREE_STATUSES)))
+    defaults = {"cached_input_tokens": 0, "cache_write_tokens": 0, "mode": "sync"}
+    return paid.with_columns(
+        (pl.col(c).fill_null(v) if c in paid.columns else pl.lit(v)).alias(c)
+        for c, v in defaults.items()
+    )
+
+
+def _prompt_cache_saved(paid: pl.DataFrame, prices: PriceTable) -> float:
+    """The same calls priced as if nothing came from the prompt cache, minus their cost."""
+    if paid.is_empty() or int(paid["cached_input_tokens"].sum()) == 0:
+        return 0.0
+    try:
+        uncached = add_cost_column(
+            paid.with_columns(pl.lit(0).alias("cached_input_tokens")), prices
+        )
+    except (KeyError, ValueError):
+        return 0.0
+    return max(0.0, float(uncached["cost_usd"].sum()) - float(paid["cost_usd"].sum()))
+
+
 def build_summary(
     spec: JobSpec,
     plan: Plan,
@@ -179,6 +213,8 @@ def build_summary(
     routed = pl.concat([results.select("id", "tier"), errors.select("id", "tier")])
     by_tier = _buckets(routed, costs, ["tier"])
     by_model = _buckets(results, costs, ["provider", "model"])
+    paid = _paid_calls(costs)
+    by_mode = _buckets(paid.unique(["id", "mode"]), paid, ["mode"])
 
     cost = float(costs["cost_usd"].sum()) if not costs.is_empty() else 0.0
     flagship = spec.flagship()
@@ -211,6 +247,9 @@ def build_summary(
         cost_usd=cost,
         by_tier=dict(sorted(by_tier.items())),
         by_model=dict(sorted(by_model.items())),
+        by_mode=dict(sorted(by_mode.items())),
+        cached_input_tokens=int(paid["cached_input_tokens"].sum()),
+        prompt_cache_saved_usd=_prompt_cache_saved(paid, prices),
         errors_by_type=dict(errors.group_by("error_type").len().sort("error_type").iter_rows()),
         flagship_model=flagship.name,
         flagship_baseline_usd=baseline,

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from jobs.base import get_job_kind
+from pipeline.calls.batching import BatchAwareLimiter, BatchingProvider, BatchPlan, SyncCall
 from pipeline.calls.cache import FREE_STATUSES, ResponseCache
 from pipeline.calls.execute import Limiter, RowExecutor, RowOutcome
 from pipeline.calls.retry import RetryPolicy
@@ -34,14 +35,14 @@ from pipeline.costs import add_cost_column
 from pipeline.engine.plan import Unit
 from pipeline.engine.rows import ID, SENSITIVE, TEXT, TIER, prepare_unit, read_unit, unit_columns
 from pipeline.errors import TierlineError
-from pipeline.jobfolder import JobFolder, unit_files
+from pipeline.jobfolder import BatchJournal, JobFolder, unit_files
 from pipeline.limits.budget import Budgets
 from pipeline.limits.limiter import LocalLimiter
 from pipeline.limits.quota_actor import ClusterLimiter
 from pipeline.longdoc.run import LongDocs
 from pipeline.metrics import Metrics
 from pipeline.providers import registry
-from pipeline.providers.base import Provider
+from pipeline.providers.base import ChatRequest, ChatResponse, Provider
 from pipeline.store import Store, table_to_parquet_bytes
 from pipeline.tokens import chat_overhead_tokens, count_tokens, count_tokens_batch
 from schemas.job import CascadeSpec, Deployment, JobSpec
@@ -49,6 +50,9 @@ from schemas.prices import PriceTable
 from schemas.records import COSTS, ERRORS, RESULTS, RETRYABLE_ERRORS, FileEntry, UnitCommit
 
 log = logging.getLogger(__name__)
+
+# Providers cache a prompt prefix from this length on (OpenAI's rule; Anthropic's smallest).
+PROMPT_CACHE_MIN_TOKENS = 1024
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class UnitRunner:
         quota_actors: dict[str, str] | None = None,
         client_id: str = "local",
         budget_actors: bool = False,
+        deadline_at: float | None = None,
     ) -> None:
         self.spec = spec
         self.job_id = job_id
@@ -102,6 +107,8 @@ class UnitRunner:
         self.client_id = client_id
         self.budget_actors = budget_actors
         self.budgets = Budgets()
+        self.deadline_at = deadline_at
+        self.batching: dict[str, BatchingProvider] = {}
 
     def _budgets(self) -> Budgets:
         """The job's budget and the providers' daily budgets, as leases from their actors."""
@@ -137,12 +144,13 @@ class UnitRunner:
             for name, p in self.spec.providers.items()
         }
         tiers: dict[str, list[Deployment]] = {t: list(d) for t, d in self.spec.tiers.items()}
+        providers = self._batched(providers)
         self.executor = RowExecutor(
             self.kind,
             providers,
             tiers,
             self.session,
-            self.limiter,
+            BatchAwareLimiter(self.limiter, set(self.batching)),
             self.policy,
             on_tier_down=self.spec.routing.on_tier_down,
             context_windows=self._context_windows(),
@@ -154,10 +162,73 @@ class UnitRunner:
             breaker_failures=self.spec.run.breaker_failures,
             breaker_cooldown_s=self.spec.run.breaker_cooldown_s,
             rng=random.Random(),
+            cache_key=f"tierline-{self.spec.name}-{self.spec.task.kind}",
+            cache_prefix=self._shared_prefix(),
         )
         if self.spec.task.kind == "summarise":
             self.longdocs = LongDocs(self.spec, self.prices, self.executor)
         return self
+
+    def _batched(self, providers: dict[str, Provider]) -> dict[str, Provider]:
+        """Under run.mode batch or auto, the providers with a batch API send through it."""
+        run = self.spec.run
+        if run.mode == "sync":
+            return providers
+        plan = BatchPlan(
+            mode=run.mode,
+            deadline_at=self.deadline_at,
+            turnaround_s=run.batch_turnaround_s,
+            poll_s=run.batch_poll_s,
+        )
+        journal = BatchJournal(JobFolder(self.out))
+        out: dict[str, Provider] = dict(providers)
+        for name, p in self.spec.providers.items():
+            if not registry.supports_batch(p.kind):
+                continue
+            batches = registry.create_batch(
+                p.kind,
+                name=name,
+                base_url=self.endpoints.get(name) or p.base_url or "",
+                api_key_env=p.api_key_env,
+                timeouts=p.timeouts,
+            )
+            batching = BatchingProvider(
+                name=name,
+                sync=providers[name],
+                batches=batches,
+                journal=journal,
+                plan=plan,
+                sync_call=self._sync_call(providers[name]),
+            )
+            self.batching[name] = batching
+            out[name] = batching
+        return out
+
+    def _sync_call(self, provider: Provider) -> SyncCall:
+        """A direct call under the quota limiter: for requests a batch hands back."""
+        limiter = self.limiter
+
+        async def call(session: aiohttp.ClientSession, request: ChatRequest) -> ChatResponse:
+            dep = Deployment(provider=provider.name, model=request.model)
+            text = "".join(m.content for m in request.messages)
+            tokens = request.max_tokens + count_tokens(text, request.model)
+            try:
+                async with limiter.slot(dep, tokens):
+                    response = await provider.complete(session, request)
+            except TierlineError as exc:
+                limiter.feedback(dep, exc, None, tokens)
+                raise
+            limiter.feedback(dep, None, response, tokens)
+            return response
+
+        return call
+
+    def _shared_prefix(self) -> int:
+        """Leading messages every row shares (the task's instructions), when long enough
+        for a provider to cache (1,024 tokens); the row's own text always comes last."""
+        shared = self.kind.build_messages("")[:-1]
+        tokens = sum(count_tokens(m.content, "gpt-4o") for m in shared)
+        return len(shared) if shared and tokens >= PROMPT_CACHE_MIN_TOKENS else 0
 
     def _prompt_tokens(self, model: str) -> int:
         """Tokens of the request around the row's text: instructions and chat framing."""
@@ -186,6 +257,8 @@ class UnitRunner:
         tb: TracebackType | None,
     ) -> None:
         await self.budgets.close()
+        for batching in self.batching.values():
+            await batching.close()
         if isinstance(self.limiter, ClusterLimiter):
             await self.limiter.close()
         if self.session is not None:
@@ -220,7 +293,8 @@ class UnitRunner:
     async def call_all(self, todo: pl.DataFrame) -> list[RowOutcome]:
         assert self.executor is not None
         executor = self.executor
-        sem = self.in_flight
+        # Batched calls wait in a provider batch, not in a connection: no bound here.
+        sem = self.in_flight if not self.batching else asyncio.Semaphore(1 << 30)
         tokens, text_tokens = self._row_tokens(todo)
         longdocs = self.longdocs
 
@@ -334,6 +408,9 @@ class UnitRunner:
                 "tier": c.tier,
                 "input_tokens": c.input_tokens,
                 "output_tokens": c.output_tokens,
+                "cached_input_tokens": c.cached_input_tokens,
+                "cache_write_tokens": c.cache_write_tokens,
+                "mode": c.mode,
                 "call_status": c.call_status,
                 "attempt": c.attempt,
                 "token_method": "provider_usage",

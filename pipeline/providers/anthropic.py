@@ -1,6 +1,14 @@
 """Anthropic Messages API.
 
 POST {base_url}/messages  x-api-key: $KEY  anthropic-version: 2023-06-01
+
+    payload = messages_body(request)                    # also a batch request's "params"
+    response = parse_answer(body, request.model, where)  # also a batch result's message
+
+`request.cache_prefix` leading messages get a `cache_control` breakpoint on their last
+block, so Anthropic caches what every row shares. Usage follows `pipeline.costs`:
+Anthropic's `input_tokens` counts only tokens after the breakpoint, so the cache reads
+and writes are added back in; reads are `cached_input_tokens`, writes `cache_write_tokens`.
 """
 
 from __future__ import annotations
@@ -10,11 +18,12 @@ from typing import Any
 import aiohttp
 
 from pipeline.errors import ProviderUnavailable
-from pipeline.providers.base import ChatRequest, ChatResponse, Usage
+from pipeline.providers.base import ChatRequest, ChatResponse, Message, Usage
 from pipeline.providers.http import post_json, resolve_key
 from schemas.job import Timeouts
 
 ANTHROPIC_VERSION = "2023-06-01"
+_EPHEMERAL = {"type": "ephemeral"}
 
 
 class AnthropicMessages:
@@ -32,40 +41,80 @@ class AnthropicMessages:
         )
 
     async def complete(self, session: aiohttp.ClientSession, request: ChatRequest) -> ChatResponse:
-        key = resolve_key(self.api_key_env, self.name)
-        headers = {"anthropic-version": ANTHROPIC_VERSION}
-        if key:
-            headers["x-api-key"] = key
-        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
-        payload: dict[str, Any] = {
-            "model": request.model,
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
-            "messages": [
-                {"role": m.role, "content": m.content}
-                for m in request.messages
-                if m.role != "system"
-            ],
-        }
-        if system:
-            payload["system"] = system
+        headers = auth_headers(resolve_key(self.api_key_env, self.name))
         where = f"{self.name}/{request.model}"
+        payload = messages_body(request)
         body, rate = await post_json(session, self.url, payload, headers, self.timeouts, where)
-        try:
-            text = "".join(
-                part.get("text", "") for part in body["content"] if part.get("type") == "text"
-            )
-            usage = body.get("usage") or {}
-            return ChatResponse(
-                text=text,
-                usage=Usage(
-                    int(usage.get("input_tokens", 0)),
-                    int(usage.get("output_tokens", 0)),
-                    int(usage.get("cache_read_input_tokens") or 0),
-                ),
-                model=str(body.get("model", request.model)),
-                finish_reason=str(body.get("stop_reason") or "end_turn"),
-                rate_headers=rate,
-            )
-        except (KeyError, TypeError, ValueError, AttributeError):
-            raise ProviderUnavailable(f"{where}: answer lacks content[].text") from None
+        return parse_answer(body, request.model, where, rate)
+
+
+def auth_headers(key: str | None) -> dict[str, str]:
+    headers = {"anthropic-version": ANTHROPIC_VERSION}
+    if key:
+        headers["x-api-key"] = key
+    return headers
+
+
+def _system(messages: list[tuple[int, Message]], marked: int) -> str | list[dict[str, Any]]:
+    """System messages as one string, or as text blocks when one of them ends the cached
+    prefix (the blocks carry the same separators, so the text is the same)."""
+    if all(i != marked for i, _ in messages):
+        return "\n\n".join(m.content for _, m in messages)
+    blocks: list[dict[str, Any]] = []
+    for k, (i, m) in enumerate(messages):
+        text = m.content + ("\n\n" if k < len(messages) - 1 else "")
+        block: dict[str, Any] = {"type": "text", "text": text}
+        if i == marked:
+            block["cache_control"] = dict(_EPHEMERAL)
+        blocks.append(block)
+    return blocks
+
+
+def messages_body(request: ChatRequest) -> dict[str, Any]:
+    """The Messages body of `request` (a batch request's `params` is the same)."""
+    marked = min(request.cache_prefix, len(request.messages)) - 1  # -1: nothing cached
+    system = [(i, m) for i, m in enumerate(request.messages) if m.role == "system"]
+    turns: list[dict[str, Any]] = []
+    for i, m in enumerate(request.messages):
+        if m.role == "system":
+            continue
+        content: str | list[dict[str, Any]] = m.content
+        if i == marked:
+            content = [{"type": "text", "text": m.content, "cache_control": dict(_EPHEMERAL)}]
+        turns.append({"role": m.role, "content": content})
+    payload: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "messages": turns,
+    }
+    if any(m.content for _, m in system):
+        payload["system"] = _system(system, marked)
+    return payload
+
+
+def parse_answer(
+    body: dict[str, Any], model: str, where: str, rate: dict[str, str] | None = None
+) -> ChatResponse:
+    """A Messages answer as a `ChatResponse`; `ProviderUnavailable` when it has no text."""
+    try:
+        text = "".join(
+            part.get("text", "") for part in body["content"] if part.get("type") == "text"
+        )
+        usage = body.get("usage") or {}
+        read = int(usage.get("cache_read_input_tokens") or 0)
+        written = int(usage.get("cache_creation_input_tokens") or 0)
+        return ChatResponse(
+            text=text,
+            usage=Usage(
+                int(usage.get("input_tokens", 0)) + read + written,
+                int(usage.get("output_tokens", 0)),
+                read,
+                written,
+            ),
+            model=str(body.get("model", model)),
+            finish_reason=str(body.get("stop_reason") or "end_turn"),
+            rate_headers=rate or {},
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ProviderUnavailable(f"{where}: answer lacks content[].text") from None

@@ -6,7 +6,8 @@
 
 Adapters turn a `ChatRequest` into their wire format, send it with the aiohttp session
 they are handed (tests hand in a session pointed at the simulator), and map every
-failure to the error tree in `pipeline.errors` at this one boundary.
+failure to the error tree in `pipeline.errors` at this one boundary. The batch APIs sit
+behind a second seam, `pipeline.providers.batch.BatchProvider`, with the same shapes.
 """
 
 from __future__ import annotations
@@ -35,13 +36,24 @@ class ChatRequest:
     # Ask for token log-probabilities (the cascade's `min_logprob`); adapters whose wire
     # format has none ignore it, and the answer's `mean_logprob` stays None.
     logprobs: bool = False
+    # Prompt caching. `cache_key` is sent as OpenAI's `prompt_cache_key` (it keeps a job's
+    # requests on warm machines). `cache_prefix` is how many leading messages form the block
+    # every row shares: Anthropic caches only up to a marked block, so its adapter marks
+    # the last block of that prefix; OpenAI caches long shared prefixes by itself.
+    cache_key: str | None = None
+    cache_prefix: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Tokens of one call, in the convention of `pipeline.costs`: `input_tokens` is every
+    input token, cache reads and writes included; `cached_input_tokens` the part read from
+    the prompt cache; `cache_write_tokens` the part written to it (Anthropic)."""
+
     input_tokens: int
     output_tokens: int
     cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +66,9 @@ class ChatResponse:
     mean_logprob: float | None = None
     # Rate-limit headers seen on the answer (lower-cased names), for quota feedback.
     rate_headers: dict[str, str] = field(default_factory=dict)
+    # How it was bought: "sync" (one request) or "batch" (the provider's batch API, billed
+    # at the batch price).
+    mode: str = "sync"
 
 
 class Provider(Protocol):

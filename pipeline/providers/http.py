@@ -1,8 +1,14 @@
 """What the wire-format adapters share: sending JSON and mapping failures to the error
-tree, in one place (the only place aiohttp exceptions are caught)."""
+tree, in one place (the only place aiohttp exceptions are caught).
+
+    body, rate = await post_json(session, url, payload, headers, timeouts, "openai/gpt-x")
+    body, _ = await request_json(session, "GET", url, headers=h, timeouts=t, where=w)
+    data = await request_bytes(session, "GET", url, headers=h, timeouts=t, where=w)
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -72,9 +78,7 @@ def status_error(status: int, body: str, headers: Any, where: str) -> TierlineEr
     snippet = body[:300].replace("\n", " ")
     msg = f"{where}: HTTP {status}: {snippet}"
     if status == 429:
-        rate = {
-            k.lower(): v for k, v in headers.items() if k.lower().startswith(RATE_HEADER_PREFIXES)
-        }
+        rate = _rate_headers(headers)
         return RateLimited(
             msg, status=status, retry_after_s=parse_retry_after(headers), headers=rate
         )
@@ -85,33 +89,32 @@ def status_error(status: int, body: str, headers: Any, where: str) -> TierlineEr
     return BadRequest(msg, status=status)
 
 
-async def post_json(
+def _rate_headers(headers: Any) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items() if k.lower().startswith(RATE_HEADER_PREFIXES)}
+
+
+async def request_bytes(
     session: aiohttp.ClientSession,
+    method: str,
     url: str,
-    payload: dict[str, Any],
+    *,
     headers: dict[str, str],
     timeouts: Timeouts,
     where: str,
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """POST and return (json body, rate-limit headers); raise a TierlineError otherwise."""
+    json_body: object = None,
+    data: aiohttp.FormData | bytes | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """Send one request; (body, rate-limit headers) of a 200, else a TierlineError."""
     timeout = aiohttp.ClientTimeout(total=timeouts.total_s, sock_connect=timeouts.connect_s)
     try:
-        async with session.post(url, json=payload, headers=headers, timeout=timeout) as resp:
-            text = await resp.text()
+        async with session.request(
+            method, url, json=json_body, data=data, headers=headers, timeout=timeout
+        ) as resp:
+            raw = await resp.read()
             if resp.status != 200:
+                text = raw.decode("utf-8", "replace")
                 raise status_error(resp.status, text, resp.headers, where)
-            rate = {
-                k.lower(): v
-                for k, v in resp.headers.items()
-                if k.lower().startswith(RATE_HEADER_PREFIXES)
-            }
-            try:
-                body = await resp.json(content_type=None)
-            except ValueError:
-                raise ProviderUnavailable(f"{where}: answer is not JSON: {text[:200]}") from None
-            if not isinstance(body, dict):
-                raise ProviderUnavailable(f"{where}: answer is not a JSON object")
-            return body, rate
+            return raw, _rate_headers(resp.headers)
     except TierlineError:
         raise
     except (TimeoutError, aiohttp.ServerTimeoutError):
@@ -126,3 +129,49 @@ async def post_json(
         raise ConnectionFailed(f"{where}: connection dropped: {type(exc).__name__}") from None
     except aiohttp.ClientError as exc:
         raise ConnectionFailed(f"{where}: {type(exc).__name__}: {exc}") from None
+
+
+async def request_json(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str],
+    timeouts: Timeouts,
+    where: str,
+    json_body: object = None,
+    data: aiohttp.FormData | bytes | None = None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Like `request_bytes`, for an answer that must be a JSON object."""
+    raw, rate = await request_bytes(
+        session,
+        method,
+        url,
+        headers=headers,
+        timeouts=timeouts,
+        where=where,
+        json_body=json_body,
+        data=data,
+    )
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        text = raw[:200].decode("utf-8", "replace")
+        raise ProviderUnavailable(f"{where}: answer is not JSON: {text}") from None
+    if not isinstance(body, dict):
+        raise ProviderUnavailable(f"{where}: answer is not a JSON object")
+    return body, rate
+
+
+async def post_json(
+    session: aiohttp.ClientSession,
+    url: str,
+    payload: dict[str, Any],
+    headers: dict[str, str],
+    timeouts: Timeouts,
+    where: str,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """POST and return (json body, rate-limit headers); raise a TierlineError otherwise."""
+    return await request_json(
+        session, "POST", url, headers=headers, timeouts=timeouts, where=where, json_body=payload
+    )

@@ -1,6 +1,9 @@
 """OpenAI-compatible chat completions (OpenAI, vLLM, Ollama, Groq, Together, the sim).
 
 POST {base_url}/chat/completions  Authorization: Bearer $KEY
+
+    payload = chat_body(request)                      # also a batch line's "body"
+    response = parse_answer(body, request.model, where)  # also a batch output's body
 """
 
 from __future__ import annotations
@@ -28,37 +31,55 @@ class OpenAIChat:
         return f"OpenAIChat(name={self.name!r}, url={self.url!r}, key from ${self.api_key_env})"
 
     async def complete(self, session: aiohttp.ClientSession, request: ChatRequest) -> ChatResponse:
-        key = resolve_key(self.api_key_env, self.name)
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        payload: dict[str, Any] = {
-            "model": request.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
-        }
-        if request.logprobs:  # only when asked: not every compatible server accepts it
-            payload["logprobs"] = True
+        headers = auth_headers(resolve_key(self.api_key_env, self.name))
         where = f"{self.name}/{request.model}"
+        payload = chat_body(request)
         body, rate = await post_json(session, self.url, payload, headers, self.timeouts, where)
-        try:
-            choice = body["choices"][0]
-            text = choice["message"]["content"] or ""
-            usage = body.get("usage") or {}
-            cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-            return ChatResponse(
-                text=text,
-                usage=Usage(
-                    int(usage.get("prompt_tokens", 0)),
-                    int(usage.get("completion_tokens", 0)),
-                    int(cached),
-                ),
-                model=str(body.get("model", request.model)),
-                finish_reason=str(choice.get("finish_reason") or "stop"),
-                mean_logprob=_mean_logprob(choice),
-                rate_headers=rate,
-            )
-        except (KeyError, IndexError, TypeError, ValueError):
-            raise ProviderUnavailable(f"{where}: answer lacks choices[0].message.content") from None
+        return parse_answer(body, request.model, where, rate)
+
+
+def auth_headers(key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def chat_body(request: ChatRequest) -> dict[str, Any]:
+    """The chat-completions body of `request` (a batch line sends the same)."""
+    payload: dict[str, Any] = {
+        "model": request.model,
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+    }
+    if request.logprobs:  # only when asked: not every compatible server accepts it
+        payload["logprobs"] = True
+    if request.cache_key is not None:  # likewise: older compatible servers reject it
+        payload["prompt_cache_key"] = request.cache_key
+    return payload
+
+
+def parse_answer(
+    body: dict[str, Any], model: str, where: str, rate: dict[str, str] | None = None
+) -> ChatResponse:
+    """A chat completion as a `ChatResponse`; `ProviderUnavailable` when it has no answer."""
+    try:
+        choice = body["choices"][0]
+        text = choice["message"]["content"] or ""
+        usage = body.get("usage") or {}
+        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+        return ChatResponse(
+            text=text,
+            usage=Usage(
+                int(usage.get("prompt_tokens", 0)),
+                int(usage.get("completion_tokens", 0)),
+                int(cached),
+            ),
+            model=str(body.get("model", model)),
+            finish_reason=str(choice.get("finish_reason") or "stop"),
+            mean_logprob=_mean_logprob(choice),
+            rate_headers=rate or {},
+        )
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+        raise ProviderUnavailable(f"{where}: answer lacks choices[0].message.content") from None
 
 
 def _mean_logprob(choice: dict[str, Any]) -> float | None:

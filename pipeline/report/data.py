@@ -33,7 +33,7 @@ _RESULT_COLS = ("id", "tier", "routed_tier", "provider", "model", "attempts", "r
                 "latency_ms", "completed_at")  # fmt: skip
 _COST_COLS = (
     "id", "provider", "model", "tier", "cost_usd", "call_status", "input_tokens",
-    "output_tokens",
+    "output_tokens", "mode",
 )  # fmt: skip
 _ERROR_COLS = ("id", "error_type", "message", "tier")
 TIER_ORDER = ("cheap", "mid", "flagship")
@@ -131,6 +131,7 @@ class ReportData:
     by_tier: tuple[Spend, ...]
     by_model: tuple[Spend, ...]
     by_tier_model: tuple[Spend, ...]
+    by_mode: tuple[Spend, ...]  # sync against batch-API spend
     latency: tuple[LatencyHistogram, ...]
     timeline: Timeline
     errors: tuple[ErrorType, ...]  # the most frequent types, at most 10
@@ -190,6 +191,7 @@ def build_report(prefix_uri: str) -> ReportData:
         by_tier=spend_by(costs, pl.concat([results, errors], how="diagonal"), ("tier",)),
         by_model=spend_by(costs, results, ("provider", "model")),
         by_tier_model=spend_by(costs, None, ("tier", "provider", "model")),
+        by_mode=spend_by(costs, None, ("mode",)),
         latency=latency_histograms(results),
         timeline=timeline(results, errors, {c.unit: c.written_at for c in commits}),
         errors=error_types(errors),

@@ -101,6 +101,12 @@ def _header(d: ReportData) -> str:
             "",
         ),
         (
+            "Sync / batch spend",
+            " / ".join(fmt_usd(m.cost_usd) for m in d.by_mode) or "n/a",
+            " · ".join(f"{m.key or 'sync'}: {m.calls:,} calls" for m in d.by_mode),
+            "",
+        ),
+        (
             "Answers reused",
             f"{d.cache_hits + d.duplicates:,}",
             f"{d.cache_hits:,} from the cache · {d.duplicates:,} identical rows · "

@@ -14,51 +14,37 @@ Quality is relative: accuracy over the accuracy of sending every row to flagship
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from pipeline.routing.learned import Curve, Decision, FloatArray, IntArray, choose
+from pipeline.routing.decide import (
+    PRESETS,
+    Curve,
+    Decision,
+    FloatArray,
+    IntArray,
+    Pick,
+    Target,
+    choose,
+    pick,
+)
+
+# Targets, presets and picking live in pipeline.routing.decide (the learned policy needs
+# them too); they stay importable from here.
+__all__ = [
+    "MAX_POINTS",
+    "PRESETS",
+    "Outcomes",
+    "Pick",
+    "Target",
+    "area_under_curve",
+    "candidates",
+    "pick",
+    "realise",
+    "sweep",
+]
 
 MAX_POINTS = 400
-
-
-@dataclass(frozen=True)
-class Target:
-    """Exactly one of: a cap on the share of rows that reach flagship, or a quality floor."""
-
-    max_flagship_share: float | None = None
-    min_quality: float | None = None
-
-    def __post_init__(self) -> None:
-        if (self.max_flagship_share is None) == (self.min_quality is None):
-            raise ValueError("a target is exactly one of max_flagship_share or min_quality")
-        value = self.max_flagship_share if self.min_quality is None else self.min_quality
-        if value is None or not 0.0 <= value <= 1.5:
-            raise ValueError(f"target value {value!r} is out of range")
-
-    @classmethod
-    def parse(cls, obj: object) -> Target:
-        """From a mapping (`{min_quality: 0.95}`) or any object with those attributes."""
-        if isinstance(obj, Target):
-            return obj
-        if isinstance(obj, dict):
-            unknown = set(obj) - {"max_flagship_share", "min_quality"}
-            if unknown:
-                raise ValueError(f"unknown target field(s): {', '.join(sorted(unknown))}")
-            return cls(**obj)
-        return cls(
-            max_flagship_share=getattr(obj, "max_flagship_share", None),
-            min_quality=getattr(obj, "min_quality", None),
-        )
-
-
-# What `optimize: cost | balanced | quality` means, as targets on the validation curve.
-PRESETS: dict[str, Target] = {
-    "cost": Target(min_quality=0.90),
-    "balanced": Target(min_quality=0.95),
-    "quality": Target(min_quality=0.98),
-}
 
 
 @dataclass(frozen=True)
@@ -68,24 +54,6 @@ class Outcomes:
     correct: FloatArray  # (n, k) 1.0 / 0.0, NaN when unknown
     cost: FloatArray  # (n, k) USD, NaN when unknown
     agree: FloatArray | None = None  # (n,) cheap and mid answers agreed, NaN when unknown
-
-
-@dataclass(frozen=True)
-class Pick:
-    threshold: float
-    rel_quality: float
-    rel_cost: float
-    flagship_share: float
-    met: bool  # False: no point reached the target; the closest one was taken
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "threshold": self.threshold,
-            "rel_quality": self.rel_quality,
-            "rel_cost": self.rel_cost,
-            "flagship_share": self.flagship_share,
-            "target_met": self.met,
-        }
 
 
 def realise(
@@ -175,32 +143,6 @@ def sweep(
         rel_quality=np.array(rq),
         rel_cost=np.array(rc),
         flagship_share=np.array(share),
-    )
-
-
-def pick(curve: Curve, target: Target) -> Pick:
-    """The curve point that meets `target` most cheaply (or the closest, `met=False`).
-
-    max_flagship_share: the best quality among points within the share cap.
-    min_quality: the lowest cost among points at or above the quality floor.
-    """
-    q, c, s = curve.rel_quality, curve.rel_cost, curve.flagship_share
-    if target.max_flagship_share is not None:
-        ok = s <= target.max_flagship_share + 1e-12
-        # Best quality first, then lower cost: lexsort keys are last-major.
-        order = np.lexsort((c, -q)) if ok.any() else np.lexsort((c, s))
-        best = next(int(i) for i in order if ok[i] or not ok.any())
-    else:
-        floor = float(target.min_quality)  # type: ignore[arg-type]
-        ok = q >= floor - 1e-12
-        order = np.lexsort((-q, c)) if ok.any() else np.lexsort((c, -q))
-        best = next(int(i) for i in order if ok[i] or not ok.any())
-    return Pick(
-        threshold=float(curve.thresholds[best]),
-        rel_quality=float(q[best]),
-        rel_cost=float(c[best]),
-        flagship_share=float(s[best]),
-        met=bool(ok.any()),
     )
 
 

@@ -4,10 +4,11 @@ is good enough, and each row goes to the cheapest tier worth its price.
     model = RouterModel.load("router.npz")
     tiers = route_learned(df, "text", model, threshold=model.preset("balanced"))
 
-Features: log text length, hashed word 1-2-grams weighted by tf-idf, and the metadata
-columns the model was trained with (categories one-hot, numbers standardised). One
-logistic-regression head per tier (optionally two more for the cheap/mid agreement
-cascade) is applied as a sparse matrix product over the whole unit.
+Features (pipeline.routing.features): log text length, hashed word 1-2-grams weighted by
+tf-idf, the metadata columns the model was trained with (categories one-hot, numbers
+standardised) and, from model version 2, the shape of the text (question form, code and
+maths markers, options...). One logistic head per tier (optionally two more for the
+cheap/mid agreement cascade) is applied as a sparse matrix product over the whole unit.
 
 Two decision rules, fixed when the model is trained (both take one number, `threshold`):
 
@@ -30,142 +31,61 @@ import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import HashingVectorizer
+
+from pipeline.routing.decide import (
+    AGREE,
+    AGREE_OK,
+    TIERS,
+    Curve,
+    Decision,
+    FloatArray,
+    IntArray,
+    Target,
+    choose,
+    expected_options,
+    pick,
+)
+from pipeline.routing.features import FeatureSpec, featurize, fit_features, text_counts
+
+# Names other modules and older callers import from here.
+__all__ = [
+    "AGREE",
+    "AGREE_OK",
+    "TIERS",
+    "Curve",
+    "Decision",
+    "FeatureSpec",
+    "FloatArray",
+    "Head",
+    "IntArray",
+    "RouterFileError",
+    "RouterModel",
+    "choose",
+    "featurize",
+    "fit_features",
+    "learned_policy",
+    "load_model",
+    "resolve_threshold",
+    "route_learned",
+    "text_counts",
+    "tier_problems",
+]
 
 FORMAT = "tierline-router"
-VERSION = 1
-TIERS: tuple[str, ...] = ("cheap", "mid", "flagship")
-AGREE, AGREE_OK = "agree", "agree_correct"
+# 2: an optional shape-feature block (pipeline.routing.features); version 1 files still load.
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 # prepare_unit puts the joined row text here before the policy runs.
 TEXT_COLUMN = "__text"
-
-Decision = Literal["threshold", "utility"]
-FloatArray = np.ndarray[Any, np.dtype[np.float64]]
-IntArray = np.ndarray[Any, np.dtype[np.int64]]
 
 
 class RouterFileError(ValueError):
     """A router model file that cannot be used (missing, wrong format or version)."""
-
-
-# --- features ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    """How rows become a sparse matrix; fitted on training rows, stored in the model file."""
-
-    n_text: int
-    ngram_max: int
-    idf: FloatArray  # (n_text,), 1.0 for hash buckets never seen in training
-    length_mean: float
-    length_std: float
-    categorical: dict[str, list[str]] = field(default_factory=dict)  # column -> categories
-    numeric: dict[str, tuple[float, float]] = field(default_factory=dict)  # column -> mean, std
-
-    @property
-    def columns(self) -> list[str]:
-        return [*self.categorical, *self.numeric]
-
-    @property
-    def width(self) -> int:
-        return self.n_text + 1 + sum(map(len, self.categorical.values())) + len(self.numeric)
-
-    def vectorizer(self) -> HashingVectorizer:
-        # Every parameter spelled out: a change of scikit-learn's defaults must not move hashes.
-        return HashingVectorizer(
-            n_features=self.n_text,
-            ngram_range=(1, self.ngram_max),
-            lowercase=True,
-            token_pattern=r"(?u)\b\w\w+\b",
-            alternate_sign=False,
-            norm=None,
-            dtype=np.float64,
-        )
-
-
-def text_counts(texts: list[str], n_text: int, ngram_max: int) -> sp.csr_matrix:
-    """Raw hashed n-gram counts (what idf is fitted on)."""
-    spec = FeatureSpec(n_text, ngram_max, np.ones(0), 0.0, 1.0)
-    return sp.csr_matrix(spec.vectorizer().transform(texts))
-
-
-def _log_length(texts: list[str]) -> FloatArray:
-    return np.log1p(np.fromiter((len(t) for t in texts), dtype=np.float64, count=len(texts)))
-
-
-def fit_features(
-    df: pl.DataFrame,
-    text_col: str,
-    columns: list[str] | None = None,
-    *,
-    n_text: int = 2**18,
-    ngram_max: int = 2,
-    max_categories: int = 100,
-) -> FeatureSpec:
-    """Fit idf, length scaling and metadata encodings on training rows."""
-    texts = _texts(df, text_col)
-    counts = text_counts(texts, n_text, ngram_max)
-    doc_freq = np.bincount(counts.indices, minlength=n_text).astype(np.float64)
-    n = max(len(texts), 1)
-    idf = np.log((1.0 + n) / (1.0 + doc_freq)) + 1.0  # scikit-learn's smooth idf
-    lengths = _log_length(texts)
-    categorical: dict[str, list[str]] = {}
-    numeric: dict[str, tuple[float, float]] = {}
-    for col in columns or []:
-        s = df.get_column(col)
-        if s.dtype.is_numeric():
-            v = s.cast(pl.Float64).drop_nulls().to_numpy()
-            mean = float(v.mean()) if v.size else 0.0
-            std = float(v.std()) if v.size else 1.0
-            numeric[col] = (mean, std if std > 0 else 1.0)
-        else:
-            top = s.cast(pl.String).drop_nulls().value_counts(sort=True).head(max_categories)
-            categorical[col] = sorted(top.get_column(col).to_list())
-    return FeatureSpec(
-        n_text=n_text,
-        ngram_max=ngram_max,
-        idf=idf,
-        length_mean=float(lengths.mean()) if lengths.size else 0.0,
-        length_std=float(lengths.std()) if lengths.size and lengths.std() > 0 else 1.0,
-        categorical=categorical,
-        numeric=numeric,
-    )
-
-
-def featurize(df: pl.DataFrame, text_col: str, spec: FeatureSpec) -> sp.csr_matrix:
-    """One sparse row per frame row: [tf-idf n-grams | log length | categories | numbers]."""
-    texts = _texts(df, text_col)
-    x = sp.csr_matrix(spec.vectorizer().transform(texts))
-    x.data = 1.0 + np.log(x.data)  # sublinear tf
-    x = sp.csr_matrix(x @ sp.diags(spec.idf))
-    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
-    x = sp.csr_matrix(sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ x)
-    blocks = [
-        x,
-        sp.csr_matrix(((_log_length(texts) - spec.length_mean) / spec.length_std)[:, None]),
-    ]
-    for col, cats in spec.categorical.items():
-        index = {c: i for i, c in enumerate(cats)}
-        values = df.get_column(col).cast(pl.String).to_list()
-        rows = [r for r, v in enumerate(values) if v in index]
-        cols = [index[cast(str, values[r])] for r in rows]
-        blocks.append(
-            sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(values), len(cats)))
-        )
-    for col, (mean, std) in spec.numeric.items():
-        v = df.get_column(col).cast(pl.Float64).fill_null(mean).to_numpy()
-        blocks.append(sp.csr_matrix(((v - mean) / std)[:, None]))
-    return sp.csr_matrix(sp.hstack(blocks, format="csr"))
-
-
-def _texts(df: pl.DataFrame, text_col: str) -> list[str]:
-    return df.get_column(text_col).cast(pl.String).fill_null("").to_list()
 
 
 # --- the model --------------------------------------------------------------------------
@@ -181,16 +101,6 @@ class Head:
     def predict(self, x: sp.csr_matrix) -> FloatArray:
         z = np.asarray(x @ self.coef).ravel() + self.intercept
         return cast(FloatArray, 1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0))))
-
-
-@dataclass(frozen=True)
-class Curve:
-    """Validation outcomes of a sweep of thresholds (what targets are resolved against)."""
-
-    thresholds: FloatArray
-    rel_quality: FloatArray  # accuracy / all-flagship accuracy on the same rows
-    rel_cost: FloatArray  # cost / all-flagship cost
-    flagship_share: FloatArray  # rows whose answer needed a flagship call
 
 
 @dataclass(frozen=True)
@@ -218,15 +128,7 @@ class RouterModel:
 
     def options(self, probs: dict[str, FloatArray]) -> tuple[FloatArray, FloatArray]:
         """Expected quality and cost (USD) per row and tier, columns in `tier_names()`."""
-        names = self.tier_names()
-        quality = np.column_stack([probs[t] for t in names])
-        cost = np.tile(np.array([self.tier_cost[t] for t in names]), (quality.shape[0], 1))
-        if self.cascade:
-            agree, agree_ok = probs[AGREE], probs[AGREE_OK]
-            c = self.tier_cost
-            quality[:, 0] = agree_ok + (1.0 - agree) * probs["flagship"]
-            cost[:, 0] = c["cheap"] + c["mid"] + (1.0 - agree) * c["flagship"]
-        return quality, cost
+        return expected_options(probs, self.tier_cost, self.tier_names(), cascade=self.cascade)
 
     def preset(self, name: str) -> float:
         try:
@@ -265,6 +167,9 @@ class RouterModel:
             "header": np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8),
             "idf": f.idf.astype(np.float32),
         }
+        if f.shape_mean is not None and f.shape_std is not None:
+            arrays["shape_mean"] = f.shape_mean
+            arrays["shape_std"] = f.shape_std
         for name, head in self.heads.items():
             arrays[f"coef_{name}"] = head.coef.astype(np.float32)
         if self.curve is not None:
@@ -301,10 +206,11 @@ class RouterModel:
         header = json.loads(bytes(data["header"]).decode())
         if header.get("format") != FORMAT:
             raise RouterFileError(f"{p}: not a router model file")
-        if header.get("version") != VERSION:
+        if header.get("version") not in READABLE_VERSIONS:
             raise RouterFileError(
-                f"{p}: router model version {header.get('version')!r}; this tierline "
-                f"reads version {VERSION} only: retrain it with `tierline router train`"
+                f"{p}: router model version {header.get('version')!r}; this tierline reads "
+                f"versions {', '.join(map(str, READABLE_VERSIONS))}: retrain it with "
+                "`tierline router train`"
             )
         hf = header["features"]
         features = FeatureSpec(
@@ -315,6 +221,8 @@ class RouterModel:
             length_std=float(hf["length_std"]),
             categorical={k: list(v) for k, v in hf["categorical"].items()},
             numeric={k: (float(v[0]), float(v[1])) for k, v in hf["numeric"].items()},
+            shape_mean=_optional(data, "shape_mean"),
+            shape_std=_optional(data, "shape_std"),
         )
         heads = {
             n: Head(data[f"coef_{n}"].astype(np.float64), float(b))
@@ -342,24 +250,11 @@ class RouterModel:
         )
 
 
+def _optional(data: Any, key: str) -> FloatArray | None:
+    return data[key].astype(np.float64) if key in data.files else None
+
+
 # --- deciding ---------------------------------------------------------------------------
-
-
-def choose(quality: FloatArray, cost: FloatArray, threshold: float, decision: Decision) -> IntArray:
-    """Index of the chosen tier per row (columns cheapest first; ties go to the cheaper).
-
-    >>> q = np.array([[0.9, 0.95, 0.97], [0.5, 0.6, 0.8]])
-    >>> choose(q, np.array([[1.0, 2.0, 10.0]] * 2), 0.85, "threshold").tolist()
-    [0, 2]
-    """
-    if decision == "threshold":
-        clears = quality >= threshold
-        first = np.argmax(clears, axis=1)
-        return np.where(clears.any(axis=1), first, np.argmax(quality, axis=1)).astype(np.int64)
-    if decision == "utility":
-        scale = float(np.mean(cost[:, -1])) or 1.0
-        return np.argmax(quality - threshold * cost / scale, axis=1).astype(np.int64)
-    raise ValueError(f"unknown decision rule {decision!r}; known: threshold, utility")
 
 
 def route_learned(
@@ -419,8 +314,6 @@ def resolve_threshold(
     if threshold is not None:
         return float(threshold)
     if target is not None:
-        from pipeline.routing.calibrate import Target, pick
-
         if model.curve is None:
             raise ValueError("router model has no validation curve to resolve a target on")
         return pick(model.curve, Target.parse(target)).threshold
@@ -456,10 +349,3 @@ def learned_policy(df: pl.DataFrame, routing: object) -> pl.Series:
         optimize=getattr(spec, "optimize", None),
     )
     return route_learned(df, TEXT_COLUMN, model, threshold)
-
-
-def register() -> None:
-    """Add `learned` to the policy registry (pipeline.routing.policy already does this)."""
-    from pipeline.routing.policy import POLICIES
-
-    POLICIES["learned"] = learned_policy

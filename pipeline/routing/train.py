@@ -34,20 +34,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import KFold
 
-from pipeline.routing.calibrate import PRESETS, Outcomes, pick, sweep
+from pipeline.routing.calibrate import Outcomes, sweep
 from pipeline.routing.cascade import normalise
-from pipeline.routing.learned import (
-    AGREE,
-    AGREE_OK,
-    TIERS,
-    Decision,
-    FeatureSpec,
-    FloatArray,
-    Head,
-    RouterModel,
-    featurize,
-    fit_features,
-)
+from pipeline.routing.decide import AGREE, AGREE_OK, PRESETS, TIERS, Decision, FloatArray, pick
+from pipeline.routing.features import FeatureSpec, featurize, fit_features
+from pipeline.routing.learned import Head, RouterModel
 
 DEFAULT_TIERS: dict[str, str] = {
     "cheap": "mistralai/mixtral-8x7b-chat",
@@ -364,6 +355,9 @@ class FitOptions:
     n_text: int = 2**18
     ngram_max: int = 2
     seed: int = 0
+    # The text's shape (question form, code/maths markers, options...): signal that carries
+    # over to tasks the router never saw, unlike a benchmark-name column.
+    shape: bool = True
 
 
 def _label_column(head: str) -> str:
@@ -411,7 +405,9 @@ def fit_router(ts: TrainingSet, options: FitOptions | None = None) -> RouterMode
         tier_cost[t] = float(known.mean())  # type: ignore[arg-type]
 
     def features(rows: pl.DataFrame) -> FeatureSpec:
-        return fit_features(rows, TEXT, ts.features, n_text=opt.n_text, ngram_max=opt.ngram_max)
+        return fit_features(
+            rows, TEXT, ts.features, n_text=opt.n_text, ngram_max=opt.ngram_max, shape=opt.shape
+        )
 
     spec = features(frame)
     heads = _fit_heads(frame, spec, names, opt.c, opt.seed)
@@ -460,6 +456,7 @@ def fit_router(ts: TrainingSet, options: FitOptions | None = None) -> RouterMode
             "n_text": opt.n_text,
             "ngram_max": opt.ngram_max,
             "seed": opt.seed,
+            "shape": opt.shape,
         },
         "validation": {
             "method": f"{folds}-fold cross-fitted predictions on the training rows",

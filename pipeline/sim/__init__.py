@@ -3,14 +3,23 @@ Anthropic wire formats, with latency, rate limits, faults, and generated or repl
 answers, deterministic for a given config and seed.
 
     async with SimServer(SimConfig(seed=1)) as sim:
-        ...  # point an OpenAI-format client at sim.base_url
+        ...  # point an OpenAI-format client at sim.base_url (root_url for Anthropic)
 
-See `config.py` for what can be set and `generate.py` for the prompt conventions.
+See `schemas/sim.py` for what can be set, `generate.py` for the prompt conventions,
+`batches.py` for provider batches and `prompt_cache.py` for cached-token reporting.
 """
 
 from typing import TYPE_CHECKING, Any
 
-from schemas.sim import Faults, KeyLimits, Latency, ModelBehaviour, SimConfig
+from schemas.sim import (
+    BatchBehaviour,
+    Faults,
+    KeyLimits,
+    Latency,
+    ModelBehaviour,
+    PromptCaching,
+    SimConfig,
+)
 
 if TYPE_CHECKING:
     from pipeline.sim.server import SimServer, build_app, run_in_thread, serve
@@ -29,10 +38,12 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BatchBehaviour",
     "Faults",
     "KeyLimits",
     "Latency",
     "ModelBehaviour",
+    "PromptCaching",
     "SimConfig",
     "SimServer",
     "build_app",

@@ -3,22 +3,27 @@
 One completion request: read -> check the key -> count it -> (replay: look it up, 404
 when absent) -> rate limits (429) -> latency -> injected fault -> answer. The same path
 serves both wire formats; `wire.py` owns everything format-specific.
+
+A request inside a provider batch takes the same path from "count it" on, without rate
+limits and latency (the batch's timeline stands for both): `answer_batched`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from aiohttp import web
 
 from pipeline.sim import generate
+from pipeline.sim.batches import BatchStore
 from pipeline.sim.behaviour import Behaviour, Plan
 from pipeline.sim.limits import Limiter
+from pipeline.sim.prompt_cache import NO_CACHE, CacheUse, PromptCache
 from pipeline.sim.replay import Recorded, ReplayTable
 from pipeline.sim.stats import SimStats, prompt_id
-from pipeline.sim.wire import Reply, SimRequest, WireError, WireFormat
+from pipeline.sim.wire import JSON, Reply, SimRequest, WireError, WireFormat
 from pipeline.tokens import count_tokens
 from schemas.sim import SimConfig
 
@@ -30,13 +35,16 @@ _NOT_JSON = object()
 
 
 class SimState:
-    """Everything one simulator holds: config, limiter, stats, replay table."""
+    """Everything one simulator holds: config, limiter, stats, replay table, prompt cache,
+    batches and their files."""
 
     def __init__(self, config: SimConfig, clock: Clock, wall_clock: Clock) -> None:
         self.clock = clock
         self.wall_clock = wall_clock
         self.stats = SimStats()
         self.limiter = Limiter(config, clock)
+        self.prompt_cache = PromptCache(clock)
+        self.batches = BatchStore()
         self.closing = asyncio.Event()
         self.replay: ReplayTable | None = None
         self._replay_dir: Path | None = None
@@ -55,6 +63,13 @@ class SimState:
 
 
 STATE: web.AppKey[SimState] = web.AppKey("tierline_sim_state", SimState)
+
+
+def key_refused(config: SimConfig, raw_key: str | None) -> bool:
+    """Whether a request with this key (None: without one) gets 401."""
+    if not config.require_api_key:
+        return False
+    return raw_key is None or (config.api_keys is not None and raw_key not in config.api_keys)
 
 
 def _error(
@@ -88,9 +103,7 @@ class CompletionHandler:
         except (ValueError, UnicodeDecodeError):
             body = _NOT_JSON
         hint = body.get("model") if isinstance(body, dict) else None
-        if config.require_api_key and (
-            raw_key is None or (config.api_keys is not None and raw_key not in config.api_keys)
-        ):
+        if key_refused(config, raw_key):
             return self._refuse(wire, hint, key, 401, "missing or unknown API key")
         try:
             sim_request = wire.parse(body, request.headers)
@@ -127,10 +140,10 @@ class CompletionHandler:
                 await asyncio.sleep(plan.delay_s)
             if plan.fault is not None:
                 return await self._fault(request, wire, sim_request, key, plan, headers)
-            reply = self._reply(sim_request, tokens_in, plan, recorded)
+            reply = self._reply(sim_request, key, tokens_in, plan, recorded)
             if sim_request.max_tokens is None:
                 state.limiter.charge(key, model, reply.output_tokens)
-            state.stats.answered(model, key, prompt, reply.input_tokens, reply.output_tokens)
+            self._count_answer(sim_request, key, prompt, reply)
             if recorded is not None and recorded.cost_usd is not None:
                 headers[RECORDED_COST_HEADER] = repr(recorded.cost_usd)
             answer_id = f"sim{prompt:016x}{occurrence}"
@@ -149,9 +162,74 @@ class CompletionHandler:
         self.state.stats.failed(name, key, status)
         return _error(wire, status, message)
 
+    def answer_batched(
+        self, wire: WireFormat, body: object, headers: Mapping[str, str], key: str
+    ) -> tuple[int, JSON]:
+        """One request of a batch: (HTTP status it would have had, answer or error body).
+
+        Same parse, replay, fault draw, answer, prompt cache and stats as a direct call;
+        a drawn hang or reset becomes the 504 or 500 the batch records instead.
+        """
+        state = self.state
+        try:
+            request = wire.parse(body, headers)
+        except WireError as exc:
+            hint = body.get("model") if isinstance(body, dict) else None
+            name = hint if isinstance(hint, str) else ""
+            state.stats.received(name, key, None, batched=True)
+            state.stats.failed(name, key, 400)
+            return 400, wire.error(400, str(exc))
+        model = request.model
+        prompt = prompt_id(model, request.messages)
+        occurrence = state.stats.received(model, key, prompt, batched=True)
+        recorded = None
+        if state.replay is not None:
+            recorded = state.replay.lookup(model, generate.last_user_text(request.messages))
+            if recorded is None:
+                state.stats.failed(model, key, 404)
+                message = f"no recorded answer for model {model} and this prompt"
+                return 404, wire.error(404, message, "not_found")
+        plan = state.behaviour.plan(model, prompt=prompt, occurrence=occurrence)
+        if plan.fault is not None:
+            status = {"hang": 504, "reset": 500}.get(str(plan.fault)) or int(plan.fault)
+            state.stats.failed(model, key, status)
+            return status, wire.error(status, f"simulated error {status}")
+        tokens_in = generate.input_tokens(request.messages, model)
+        reply = self._reply(request, key, tokens_in, plan, recorded)
+        self._count_answer(request, key, prompt, reply)
+        answer_id = f"sim{prompt:016x}{occurrence}"
+        created = int(state.wall_clock())
+        return 200, wire.answer(request, reply, answer_id=answer_id, created=created, batch=True)
+
+    def _count_answer(self, request: SimRequest, key: str, prompt: int, reply: Reply) -> None:
+        cache = reply.cache
+        self.state.stats.answered(
+            request.model,
+            key,
+            prompt,
+            reply.input_tokens,
+            reply.output_tokens,
+            cached=cache.read,
+            cache_write=cache.write,
+        )
+
+    def _cache(self, request: SimRequest, key: str, tokens_in: int) -> CacheUse:
+        """What the prompt cache gives this request: Anthropic marks, else OpenAI's rule."""
+        settings, cache = self.state.config.prompt_cache, self.state.prompt_cache
+        model, messages = request.model, request.messages
+        if request.caching == "marked":
+            scope = (key, model)
+            return cache.anthropic(settings, scope, messages, model, request.marks, total=tokens_in)
+        if tokens_in < settings.min_tokens:
+            return NO_CACHE
+        scope_key = (key, model, request.cache_key)
+        read = cache.openai(settings, scope_key, messages, model, total=tokens_in)
+        return CacheUse(read=read) if read else NO_CACHE
+
     def _reply(
         self,
         request: SimRequest,
+        key: str,
         tokens_in: int,
         plan: Plan,
         recorded: Recorded | None,
@@ -171,7 +249,8 @@ class CompletionHandler:
             logprobs = generate.token_logprobs(
                 text, request.messages, model=model, seed=seed, sure=not wrong
             )
-        return Reply(text, tokens_in, tokens_out, cut, recorded, logprobs)
+        cache = self._cache(request, key, tokens_in)
+        return Reply(text, tokens_in, tokens_out, cut, recorded, logprobs, cache)
 
     async def _fault(
         self,

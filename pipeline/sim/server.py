@@ -7,7 +7,9 @@
     serve(config, "127.0.0.1", 8700)                       # the `tierline sim serve` command
 
 Routes: `POST /v1/chat/completions` (OpenAI), `POST /v1/messages` (Anthropic),
-`GET /v1/models`, `GET /stats`, `GET|POST /admin/config`, `POST /admin/reset-stats`.
+`GET /v1/models`, `GET /stats`, `GET|POST /admin/config`, `POST /admin/reset-stats`;
+OpenAI's files and batches (`/v1/files`, `/v1/batches`, see `openai_batches.py`) and
+Anthropic's message batches (`/v1/messages/batches`, see `anthropic_batches.py`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from types import TracebackType
 from aiohttp import web
 from pydantic import ValidationError
 
+from pipeline.sim import anthropic_batches, openai_batches, openai_files
 from pipeline.sim.handlers import STATE, Clock, CompletionHandler, SimState
 from pipeline.sim.replay import ReplayDataError
 from pipeline.sim.stats import SimStats
@@ -31,6 +34,9 @@ from pipeline.sim.wire import FORMATS
 from schemas.sim import SimConfig
 
 _OWNER = "tierline-sim"
+# Batch bodies are large (OpenAI takes 200 MB input files, Anthropic 256 MB batches):
+# aiohttp's 1 MiB default would answer 413 before the simulator could name its own limit.
+MAX_BODY_BYTES = 1 << 30
 
 
 def build_app(
@@ -38,11 +44,14 @@ def build_app(
 ) -> web.Application:
     """The simulator app; `clock` drives rate limits, `wall_clock` timestamps."""
     state = SimState(config, clock, wall_clock)
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[STATE] = state
     completions = CompletionHandler(state)
     app.router.add_post("/v1/chat/completions", completions.route(FORMATS["openai"]))
     app.router.add_post("/v1/messages", completions.route(FORMATS["anthropic"]))
+    openai_files.add_routes(app)
+    openai_batches.add_routes(app, completions)
+    anthropic_batches.add_routes(app, completions)
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/stats", _stats)
     app.router.add_get("/admin/config", _get_config)
@@ -63,7 +72,13 @@ async def _models(request: web.Request) -> web.Response:
         names.update(state.replay.models())
     if "anthropic-version" in request.headers:
         data = [
-            {"type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"}
+            {
+                "type": "model",
+                "id": n,
+                "display_name": n,
+                "created_at": "1970-01-01T00:00:00Z",
+                "lifecycle": "active",  # required by the current SDK's ModelInfo
+            }
             for n in sorted(names)
         ]
         first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
@@ -198,14 +213,20 @@ class _Thread:
 
 
 def run_in_thread(
-    config: SimConfig, host: str = "127.0.0.1", port: int = 0
+    config: SimConfig,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    clock: Clock = time.monotonic,
 ) -> tuple[str, Callable[[], None]]:
-    """Run the simulator on its own event loop in a daemon thread: (base_url, stop)."""
+    """Run the simulator on its own event loop in a daemon thread: (base_url, stop).
+
+    `clock` drives rate limits, caches and batches (a test's fake clock moves them)."""
     box = _Thread()
 
     async def main() -> None:
         box.loop, box.stop = asyncio.get_running_loop(), asyncio.Event()
-        sim = SimServer(config)
+        sim = SimServer(config, clock=clock)
         box.url = await sim.start(host, port)
         try:
             box.ready.set()

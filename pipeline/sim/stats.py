@@ -6,13 +6,19 @@
 `repeated_prompts` counts requests whose (model, messages) had been received before (a
 retry counts); `repeated_answers` counts successful answers to a (model, messages) that
 had already been answered successfully: a row paid for twice. API keys are masked.
+
+Requests inside provider batches count like any other (`requests`, `ok`, `errors`,
+tokens, and the repeats above), and also as `batched`. The `batches` section counts
+batches and their requests by outcome, and custom_ids across batches:
+`repeated_custom_ids` (a custom_id submitted again) and `custom_ids_answered_twice` (a
+custom_id answered successfully a second time: paid twice).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from pipeline.sim.generate import Msg
 
@@ -47,6 +53,9 @@ class Counters:
     resets: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
+    tokens_cached: int = 0  # part of tokens_in read from the prompt cache
+    tokens_cache_write: int = 0  # part of tokens_in written to it (Anthropic)
+    batched: int = 0  # requests that came inside a provider batch
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -58,7 +67,28 @@ class Counters:
             "resets": self.resets,
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
+            "tokens_cached": self.tokens_cached,
+            "tokens_cache_write": self.tokens_cache_write,
+            "batched": self.batched,
         }
+
+
+@dataclass(slots=True)
+class BatchCounters:
+    """Batches and their requests, both formats together."""
+
+    created: int = 0
+    refused: int = 0  # creations answered with an error (limits, queue, bad input)
+    failed: int = 0  # batches that ended failed as a whole
+    cancelled: int = 0  # cancel requests accepted
+    requests: int = 0  # requests inside created batches
+    succeeded: int = 0
+    errored: int = 0
+    expired: int = 0
+    canceled: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return asdict(self)
 
 
 class SimStats:
@@ -75,6 +105,10 @@ class SimStats:
         self._answered: set[int] = set()
         self.repeated_prompts = 0
         self.repeated_answers = 0
+        self.batches = BatchCounters()
+        self._custom_ids: dict[str, list[int]] = {}  # custom_id -> [submitted, answered]
+        self.repeated_custom_ids = 0
+        self.custom_ids_answered_twice = 0
 
     def _targets(self, model: str, api_key: str) -> tuple[Counters, Counters, Counters]:
         name = model or NO_MODEL
@@ -86,10 +120,13 @@ class SimStats:
             by_key = self.keys[api_key] = Counters()
         return self.total, by_model, by_key
 
-    def received(self, model: str, api_key: str, prompt: int | None) -> int:
+    def received(
+        self, model: str, api_key: str, prompt: int | None, *, batched: bool = False
+    ) -> int:
         """Count a request; returns how many times this prompt was received before."""
         for c in self._targets(model, api_key):
             c.requests += 1
+            c.batched += int(batched)
         if prompt is None:
             return 0
         before = self._seen.get(prompt, 0)
@@ -99,12 +136,22 @@ class SimStats:
         return before
 
     def answered(
-        self, model: str, api_key: str, prompt: int, tokens_in: int, tokens_out: int
+        self,
+        model: str,
+        api_key: str,
+        prompt: int,
+        tokens_in: int,
+        tokens_out: int,
+        *,
+        cached: int = 0,
+        cache_write: int = 0,
     ) -> None:
         for c in self._targets(model, api_key):
             c.ok += 1
             c.tokens_in += tokens_in
             c.tokens_out += tokens_out
+            c.tokens_cached += cached
+            c.tokens_cache_write += cache_write
         if prompt in self._answered:
             self.repeated_answers += 1
         else:
@@ -127,6 +174,30 @@ class SimStats:
         for c in self._targets(model, api_key):
             c.resets += 1
 
+    def batch_submitted(self, custom_ids: list[str]) -> None:
+        """A batch was created with these requests."""
+        self.batches.created += 1
+        self.batches.requests += len(custom_ids)
+        for custom_id in custom_ids:
+            counts = self._custom_ids.setdefault(custom_id, [0, 0])
+            if counts[0]:
+                self.repeated_custom_ids += 1
+            counts[0] += 1
+
+    def batch_outcome(self, custom_id: str, kind: str) -> None:
+        """One request of a batch ended: succeeded, errored, expired or canceled."""
+        setattr(self.batches, kind, getattr(self.batches, kind) + 1)
+        if kind == "succeeded":
+            counts = self._custom_ids.setdefault(custom_id, [0, 0])
+            if counts[1]:
+                self.custom_ids_answered_twice += 1
+            counts[1] += 1
+
+    def custom_id(self, custom_id: str) -> tuple[int, int]:
+        """(times submitted in a batch, times answered successfully) of one custom_id."""
+        submitted, answered = self._custom_ids.get(custom_id, (0, 0))
+        return submitted, answered
+
     def snapshot(self) -> dict[str, object]:
         """Everything as JSON-ready data."""
         return {
@@ -136,4 +207,10 @@ class SimStats:
             "distinct_prompts": len(self._seen),
             "repeated_prompts": self.repeated_prompts,
             "repeated_answers": self.repeated_answers,
+            "batches": {
+                **self.batches.to_json(),
+                "distinct_custom_ids": len(self._custom_ids),
+                "repeated_custom_ids": self.repeated_custom_ids,
+                "custom_ids_answered_twice": self.custom_ids_answered_twice,
+            },
         }

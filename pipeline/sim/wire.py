@@ -16,23 +16,32 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import ClassVar, Protocol
 
-from pipeline.sim.generate import Msg
 from pipeline.sim.limits import RateState
+from pipeline.sim.prompt_cache import NO_CACHE, Breakpoint, CacheUse
 from pipeline.sim.replay import Recorded
+from pipeline.sim.request import (
+    JSON,
+    SimRequest,
+    WireError,
+    check_marks,
+    common,
+    positive_int,
+    read_content,
+    read_messages,
+)
 
-JSON = dict[str, object]
-
-
-class WireError(Exception):
-    """A request the format cannot accept (answered 400)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SimRequest:
-    model: str
-    messages: tuple[Msg, ...]
-    max_tokens: int | None
-    logprobs: bool = False  # the client asked for token log-probabilities (OpenAI only)
+__all__ = [  # SimRequest and WireError live in request.py; handlers find them here
+    "FORMATS",
+    "JSON",
+    "AnthropicWire",
+    "OpenAIWire",
+    "Reply",
+    "SimRequest",
+    "WireError",
+    "WireFormat",
+    "go_duration",
+    "rfc3339",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +54,8 @@ class Reply:
     truncated: bool
     recorded: Recorded | None = None
     logprobs: list[tuple[str, float]] | None = None  # (piece, log-probability), when asked
+    # Prompt-cache use; `input_tokens` includes it. OpenAI reports `cache.read` only.
+    cache: CacheUse = NO_CACHE
 
 
 def go_duration(seconds: float) -> str:
@@ -62,53 +73,6 @@ def go_duration(seconds: float) -> str:
 
 def rfc3339(wall_time: float) -> str:
     return datetime.fromtimestamp(math.ceil(wall_time), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _text(content: object, where: str) -> str:
-    """Message content: a string, or a list of text blocks joined."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for block in content:
-            if not isinstance(block, dict) or not isinstance(block.get("text"), str):
-                raise WireError(f"{where}: content blocks must be objects with a 'text' string")
-            parts.append(block["text"])
-        return "".join(parts)
-    raise WireError(f"{where}: content must be a string or a list of text blocks")
-
-
-def _positive_int(value: object, name: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise WireError(f"{name} must be a positive integer")
-    return value
-
-
-def _common(body: object) -> tuple[JSON, str, list[object]]:
-    if not isinstance(body, dict):
-        raise WireError("the request body must be a JSON object")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise WireError("'model' is required and must be a non-empty string")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise WireError("'messages' is required and must be a non-empty list")
-    return body, model, messages
-
-
-def _messages(raw: list[object], roles: Mapping[str, str]) -> list[Msg]:
-    out: list[Msg] = []
-    for i, message in enumerate(raw):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise WireError(f"{where} must be an object")
-        role = message.get("role")
-        if not isinstance(role, str) or role not in roles:
-            raise WireError(f"{where}.role must be one of {', '.join(roles)}")
-        out.append((roles[role], _text(message.get("content"), where)))
-    return out
 
 
 class OpenAIWire:
@@ -129,17 +93,29 @@ class OpenAIWire:
         return key.strip() or None
 
     def parse(self, body: object, headers: Mapping[str, str]) -> SimRequest:
-        data, model, raw = _common(body)
+        data, model, raw = common(body)
         limit = data.get("max_completion_tokens", data.get("max_tokens"))
-        max_tokens = _positive_int(limit, "max_tokens")
+        max_tokens = positive_int(limit, "max_tokens")
         logprobs = data.get("logprobs", False)
         if logprobs is None:
             logprobs = False
         if not isinstance(logprobs, bool):
             raise WireError("logprobs must be a boolean")
-        return SimRequest(model, tuple(_messages(raw, self._ROLES)), max_tokens, logprobs)
+        cache_key = data.get("prompt_cache_key")
+        if cache_key is not None and not isinstance(cache_key, str):
+            raise WireError("prompt_cache_key must be a string")
+        messages, _ = read_messages(raw, self._ROLES)  # OpenAI caches without marks
+        return SimRequest(model, tuple(messages), max_tokens, logprobs, cache_key)
 
-    def answer(self, request: SimRequest, reply: Reply, *, answer_id: str, created: int) -> JSON:
+    def answer(
+        self,
+        request: SimRequest,
+        reply: Reply,
+        *,
+        answer_id: str,
+        created: int,
+        batch: bool = False,
+    ) -> JSON:
         choice: JSON = {
             "index": 0,
             "message": {"role": "assistant", "content": reply.text},
@@ -157,6 +133,8 @@ class OpenAIWire:
                 "prompt_tokens": reply.input_tokens,
                 "completion_tokens": reply.output_tokens,
                 "total_tokens": reply.input_tokens + reply.output_tokens,
+                "prompt_tokens_details": {"cached_tokens": reply.cache.read, "audio_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
             },
         }
         return _with_recording(payload, reply)
@@ -210,17 +188,42 @@ class AnthropicWire:
     def parse(self, body: object, headers: Mapping[str, str]) -> SimRequest:
         if not headers.get("anthropic-version"):
             raise WireError("anthropic-version: header is required")
-        data, model, raw = _common(body)
-        max_tokens = _positive_int(data.get("max_tokens"), "max_tokens")
+        data, model, raw = common(body)
+        max_tokens = positive_int(data.get("max_tokens"), "max_tokens")
         if max_tokens is None:
             raise WireError("max_tokens: field required")
-        messages = _messages(raw, self._ROLES)
-        system = data.get("system")
+        system = data.get("system")  # a string or a list of text blocks
+        messages, marks = read_messages(raw, self._ROLES, first=0 if system is None else 1)
         if system is not None:
-            messages.insert(0, ("system", _text(system, "system")))
-        return SimRequest(model, tuple(messages), max_tokens)
+            text, ends = read_content(system, "system")
+            messages.insert(0, ("system", text))
+            marks[:0] = [Breakpoint(0, end, ttl) for end, ttl in ends]
+        marked = check_marks(marks)
+        return SimRequest(model, tuple(messages), max_tokens, marks=marked, caching="marked")
 
-    def answer(self, request: SimRequest, reply: Reply, *, answer_id: str, created: int) -> JSON:
+    def answer(
+        self,
+        request: SimRequest,
+        reply: Reply,
+        *,
+        answer_id: str,
+        created: int,
+        batch: bool = False,
+    ) -> JSON:
+        cache = reply.cache
+        # Anthropic's input_tokens counts only what was neither read from nor written to the
+        # cache (the tokens after the last breakpoint); the three add up to the prompt.
+        usage: JSON = {
+            "input_tokens": reply.input_tokens - cache.read - cache.write,
+            "output_tokens": reply.output_tokens,
+            "cache_creation_input_tokens": cache.write,
+            "cache_read_input_tokens": cache.read,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": cache.write_5m,
+                "ephemeral_1h_input_tokens": cache.write_1h,
+            },
+            "service_tier": "batch" if batch else "standard",
+        }
         payload: JSON = {
             "id": f"msg_{answer_id}",
             "type": "message",
@@ -229,7 +232,7 @@ class AnthropicWire:
             "content": [{"type": "text", "text": reply.text}],
             "stop_reason": "max_tokens" if reply.truncated else "end_turn",
             "stop_sequence": None,
-            "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens},
+            "usage": usage,
         }
         return _with_recording(payload, reply)
 
@@ -282,7 +285,13 @@ class WireFormat(Protocol):
     def parse(self, body: object, headers: Mapping[str, str]) -> SimRequest: ...
 
     def answer(
-        self, request: SimRequest, reply: Reply, *, answer_id: str, created: int
+        self,
+        request: SimRequest,
+        reply: Reply,
+        *,
+        answer_id: str,
+        created: int,
+        batch: bool = False,
     ) -> JSON: ...
 
     def error(self, status: int, message: str, kind: str | None = None) -> JSON: ...

@@ -1,7 +1,7 @@
 """Router benchmark: does the learned router keep flagship quality at a fraction of its cost?
 
-    python tests/benchmarks/router.py --data DIR                   # about 1 minute
-    python tests/benchmarks/router.py --data DIR --quick           # offline only, under 1 minute
+    python tests/benchmarks/router.py --data DIR                   # about 8 minutes (2 cores)
+    python tests/benchmarks/router.py --data DIR --quick           # offline, 40 resplits
     python tests/benchmarks/router.py --data DIR --json out.json --png curve.png
 
 DIR is in the two-file format (prompts.parquet: sample_id, eval_name, split, prompt;
@@ -30,6 +30,13 @@ responses.parquet: sample_id, model, response, correct, cost_usd), e.g. RouterBe
    test rows: reporting, not tuning) as a PNG, and its area: normalised cost 0..1 on x,
    accuracy on y, the step function of the best accuracy reachable at that cost, with the
    tiers-alone points added to every curve (any router can fall back to them).
+7. The tuner (pipeline.routing.tune), with no benchmark-name feature and again with it:
+   `policies.tuned` is its pick chosen on `split == train` and scored on `split == test`;
+   `guarantee.coverage` is the share of random resplits of all rows (train share as in
+   the data; `--resplits`, 200 by default) whose pick, tuned on the train part, met the
+   target (95% of flagship accuracy) on the test part, against `stated_confidence`;
+   `cross_task.<a>_to_<b>` tunes on every row of one eval_name and scores on another.
+   Every text is hashed once; resplits run in `--workers` processes.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import argparse
 import itertools
 import json
 import logging
+import os
 import shutil
 import struct
 import sys
@@ -57,6 +65,7 @@ import polars as pl  # noqa: E402
 
 from pipeline.routing.calibrate import Outcomes, area_under_curve, realise  # noqa: E402
 from pipeline.routing.learned import TIERS, RouterModel, choose  # noqa: E402
+from pipeline.routing.recorded import RecordedAnswers, load_recorded  # noqa: E402
 from pipeline.routing.train import (  # noqa: E402
     AGREE,
     FitOptions,
@@ -65,6 +74,7 @@ from pipeline.routing.train import (  # noqa: E402
     normalise_answer,
     parse_tiers,
 )
+from pipeline.routing.tune import CannotPromise, TuneResult, apply_pick, tune  # noqa: E402
 
 TARGET = (0.95, 0.35)  # at least 95% of flagship accuracy at no more than 35% of its cost
 
@@ -329,6 +339,231 @@ def pipeline_run(
     return row
 
 
+# --- the tuner: its pick on test, its guarantee over resplits, across tasks -----------------
+
+TUNE_TARGET = 0.95  # the tuner's target: this share of flagship accuracy...
+TUNE_CONFIDENCE = 0.9  # ...promised with this confidence
+TUNE_MAX_COST = 0.50  # the figure to beat on RouterBench: at most half of flagship's cost
+
+
+def tuned_row(result: TuneResult, test: RecordedAnswers, source: str) -> dict[str, Any]:
+    """The tuner's pick (chosen on other rows) scored on `test` with the recorded answers."""
+    correct, cost, top = apply_pick(result, test)
+    f = test.model_index(result.flagship)
+    flag_acc, flag_cost = float(test.correct[:, f].mean()), float(test.cost[:, f].sum())
+    assert result.pick is not None
+    return {
+        "accuracy": float(correct.mean()),
+        "cost_usd": float(cost.sum()),
+        "pct_flagship_accuracy": 100.0 * float(correct.mean()) / flag_acc,
+        "pct_flagship_cost": 100.0 * float(cost.sum()) / flag_cost,
+        "share": {},
+        "flagship_answered": float(top.mean()),
+        "rows": test.n,
+        "run": "offline",
+        "source": source,
+        "policy": result.pick.policy.name,
+        "promise": result.message,
+        "train_lower_bound": result.pick.lower_bound,
+    }
+
+
+def met_tuned_target(row: dict[str, Any], target: float = TUNE_TARGET) -> bool:
+    return bool(row["pct_flagship_accuracy"] >= 100.0 * target - 1e-9)
+
+
+_SHARED: dict[str, RecordedAnswers] = {}  # the pooled rows, inherited by forked workers
+
+
+def _one_resplit(job: tuple[int, float, tuple[str, ...], float, float]) -> dict[str, Any]:
+    """Tune on a random train part of the pooled rows, score the pick on the rest."""
+    r, train_share, features, target, confidence = job
+    data = _SHARED["data"]
+    order = np.random.default_rng(10_000 + r).permutation(data.n)
+    cut = round(train_share * data.n)
+    train, test = data.rows(order[:cut]), data.rows(order[cut:])
+    try:
+        result = tune(
+            train, target=target, confidence=confidence, seed=r, split=None, features=features
+        )
+    except CannotPromise:
+        return {"pick": None}
+    row = tuned_row(result, test, "resplit")
+    return {
+        "pick": row["policy"],
+        "kind": result.pick.policy.kind if result.pick else None,
+        "met": met_tuned_target(row, target),
+        "pct_flagship_cost": row["pct_flagship_cost"],
+        "pct_flagship_accuracy": row["pct_flagship_accuracy"],
+    }
+
+
+def resplit_coverage(
+    data: RecordedAnswers,
+    *,
+    resplits: int,
+    train_share: float,
+    features: tuple[str, ...] = (),
+    target: float = TUNE_TARGET,
+    confidence: float = TUNE_CONFIDENCE,
+    workers: int = 1,
+) -> dict[str, Any]:
+    """Share of random resplits whose pick (tuned on train) met the target on test.
+    Resplits where the tuner promised nothing are counted apart, not as hits."""
+    _SHARED["data"] = data.with_text_parts(2**18, 2)  # hash every text once, not per resplit
+    jobs = [(r, train_share, features, target, confidence) for r in range(resplits)]
+    if workers > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("fork").Pool(workers) as pool:
+            runs = pool.map(_one_resplit, jobs, chunksize=4)
+    else:
+        runs = [_one_resplit(j) for j in jobs]
+    picked = [r for r in runs if r["pick"] is not None]
+    costs = np.array([r["pct_flagship_cost"] for r in picked]) if picked else np.zeros(1)
+    kinds: dict[str, int] = {}
+    for r in picked:
+        kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
+    return {
+        "stated_confidence": confidence,
+        "coverage": float(np.mean([r["met"] for r in picked])) if picked else None,
+        "resplits": resplits,
+        "cannot_promise": resplits - len(picked),
+        "train_share": train_share,
+        "target_pct_flagship_accuracy": 100.0 * target,
+        "pct_flagship_cost": {
+            "mean": float(costs.mean()),
+            "median": float(np.median(costs)),
+            "p90": float(np.percentile(costs, 90)),
+        },
+        "share_within_max_cost": float(np.mean(costs <= 100.0 * TUNE_MAX_COST)),
+        "picked_kinds": kinds,
+    }
+
+
+def cross_task(
+    data: RecordedAnswers, column: str, features: tuple[str, ...] = ()
+) -> dict[str, dict[str, Any]]:
+    """Tune on every row of one task (the values of `column`), score on every row of each
+    other task: what the tuner's promise is worth where it was never tuned."""
+    tasks = sorted({str(v) for v in data.meta[column]})
+    out: dict[str, dict[str, Any]] = {}
+    for a in tasks:
+        train = data.rows(np.flatnonzero(data.meta[column] == a))
+        try:
+            result = tune(
+                train,
+                target=TUNE_TARGET,
+                confidence=TUNE_CONFIDENCE,
+                split=None,
+                features=features,
+            )
+        except CannotPromise as exc:
+            for b in tasks:
+                if b != a:
+                    out[f"{a}_to_{b}"] = {"pct_flagship_cost": None, "cannot_promise": str(exc)}
+            continue
+        for b in tasks:
+            if b == a:
+                continue
+            test = data.rows(np.flatnonzero(data.meta[column] == b))
+            row = tuned_row(result, test, f"tuned on {a}, scored on {b}")
+            out[f"{a}_to_{b}"] = {
+                "pct_flagship_cost": row["pct_flagship_cost"],
+                "pct_flagship_accuracy": row["pct_flagship_accuracy"],
+                "met_target": met_tuned_target(row),
+                "policy": row["policy"],
+                "pct_flagship_cost_on_own_task": 100.0
+                * (result.pick.cost_share if result.pick else 1.0),
+            }
+    return out
+
+
+def tuner_section(data_dir: Path, resplits: int, workers: int) -> dict[str, Any]:
+    """policies.tuned (chosen on train, scored on test), the guarantee measured over random
+    resplits, and cross-task figures; each also with the benchmark-name metadata as a
+    feature when the data has it (`eval_name`), to show what leaning on it is worth."""
+    t0 = time.monotonic()
+    data = load_recorded(data_dir).with_text_parts(2**18, 2)
+    train, test = data.rows(data.split_rows("train")), data.rows(data.split_rows("test"))
+    assert not set(train.ids) & set(test.ids), "a test row is in the tuner's training rows"
+    meta = "eval_name" if "eval_name" in data.meta else None
+    variants: dict[str, tuple[str, ...]] = {"": ()}
+    if meta:
+        variants["with_" + meta] = (meta,)
+    policies: dict[str, dict[str, Any]] = {}
+    guarantee: dict[str, Any] = {}
+    crossed: dict[str, dict[str, Any]] = {}
+    refused: dict[str, str] = {}
+    share = train.n / (train.n + test.n)
+    for label, feats in variants.items():
+        key = "tuned" if not label else f"tuned ({label.replace('_', ' ')})"
+        try:
+            result = tune(train, target=TUNE_TARGET, confidence=TUNE_CONFIDENCE, features=feats)
+            policies[key] = tuned_row(result, test, "tuner's pick on train, scored on test")
+        except CannotPromise as exc:  # an honest answer, reported instead of a policy row
+            refused[key] = str(exc)
+        g = resplit_coverage(
+            data, resplits=resplits, train_share=share, features=feats, workers=workers
+        )
+        if label:
+            guarantee[label] = g
+        else:
+            guarantee.update(g)
+        if meta:
+            for pair, row in cross_task(data, meta, feats).items():
+                if label:
+                    crossed.setdefault(pair, {})[label] = row
+                else:
+                    crossed[pair] = {**row, **crossed.get(pair, {})}
+    guarantee["seconds"] = round(time.monotonic() - t0, 1)
+    return {
+        "policies": policies,
+        "cannot_promise": refused,
+        "guarantee": guarantee,
+        "cross_task": crossed,
+    }
+
+
+def print_tuner(policies: dict[str, dict[str, Any]], tuner: dict[str, Any]) -> None:
+    print()
+    goal = f"{TUNE_TARGET:.0%} of flagship accuracy at confidence {TUNE_CONFIDENCE:g}"
+    for name, why in tuner["cannot_promise"].items():
+        print(f"{name}: {why}")
+    for name, row in policies.items():
+        if name.startswith("tuned"):
+            print(
+                f"{name} ({goal}, chosen on train): {row['policy']}\n    on test: "
+                f"{row['pct_flagship_accuracy']:.1f}% of flagship accuracy at "
+                f"{row['pct_flagship_cost']:.1f}% of its cost "
+                f"({'meets' if met_tuned_target(row) else 'misses'} the accuracy target)"
+            )
+    g = tuner["guarantee"]
+    for label, block in [("", g), *((k, v) for k, v in g.items() if k.startswith("with_"))]:
+        cost = block["pct_flagship_cost"]
+        cov = block["coverage"]
+        print(
+            f"guarantee{' ' + label if label else ''}: stated {block['stated_confidence']:g}, "
+            f"coverage {'n/a' if cov is None else f'{cov:.3f}'} over {block['resplits']} "
+            f"resplits ({block['cannot_promise']} promised nothing); pick's cost "
+            f"{cost['mean']:.1f}% of flagship (median {cost['median']:.1f}%, p90 "
+            f"{cost['p90']:.1f}%); {block['share_within_max_cost']:.0%} of picks within "
+            f"{TUNE_MAX_COST:.0%}"
+        )
+    for pair, row in tuner["cross_task"].items():
+        for label, r in [("", row), *((k, v) for k, v in row.items() if k.startswith("with_"))]:
+            if r.get("pct_flagship_cost") is None:
+                print(f"cross-task {pair}{' ' + label if label else ''}: cannot promise")
+                continue
+            print(
+                f"cross-task {pair}{' ' + label if label else ''}: {r['policy']}: "
+                f"{r['pct_flagship_accuracy']:.1f}% of flagship accuracy at "
+                f"{r['pct_flagship_cost']:.1f}% of its cost "
+                f"({'meets' if r['met_target'] else 'misses'} {TUNE_TARGET:.0%}; no promise "
+                "is made across tasks)"
+            )
+
+
 # --- PNG ------------------------------------------------------------------------------------
 
 COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14)]
@@ -443,6 +678,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiers", help="cheap=MODEL,mid=MODEL,flagship=MODEL")
     parser.add_argument("--features", default="eval_name", help="metadata columns, comma-separated")
     parser.add_argument("--folds", type=int, default=5, help="cross-fitting folds on train")
+    parser.add_argument(
+        "--resplits", type=int, help="random resplits for the tuner's coverage (200; --quick 40)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="processes for the resplits"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     tiers = parse_tiers(args.tiers)
@@ -494,6 +735,10 @@ def main(argv: list[str] | None = None) -> int:
                 cascade=model.cascade,
                 source=f"offline, {model.decision}, threshold {t:.4f} from train",
             )
+
+    # The tuner, before any Ray starts (the resplits fork worker processes).
+    tuner = tuner_section(args.data, args.resplits or (40 if args.quick else 200), args.workers)
+    policies.update(tuner.pop("policies"))
 
     if not args.quick:
         model_dir = Path(tempfile.mkdtemp(prefix="router-model-"))
@@ -581,11 +826,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"target (>= {TARGET[0]:.0%} of flagship accuracy at <= {TARGET[1]:.0%} of "
                 f"its cost): {name:<40} {'meets' if meets_target(row) else 'misses'} it"
             )
+    print_tuner(policies, tuner)
     if args.json:
         args.json.write_text(
             json.dumps(
                 {
                     "policies": policies,
+                    "guarantee": tuner["guarantee"],
+                    "cross_task": tuner["cross_task"],
+                    "tuned_cannot_promise": tuner["cannot_promise"],
                     "baselines": baselines,
                     "curves": {
                         name: {"auc": aucs[name], "points": curves[name]} for name in curves

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -33,13 +34,20 @@ def _entry(**kw: object) -> dict[str, object]:
 
 
 def test_packaged_table_loads_and_every_entry_is_complete(table: PriceTable) -> None:
-    assert table.version == "2026-11-01"
-    assert len(table.models) >= 25
+    assert table.version == "2026-12-04"  # bumped with the batch and cache-write prices
+    assert len(table.models) >= 28
     for name, price in table.models.items():
         assert price.effective_date is not None, name
         assert price.output_per_mtok >= price.input_per_mtok, name
         if price.cached_input_per_mtok is not None:
             assert price.cached_input_per_mtok < price.input_per_mtok, name
+        if price.cache_write_per_mtok is not None:
+            assert price.cache_write_per_mtok > price.input_per_mtok, name
+        # Input and output never cost more through the batch API. (A cache read can: gpt-4.1
+        # lists no batch cached price, so it costs the batch input 1.00 against 0.50 sync.)
+        batch, sync = price.rates("batch"), price.rates("sync")
+        assert (batch.input, batch.output) <= (sync.input, sync.output), name
+        assert batch.cache_write <= sync.cache_write, name
         # Round-trips through the strict model: no field is missing or unknown.
         assert ModelPrice.model_validate(price.model_dump()) == price
 
@@ -47,6 +55,9 @@ def test_packaged_table_loads_and_every_entry_is_complete(table: PriceTable) -> 
 @pytest.mark.parametrize(
     ("model", "inp", "out", "cached", "ctx"),
     [
+        ("gpt-5", 1.25, 10.00, 0.125, 400_000),
+        ("gpt-5-mini", 0.25, 2.00, 0.025, 400_000),
+        ("gpt-5-nano", 0.05, 0.40, 0.005, 400_000),
         ("gpt-4o", 2.50, 10.00, 1.25, 128_000),
         ("gpt-4o-mini", 0.15, 0.60, 0.075, 128_000),
         ("gpt-4.1", 2.00, 8.00, 0.50, 1_047_576),
@@ -89,6 +100,85 @@ def test_output_caps_and_families(table: PriceTable) -> None:
     assert table.lookup("gpt-4o").batch_discount == 0.5
     families = {p.provider_family for p in table.models.values()}
     assert {"openai", "anthropic", "mistral", "meta"} <= families
+
+
+@pytest.mark.parametrize(
+    ("model", "write"),
+    [
+        # The 5-minute cache write on Anthropic's price page: 1.25x input...
+        ("claude-3-5-haiku", 1.00),
+        ("claude-3-5-sonnet", 3.75),
+        ("claude-sonnet-4", 3.75),
+        ("claude-3-opus", 18.75),
+        ("claude-opus-4", 18.75),
+        # ...except Claude 3 Haiku, listed at $0.30 (1.2x its $0.25 input).
+        ("claude-3-haiku", 0.30),
+    ],
+)
+def test_anthropic_cache_write_prices(table: PriceTable, model: str, write: float) -> None:
+    price = table.lookup(model)
+    assert price.cache_write_per_mtok == write
+    if model != "claude-3-haiku":
+        assert write == pytest.approx(1.25 * price.input_per_mtok, rel=1e-12)
+    # Message Batches: 50% off every component, the cache prices included (they stack).
+    batch = price.rates("batch")
+    assert batch.input == price.input_per_mtok / 2
+    assert batch.output == price.output_per_mtok / 2
+    assert batch.cache_write == write / 2
+    assert batch.cached_input == price.cached_input_price / 2
+
+
+@pytest.mark.parametrize(
+    ("model", "batch_cached"),
+    [
+        # OpenAI's batch list gives no cached-input price before gpt-5: batch input price.
+        ("gpt-4o", 1.25),
+        ("gpt-4o-mini", 0.075),
+        ("gpt-4.1", 1.00),
+        ("gpt-4.1-mini", 0.20),
+        ("gpt-4.1-nano", 0.05),
+        ("o3-mini", 0.55),
+        # gpt-5: the batch list halves the cached price too (derived from the discount).
+        ("gpt-5", 0.0625),
+        ("gpt-5-mini", 0.0125),
+        ("gpt-5-nano", 0.0025),
+        # No cache price at all: a cached token costs the batch input price.
+        ("gpt-4-turbo", 5.00),
+    ],
+)
+def test_openai_batch_prices(table: PriceTable, model: str, batch_cached: float) -> None:
+    price = table.lookup(model)
+    batch = price.rates("batch")
+    assert (batch.input, batch.output) == (price.input_per_mtok / 2, price.output_per_mtok / 2)
+    assert batch.cached_input == pytest.approx(batch_cached, rel=1e-12)
+    assert price.cache_write_per_mtok is None  # OpenAI charges nothing extra to write
+    assert batch.cache_write == batch.input
+    assert price.rates("sync").cache_write == price.input_per_mtok
+
+
+def test_rates_explicit_batch_prices_win_and_fall_back() -> None:
+    price = ModelPrice.model_validate(
+        _entry(
+            cached_input_per_mtok=0.5,
+            cache_write_per_mtok=1.5,
+            batch_discount=0.5,
+            batch_input_per_mtok=0.6,
+            batch_output_per_mtok=1.2,
+        )
+    )
+    assert price.rates() == (1.0, 0.5, 1.5, 2.0)
+    assert price.rates("sync") == price.rates()
+    # Explicit input / output; cached and writes from the discount (0.5 x 0.5, 0.5 x 1.5).
+    assert price.rates("batch") == (0.6, 0.25, 0.75, 1.2)
+    plain = ModelPrice.model_validate(_entry(batch_discount=0.5, batch_input_per_mtok=0.7))
+    # No cache prices: cache reads and writes cost the batch input price, explicit or not.
+    assert plain.rates("batch") == (0.7, 0.7, 0.7, 1.0)
+    no_batch_api = ModelPrice.model_validate(_entry())
+    assert no_batch_api.rates("batch") == no_batch_api.rates("sync")
+    with pytest.raises(ValueError, match="call mode"):
+        price.rates("flex")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        ModelPrice.model_validate(_entry(batch_cached_input_per_mtok=-1))
 
 
 # --- lookup ------------------------------------------------------------------------------
@@ -142,7 +232,7 @@ def test_table_pickles_with_its_index(table: PriceTable) -> None:
 
 def test_overrides_change_version_and_price(table: PriceTable) -> None:
     changed = table.with_overrides({"gpt-4o": {"input_per_mtok": 2.0}})
-    assert changed.version.startswith("2026-11-01+overrides-")
+    assert changed.version.startswith(f"{table.version}+overrides-")
     assert len(changed.version.rsplit("-", 1)[1]) == 8
     assert changed.lookup("gpt-4o").input_per_mtok == 2.0
     assert changed.lookup("gpt-4o").output_per_mtok == 10.0  # untouched fields kept
@@ -324,3 +414,142 @@ def test_write_table_refuses_an_invalid_table(tmp_path: Path) -> None:
         write_table({"version": "v", "models": {"m": {"input_per_mtok": 1}}}, target)
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+# LiteLLM entries with cache and batch prices (key names as in BerriAI/litellm's
+# model_prices_and_context_window.json), USD per token.
+_LITELLM_BATCH_CACHE: dict[str, dict[str, Any]] = {
+    # Anthropic: cache read 0.1x, 5-minute write 1.25x, everything half through batches.
+    "claude-sonnet-4-20250514": {
+        "input_cost_per_token": 3e-06,
+        "output_cost_per_token": 1.5e-05,
+        "cache_read_input_token_cost": 3e-07,
+        "cache_creation_input_token_cost": 3.75e-06,
+        "cache_creation_input_token_cost_above_1hr": 6e-06,
+        "input_cost_per_token_batches": 1.5e-06,
+        "output_cost_per_token_batches": 7.5e-06,
+        "cache_read_input_token_cost_batches": 1.5e-07,
+        "cache_creation_input_token_cost_batches": 1.875e-06,
+        "litellm_provider": "anthropic",
+        "max_input_tokens": 200000,
+        "max_output_tokens": 64000,
+        "mode": "chat",
+    },
+    # OpenAI before gpt-5: the batch cached price is the batch input price, not half the
+    # cached one, so it must come in as an explicit price.
+    "gpt-4.1": {
+        "input_cost_per_token": 2e-06,
+        "output_cost_per_token": 8e-06,
+        "cache_read_input_token_cost": 5e-07,
+        "input_cost_per_token_batches": 1e-06,
+        "output_cost_per_token_batches": 4e-06,
+        "cache_read_input_token_cost_batches": 1e-06,
+        "litellm_provider": "openai",
+        "max_input_tokens": 1047576,
+        "max_output_tokens": 32768,
+        "mode": "chat",
+    },
+    # Batch prices for the output only: the discount comes from them.
+    "only-output-batches": {
+        "input_cost_per_token": 1e-06,
+        "output_cost_per_token": 4e-06,
+        "output_cost_per_token_batches": 2e-06,
+        "litellm_provider": "openai",
+        "max_tokens": 8192,
+        "mode": "chat",
+    },
+    # Input halved, output at 60%: the output price is explicit.
+    "uneven-batches": {
+        "input_cost_per_token": 1e-06,
+        "output_cost_per_token": 5e-06,
+        "input_cost_per_token_batches": 5e-07,
+        "output_cost_per_token_batches": 3e-06,
+        "litellm_provider": "openai",
+        "max_tokens": 8192,
+        "mode": "chat",
+    },
+    # A "batch" price above the sync one is no discount: discount 0, explicit price.
+    "dearer-batches": {
+        "input_cost_per_token": 1e-06,
+        "output_cost_per_token": 2e-06,
+        "input_cost_per_token_batches": 1.5e-06,
+        "litellm_provider": "openai",
+        "max_tokens": 8192,
+        "mode": "chat",
+    },
+    # A cache price and no batch prices at all.
+    "no-batch-api": {
+        "input_cost_per_token": 1e-06,
+        "output_cost_per_token": 2e-06,
+        "cache_read_input_token_cost": 2.5e-07,
+        "litellm_provider": "mistral",
+        "max_tokens": 8192,
+        "mode": "chat",
+    },
+}
+
+
+def test_import_brings_cache_and_batch_prices(tmp_path: Path) -> None:
+    src = tmp_path / "litellm.json"
+    src.write_text(json.dumps(_LITELLM_BATCH_CACHE))
+    result = import_litellm(src, version="2026-12-04")
+    assert result.report.imported == len(_LITELLM_BATCH_CACHE)
+    models = result.table["models"]
+
+    sonnet = models["claude-sonnet-4-20250514"]
+    assert (sonnet["cached_input_per_mtok"], sonnet["cache_write_per_mtok"]) == (0.3, 3.75)
+    assert sonnet["batch_discount"] == 0.5
+    # Every listed batch price is what the discount derives: none needs its own field.
+    batch_fields = [
+        f for f in ModelPrice.model_fields if f.startswith("batch_") and f != "batch_discount"
+    ]
+    assert len(batch_fields) == 4
+    assert all(sonnet[f] is None for f in batch_fields)
+
+    gpt = models["gpt-4.1"]
+    assert (gpt["batch_discount"], gpt["cached_input_per_mtok"]) == (0.5, 0.5)
+    assert gpt["batch_cached_input_per_mtok"] == 1.0
+    assert gpt["cache_write_per_mtok"] is None
+    assert [gpt[f] for f in batch_fields if f != "batch_cached_input_per_mtok"] == [None] * 3
+
+    only_out = models["only-output-batches"]
+    assert only_out["batch_discount"] == 0.5
+    assert only_out["batch_input_per_mtok"] is None and only_out["batch_output_per_mtok"] is None
+
+    uneven = models["uneven-batches"]
+    assert (uneven["batch_discount"], uneven["batch_output_per_mtok"]) == (0.5, 3.0)
+    assert uneven["batch_input_per_mtok"] is None
+
+    dearer = models["dearer-batches"]
+    assert (dearer["batch_discount"], dearer["batch_input_per_mtok"]) == (0.0, 1.5)
+
+    plain = models["no-batch-api"]
+    assert (plain["batch_discount"], plain["cached_input_per_mtok"]) == (0.0, 0.25)
+    assert all(plain[f] is None for f in [*batch_fields, "cache_write_per_mtok"])
+
+    # The imported table prices batch calls as LiteLLM listed them.
+    table = load_prices(write_table(result.table, tmp_path / "imported.yaml"))
+    for name, spec in _LITELLM_BATCH_CACHE.items():
+        rates = table.lookup(name).rates("batch")
+        for rate, key in (
+            ("input", "input_cost_per_token_batches"),
+            ("output", "output_cost_per_token_batches"),
+            ("cached_input", "cache_read_input_token_cost_batches"),
+            ("cache_write", "cache_creation_input_token_cost_batches"),
+        ):
+            if key in spec:
+                assert getattr(rates, rate) == pytest.approx(spec[key] * 1e6, rel=1e-12), (
+                    name,
+                    rate,
+                )
+
+
+def test_import_without_batch_prices_keeps_the_old_shape(tmp_path: Path) -> None:
+    src = tmp_path / "litellm.json"
+    src.write_text(json.dumps(_LITELLM))
+    gpt = import_litellm(src).table["models"]["gpt-4o"]
+    # LiteLLM's gpt-4o lists no batch cached price: the import derives it (0.625), which
+    # OpenAI's batch list contradicts (1.25) -- the packaged table says so explicitly.
+    assert gpt["batch_cached_input_per_mtok"] is None
+    assert ModelPrice.model_validate(gpt).rates("batch").cached_input == 0.625
+    assert load_prices().lookup("gpt-4o").rates("batch").cached_input == 1.25

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 
 from pipeline.routing.calibrate import Outcomes
 from schemas.job import parse_spec
@@ -64,3 +65,38 @@ def test_target_is_both_floors() -> None:
     assert bench.meets_target({"pct_flagship_accuracy": 95.0, "pct_flagship_cost": 35.0})
     assert not bench.meets_target({"pct_flagship_accuracy": 94.9, "pct_flagship_cost": 20.0})
     assert not bench.meets_target({"pct_flagship_accuracy": 99.0, "pct_flagship_cost": 35.1})
+
+
+# --- the tuner's figures ---------------------------------------------------------------------
+
+
+def test_tuned_row_scores_the_pick_on_other_rows() -> None:
+    from pipeline.routing.tune import tune
+    from tests.unit.test_routing_tune import synthetic
+
+    train, test = synthetic(600, seed=1, texts=False), synthetic(400, seed=2, texts=False)
+    result = tune(train, target=0.95, split=None)
+    row = bench.tuned_row(result, test, "test")
+    flag = test.models.index(result.flagship)
+    assert row["pct_flagship_cost"] < 100.0 and row["rows"] == 400
+    assert row["pct_flagship_accuracy"] == pytest.approx(
+        100 * row["accuracy"] / test.correct[:, flag].mean()
+    )
+    assert bench.met_tuned_target({"pct_flagship_accuracy": 95.0})
+    assert not bench.met_tuned_target({"pct_flagship_accuracy": 94.9})
+
+
+def test_resplit_coverage_and_cross_task_on_synthetic_rows() -> None:
+    from tests.unit.test_routing_tune import synthetic
+
+    data = synthetic(700, seed=3, texts=False)
+    g = bench.resplit_coverage(data, resplits=6, train_share=0.7, confidence=0.8)
+    assert g["stated_confidence"] == 0.8 and g["resplits"] == 6
+    assert g["coverage"] is not None and 0.0 <= g["coverage"] <= 1.0
+    assert g["cannot_promise"] + sum(g["picked_kinds"].values()) == 6
+    crossed = bench.cross_task(data, "eval_name")
+    assert set(crossed) == {
+        f"{a}_to_{b}" for a in ("easy", "hard", "mid") for b in ("easy", "hard", "mid") if a != b
+    }
+    for row in crossed.values():
+        assert "pct_flagship_cost" in row

@@ -179,6 +179,22 @@ def test_model_file_of_another_version_or_kind_is_refused(tmp_path: Path) -> Non
         RouterModel.load(tmp_path / "text.npz")
 
 
+def test_model_file_of_version_1_still_loads(tmp_path: Path) -> None:
+    # Version 1 files predate the shape block: they load, and predict without it.
+    path = tmp_path / "router.npz"
+    hand_model().save(path)
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    header = json.loads(bytes(arrays["header"]).decode())
+    assert header["version"] == 2
+    header["version"] = 1
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "v1.npz", **arrays)
+    old = RouterModel.load(tmp_path / "v1.npz")
+    assert old.features.shape_mean is None
+    assert route_learned(frame(["a", "c"]), "text", old, 0.85).to_list() == ["cheap", "flagship"]
+
+
 def test_registered_policy_reads_the_routing_fields(tmp_path: Path) -> None:
     path = tmp_path / "router.npz"
     hand_model().save(path)

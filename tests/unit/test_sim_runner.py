@@ -63,11 +63,11 @@ def test_run_in_thread_serves_synchronous_callers_until_stopped() -> None:
 
 def test_sim_serve_prints_its_url_and_stops_on_interrupt() -> None:
     # `tierline sim serve`, as `python -m pipeline.cli` (the CLI is what prints the URL).
-    code = "import sys; from pipeline.cli.app import main; sys.argv[1:] = ['sim', 'serve', '--port', '0']; main()"
+    cmd = ["-m", "pipeline.cli", "sim", "serve", "--port", "0"]
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "PYTHONPATH": path}
     proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env, cwd=REPO
+        [sys.executable, *cmd], stdout=subprocess.PIPE, text=True, env=env, cwd=REPO
     )
     try:
         assert proc.stdout is not None
