@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MAX_REQUEUES = 2
+
 SyncCall = Callable[["aiohttp.ClientSession", ChatRequest], Awaitable[ChatResponse]]
 
 
@@ -116,6 +118,10 @@ class BatchingProvider:
         self._tasks: set[asyncio.Task[None]] = set()
         self.batches_submitted = 0
         self.batches_attached = 0
+        # custom_ids an ended batch left unanswered: never re-attached to it again, and
+        # sent in a new batch at most MAX_REQUEUES times before the executor hears of it.
+        self._spent: set[str] = set()
+        self._requeues: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"BatchingProvider(name={self.name!r}, mode={self.plan.mode!r})"
@@ -153,7 +159,8 @@ class BatchingProvider:
     ) -> None:
         try:
             ids = list(taken)
-            groups = self.journal.find(self.name, ids)  # batches an earlier run submitted
+            # Batches an earlier run submitted (not those that already left a request out).
+            groups = self.journal.find(self.name, [c for c in ids if c not in self._spent])
             attached = {cid for cids in groups.values() for cid in cids}
             self.batches_attached += len(groups)
             fresh = [BatchItem(cid, taken[cid][0]) for cid in ids if cid not in attached]
@@ -205,7 +212,28 @@ class BatchingProvider:
             log.warning("%s: batch %s did not report %d requests", self.name, batch_id, len(gone))
         if took_back:
             await self._sync_rest(session, unanswered)
+        elif self.plan.may_batch(self.clock()):
+            # Expired, cancelled or missing: ask again in the next batch, here, so the
+            # answered part of the batch is kept and the executor's breaker is not tripped.
+            for cid in list(unanswered):
+                if self._requeues.get(cid, 0) < MAX_REQUEUES:
+                    self._requeue(session, cid, taken.pop(cid))
+                    del unanswered[cid]
         _fail_rest(unanswered, ProviderUnavailable(f"{self.name}: batch {batch_id} left it"))
+
+    def _requeue(
+        self,
+        session: aiohttp.ClientSession,
+        cid: str,
+        entry: tuple[ChatRequest, asyncio.Future[ChatResponse]],
+    ) -> None:
+        self._spent.add(cid)
+        self._requeues[cid] = self._requeues.get(cid, 0) + 1
+        waiting = self._pending.setdefault(cid, entry)[1]
+        if waiting is not entry[1]:  # the same request is queued already: share its answer
+            waiting.add_done_callback(lambda f: _copy(f, entry[1]))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_when_quiet(session))
 
     async def _wait(self, session: aiohttp.ClientSession, batch_id: str) -> BatchStatus:
         cancelled = False
@@ -271,3 +299,14 @@ class BatchAwareLimiter:
 @asynccontextmanager
 async def _no_slot() -> AsyncIterator[None]:
     yield
+
+
+def _copy(src: asyncio.Future[ChatResponse], dst: asyncio.Future[ChatResponse]) -> None:
+    if dst.done():
+        return
+    if src.cancelled():
+        dst.set_exception(ProviderUnavailable("the identical request was cancelled"))
+    elif (exc := src.exception()) is not None:
+        dst.set_exception(exc)
+    else:
+        dst.set_result(src.result())

@@ -98,6 +98,9 @@ class StepRecord:
     output_tokens: int
     call_status: str  # ok | invalid_output | cached | duplicate
     attempt: int
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    mode: str = "sync"  # sync | batch: the price the call is billed at
 
 
 @dataclass(slots=True)
@@ -255,6 +258,9 @@ def _records(req: StepRequest, res: CallResult) -> list[StepRecord]:
                 c.output_tokens,
                 c.call_status,
                 c.attempt,
+                c.cached_input_tokens,
+                c.cache_write_tokens,
+                c.mode,
             )
             for c in res.calls
         ]

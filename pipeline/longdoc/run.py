@@ -14,6 +14,8 @@ is one result row, or one error row naming the step that failed.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pipeline.calls.execute import CallRecord, RowExecutor, RowOutcome
 from pipeline.longdoc.mapreduce import (
     CallResult,
@@ -77,20 +79,7 @@ class LongDocs:
             out.attempts += step.attempts
             out.retries += step.retries
             out.rate_limited += step.rate_limited
-            calls = tuple(
-                CallRecord(
-                    c.provider,
-                    c.model,
-                    c.tier,
-                    c.input_tokens,
-                    c.output_tokens,
-                    c.call_status,
-                    c.attempt,
-                    req.step,
-                    req.chunk,
-                )
-                for c in step.calls
-            )
+            calls = tuple(replace(c, step=req.step, chunk=req.chunk) for c in step.calls)
             return CallResult(
                 ok=step.ok,
                 text=step.output or "",
@@ -121,6 +110,9 @@ class LongDocs:
                 r.attempt,
                 r.step,
                 r.chunk,
+                cached_input_tokens=r.cached_input_tokens,
+                cache_write_tokens=r.cache_write_tokens,
+                mode=r.mode,
             )
             for r in doc.records
         ]

@@ -175,11 +175,12 @@ def from_two_file(
 
 def _read_tables(job_uri: str) -> dict[str, list[pl.DataFrame]]:
     """The committed unit files of one job output prefix, by kind (results, costs, ...)."""
-    from pipeline.store import Store
+    from pipeline.jobfolder import JobFolder
 
-    store = Store.open(job_uri)
+    folder = JobFolder.at(job_uri)
+    store = folder.store
     out: dict[str, list[pl.DataFrame]] = {}
-    commits = store.list_files("_commits", suffix=".json")
+    commits = folder.commit_markers()
     if commits:
         for info in commits:
             entry = json.loads(store.read_bytes(info.path))

@@ -379,7 +379,7 @@ def _one_resplit(job: tuple[int, float, tuple[str, ...], float, float]) -> dict[
     """Tune on a random train part of the pooled rows, score the pick on the rest."""
     r, train_share, features, target, confidence = job
     data = _SHARED["data"]
-    order = np.random.default_rng(10_000 + r).permutation(data.n)
+    order = np.random.default_rng(10_000 + r).permutation(data.n)  # r: resplit id + seed
     cut = round(train_share * data.n)
     train, test = data.rows(order[:cut]), data.rows(order[cut:])
     try:
@@ -407,11 +407,13 @@ def resplit_coverage(
     target: float = TUNE_TARGET,
     confidence: float = TUNE_CONFIDENCE,
     workers: int = 1,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Share of random resplits whose pick (tuned on train) met the target on test.
     Resplits where the tuner promised nothing are counted apart, not as hits."""
     _SHARED["data"] = data.with_text_parts(2**18, 2)  # hash every text once, not per resplit
-    jobs = [(r, train_share, features, target, confidence) for r in range(resplits)]
+    first = 1000 * seed  # another --seed draws other resplits
+    jobs = [(first + r, train_share, features, target, confidence) for r in range(resplits)]
     if workers > 1:
         import multiprocessing as mp
 
@@ -442,7 +444,7 @@ def resplit_coverage(
 
 
 def cross_task(
-    data: RecordedAnswers, column: str, features: tuple[str, ...] = ()
+    data: RecordedAnswers, column: str, features: tuple[str, ...] = (), seed: int = 0
 ) -> dict[str, dict[str, Any]]:
     """Tune on every row of one task (the values of `column`), score on every row of each
     other task: what the tuner's promise is worth where it was never tuned."""
@@ -457,6 +459,7 @@ def cross_task(
                 confidence=TUNE_CONFIDENCE,
                 split=None,
                 features=features,
+                seed=seed,
             )
         except CannotPromise as exc:
             for b in tasks:
@@ -479,7 +482,7 @@ def cross_task(
     return out
 
 
-def tuner_section(data_dir: Path, resplits: int, workers: int) -> dict[str, Any]:
+def tuner_section(data_dir: Path, resplits: int, workers: int, seed: int = 0) -> dict[str, Any]:
     """policies.tuned (chosen on train, scored on test), the guarantee measured over random
     resplits, and cross-task figures; each also with the benchmark-name metadata as a
     feature when the data has it (`eval_name`), to show what leaning on it is worth."""
@@ -499,24 +502,32 @@ def tuner_section(data_dir: Path, resplits: int, workers: int) -> dict[str, Any]
     for label, feats in variants.items():
         key = "tuned" if not label else f"tuned ({label.replace('_', ' ')})"
         try:
-            result = tune(train, target=TUNE_TARGET, confidence=TUNE_CONFIDENCE, features=feats)
+            result = tune(
+                train, target=TUNE_TARGET, confidence=TUNE_CONFIDENCE, features=feats, seed=seed
+            )
             policies[key] = tuned_row(result, test, "tuner's pick on train, scored on test")
         except CannotPromise as exc:  # an honest answer, reported instead of a policy row
             refused[key] = str(exc)
         g = resplit_coverage(
-            data, resplits=resplits, train_share=share, features=feats, workers=workers
+            data,
+            resplits=resplits,
+            train_share=share,
+            features=feats,
+            workers=workers,
+            seed=seed,
         )
         if label:
             guarantee[label] = g
         else:
             guarantee.update(g)
         if meta:
-            for pair, row in cross_task(data, meta, feats).items():
+            for pair, row in cross_task(data, meta, feats, seed).items():
                 if label:
                     crossed.setdefault(pair, {})[label] = row
                 else:
                     crossed[pair] = {**row, **crossed.get(pair, {})}
     guarantee["seconds"] = round(time.monotonic() - t0, 1)
+    guarantee["seed"] = seed
     return {
         "policies": policies,
         "cannot_promise": refused,
@@ -684,6 +695,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="processes for the resplits"
     )
+    parser.add_argument("--seed", type=int, default=0, help="the tuner's seed and resplits")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     tiers = parse_tiers(args.tiers)
@@ -737,7 +749,8 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     # The tuner, before any Ray starts (the resplits fork worker processes).
-    tuner = tuner_section(args.data, args.resplits or (40 if args.quick else 200), args.workers)
+    resplits = args.resplits or (40 if args.quick else 200)
+    tuner = tuner_section(args.data, resplits, args.workers, args.seed)
     policies.update(tuner.pop("policies"))
 
     if not args.quick:

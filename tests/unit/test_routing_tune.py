@@ -129,17 +129,18 @@ def tuned() -> tuple[RecordedAnswers, object]:
 
 def test_pick_is_the_cheapest_policy_meeting_the_bound(tuned: tuple) -> None:
     data, result = tuned
-    table = result.table
-    certified = [r for r in table if r.certified]
+    certified = [r for r in result.table if r.certified]
     assert result.pick is not None and result.pick.certified
     assert result.pick.cost_usd == min(r.cost_usd for r in certified)
-    # Fixed-sequence: certified rows are exactly the leading ones; each cleared the target.
-    flags = [r.certified for r in table]
-    assert flags == sorted(flags, reverse=True)
     assert all(r.lower_bound >= 0.95 - 1e-3 for r in certified)
-    if len(certified) < len(table):
-        assert table[len(certified)].lower_bound < 0.95 + 1e-3
-    assert table[0].policy == Policy("single", ("vendor/big",))  # flagship alone goes first
+    assert result.table[0].policy == Policy("single", ("vendor/big",))  # flagship first
+    # One split is one fixed sequence: certified rows are exactly the leading ones, and the
+    # first that is not certified is the one whose bound missed the target.
+    one = tune(data, target=0.95, confidence=0.9, seed=0, split=None, splits=1)
+    flags = [r.certified for r in one.table]
+    assert flags == sorted(flags, reverse=True) and any(flags)
+    if not all(flags):
+        assert one.table[flags.index(False)].lower_bound < 0.95 + 1e-3
     # Cheaper than flagship, and what the table says is what the data say.
     assert result.pick.cost_share < 0.7
     if not result.pick.policy.kind.startswith("learned"):
@@ -420,3 +421,30 @@ def test_cli_tune_writes_fragment_plot_and_json(tmp_path: Path) -> None:
     assert "promised" in lines[-1]
     with pytest.raises(ValueError, match="--label"):
         router_tune_command(None, runs=["out/x"])
+
+
+def test_cli_tune_from_a_labelled_sample_run(tmp_path: Path) -> None:
+    data = synthetic(800, seed=11, texts=False)
+    results = pl.DataFrame(
+        {
+            "id": np.repeat(data.ids, len(MODELS)).tolist(),
+            "model": list(MODELS) * data.n,
+            "output": ["ABCD"[a] for a in data.answers.ravel()],
+            "verdict": data.correct.ravel().astype(bool).tolist(),
+        }
+    )
+    costs = results.select("id", "model").with_columns(cost_usd=pl.Series(data.cost.ravel()))
+    for kind, frame in (("results", results), ("costs", costs)):
+        (tmp_path / "run" / kind).mkdir(parents=True)
+        frame.write_parquet(tmp_path / "run" / kind / "unit-00000.parquet")
+    result = router_tune_command(
+        None,
+        runs=[str(tmp_path / "run")],
+        label="verdict",
+        out=tmp_path / "routing.yaml",
+        echo=lambda _: None,
+    )
+    assert result.rows == 800 and result.router is None  # no text: text-free policies only
+    parse_spec(spec_with((tmp_path / "routing.yaml").read_text(), MODELS))
+    with pytest.raises(TuneDataError, match="no column 'ok'"):
+        router_tune_command(None, runs=[str(tmp_path / "run")], label="ok")
