@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
@@ -193,28 +194,70 @@ class JobFolder:
             return None
 
 
+def history_dirs(out: Store, name: str, job_id: str) -> list[str]:
+    """Job folders directly under the output root that hold runs of job `name`."""
+    selector = pafs.FileSelector(out.root, recursive=False, allow_not_found=True)
+    infos = with_retries(lambda: out.fs.get_file_info(selector), what=f"list {out.display()}")
+    names = [i.base_name for i in infos if i.type == pafs.FileType.Directory]
+    return sorted(n for n in names if n == job_id or n.startswith(f"{name}-"))
+
+
+MIN_TURNAROUNDS = 3  # ended batches of earlier runs before their times replace the default
+
+
+def batch_turnaround(out: Store, dirs: list[str], default_s: float) -> tuple[float, str]:
+    """Seconds a batch is expected to take, and where that figure comes from: the 90th
+    percentile of the batches earlier runs saw end (a plan must hold its deadline, which
+    the median would miss half the time), else the spec's stated default."""
+    seen: list[float] = []
+    for d in dirs:
+        seen.extend(BatchJournal(JobFolder(out.child(d))).turnarounds())
+    if len(seen) < MIN_TURNAROUNDS:
+        return default_s, f"stated default run.batch_turnaround_s ({default_s:g} s)"
+    seen.sort()
+    p90 = seen[min(len(seen) - 1, int(0.9 * len(seen)))]
+    return p90, f"90th percentile of {len(seen)} batches of earlier runs"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchIntent:
+    """A batch about to be submitted: written before the provider is asked, removed once
+    the batch's id is recorded, so a crash in between leaves a trace to look for."""
+
+    token: str  # also sent as the batch's metadata where the provider keeps it
+    custom_ids: tuple[str, ...]
+    at: float  # unix seconds, just before the submit
+
+
 class BatchJournal:
     """Provider batches this job submitted, by custom_id, so a rerun re-attaches to a
     batch in flight (or fetches what an ended one answered) instead of paying again.
 
-        journal.record("openai", "batch_abc", ["t-1f..", "t-9c.."])   # right after submit
+        journal.intend("openai", BatchIntent("g-4e..", ("t-1f..", "t-9c.."), time.time()))
+        journal.record("openai", "batch_abc", ["t-1f..", "t-9c.."], token="g-4e..")
         journal.find("openai", ["t-1f.."])     # {"batch_abc": ["t-1f.."]}
+        journal.intents("openai")              # intents with no recorded batch (a crash)
     """
 
     def __init__(self, folder: JobFolder) -> None:
         self.folder = folder
         self._known: dict[str, dict[str, str]] = {}  # provider -> custom_id -> batch id
 
-    def _load(self, provider: str) -> dict[str, str]:
-        known = self._known.setdefault(provider, {})
-        store = self.folder.store
+    def _docs(self, provider: str) -> list[tuple[str, dict[str, Any]]]:
+        store, out = self.folder.store, []
         for info in store.list_files(f"{BATCHES_DIR}/{provider}", suffix=".json"):
             try:
-                doc = json.loads(store.read_bytes(info.path))
+                out.append((info.path, json.loads(store.read_bytes(info.path))))
             except (OSError, ValueError):
                 continue
-            for cid in doc.get("custom_ids", []):
-                known.setdefault(cid, str(doc["batch_id"]))
+        return out
+
+    def _load(self, provider: str) -> dict[str, str]:
+        known = self._known.setdefault(provider, {})
+        for _, doc in self._docs(provider):
+            if "batch_id" in doc:
+                for cid in doc.get("custom_ids", []):
+                    known.setdefault(cid, str(doc["batch_id"]))
         return known
 
     def find(self, provider: str, custom_ids: list[str]) -> dict[str, list[str]]:
@@ -225,12 +268,67 @@ class BatchJournal:
                 found.setdefault(known[cid], []).append(cid)
         return found
 
-    def record(self, provider: str, batch_id: str, custom_ids: list[str]) -> None:
-        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in batch_id)
+    def batch_ids(self, provider: str) -> set[str]:
+        return set(self._load(provider).values())
+
+    def intend(self, provider: str, intent: BatchIntent) -> None:
+        doc = {"token": intent.token, "custom_ids": list(intent.custom_ids), "at": intent.at}
+        self.folder.store.write_bytes(self._intent_path(provider, intent.token), _dumps(doc))
+
+    def intents(self, provider: str) -> list[BatchIntent]:
+        return [
+            BatchIntent(str(doc["token"]), tuple(doc["custom_ids"]), float(doc["at"]))
+            for _, doc in self._docs(provider)
+            if "token" in doc and "batch_id" not in doc
+        ]
+
+    def forget(self, provider: str, token: str) -> None:
+        """An intent whose batch never reached the provider."""
+        self.folder.store.delete(self._intent_path(provider, token))
+
+    def ended(
+        self, provider: str, batch_id: str, status: str, created_at: float, ended_at: float
+    ) -> None:
+        """When a batch ended, for the forecast's and the planner's turnaround."""
+        rel = f"{BATCHES_DIR}/{provider}/{_safe(batch_id)}.json"
+        doc = json.loads(self.folder.store.read_bytes(rel))
+        doc.update(status=status, created_at=created_at, ended_at=ended_at)
+        self.folder.store.write_bytes(rel, _dumps(doc))
+
+    def turnarounds(self) -> list[float]:
+        """Seconds from creation to end of the batches that completed (not those taken
+        back or expired, whose end says nothing of a batch's pace)."""
+        out = []
+        for info in self.folder.store.list_files(BATCHES_DIR, suffix=".json"):
+            try:
+                doc = json.loads(self.folder.store.read_bytes(info.path))
+                if doc.get("status") in {"completed", "ended"}:
+                    out.append(float(doc["ended_at"]) - float(doc["created_at"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return out
+
+    def record(
+        self, provider: str, batch_id: str, custom_ids: list[str], token: str | None = None
+    ) -> None:
         doc = {"provider": provider, "batch_id": batch_id, "custom_ids": custom_ids}
         self.folder.store.write_bytes(
-            f"{BATCHES_DIR}/{provider}/{safe}.json", json.dumps(doc).encode()
+            f"{BATCHES_DIR}/{provider}/{_safe(batch_id)}.json", _dumps(doc)
         )
+        if token is not None:
+            self.forget(provider, token)
         known = self._known.setdefault(provider, {})
         for cid in custom_ids:
             known[cid] = batch_id
+
+    @staticmethod
+    def _intent_path(provider: str, token: str) -> str:
+        return f"{BATCHES_DIR}/{provider}/intent-{_safe(token)}.json"
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+def _dumps(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc).encode()

@@ -305,6 +305,14 @@ class RunOptions(Strict):
     batch_poll_s: float = Field(
         default=30.0, gt=0, description="How often a batch in flight is asked for its state."
     )
+    batch_sync_reserve_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="Under mode auto, the time before the deadline kept for finishing "
+        "synchronously what batches have not answered: batches still running then are "
+        "cancelled and their unanswered rows called directly. Give more for large jobs "
+        "(about rows left / the providers' sync rows per second).",
+    )
 
     @field_validator("deadline")
     @classmethod

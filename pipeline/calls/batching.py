@@ -26,12 +26,14 @@ import hashlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 from pipeline.errors import BadRequest, ProviderUnavailable, TierlineError
+from pipeline.jobfolder import BatchIntent
 from pipeline.providers.base import ChatRequest, ChatResponse, Provider
 from pipeline.providers.batch import BatchItem, BatchProvider, BatchStatus, missing_ids
 
@@ -44,6 +46,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_REQUEUES = 2
+# A batch found by listing is matched to an intent created up to this long before it
+# (the provider's clock and ours may differ by that much).
+CLOCK_SLACK_S = 600.0
+GROUP_KEY = "tierline_group"
 
 SyncCall = Callable[["aiohttp.ClientSession", ChatRequest], Awaitable[ChatResponse]]
 
@@ -53,7 +59,21 @@ class Journal(Protocol):
 
     def find(self, provider: str, custom_ids: list[str]) -> dict[str, list[str]]: ...
 
-    def record(self, provider: str, batch_id: str, custom_ids: list[str]) -> None: ...
+    def batch_ids(self, provider: str) -> set[str]: ...
+
+    def intend(self, provider: str, intent: BatchIntent) -> None: ...
+
+    def intents(self, provider: str) -> list[BatchIntent]: ...
+
+    def forget(self, provider: str, token: str) -> None: ...
+
+    def ended(
+        self, provider: str, batch_id: str, status: str, created_at: float, ended_at: float
+    ) -> None: ...
+
+    def record(
+        self, provider: str, batch_id: str, custom_ids: list[str], token: str | None = None
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,13 +183,13 @@ class BatchingProvider:
             groups = self.journal.find(self.name, [c for c in ids if c not in self._spent])
             attached = {cid for cids in groups.values() for cid in cids}
             self.batches_attached += len(groups)
-            fresh = [BatchItem(cid, taken[cid][0]) for cid in ids if cid not in attached]
+            wanted = {cid for cid in ids if cid not in attached}
+            for bid, cids in (await self._adopt(session, wanted) if wanted else {}).items():
+                groups.setdefault(bid, []).extend(cids)
+                wanted.difference_update(cids)
+            fresh = [BatchItem(cid, taken[cid][0]) for cid in ids if cid in wanted]
             for group in self.batches.split(fresh) if fresh else []:
-                status = await self.batches.submit(session, group, metadata={"tierline": self.name})
-                self.batches_submitted += 1
-                cids = [item.custom_id for item in group]
-                self.journal.record(self.name, status.id, cids)  # before any polling
-                groups[status.id] = cids
+                groups.update(await self._submit(session, group))
             await asyncio.gather(
                 *(self._finish(session, bid, cids, taken) for bid, cids in groups.items())
             )
@@ -186,6 +206,54 @@ class BatchingProvider:
         finally:
             _fail_rest(taken, ProviderUnavailable(f"{self.name}: batch ended without it"))
 
+    async def _submit(
+        self, session: aiohttp.ClientSession, group: list[BatchItem]
+    ) -> dict[str, list[str]]:
+        """One batch out, its intent written before and its id right after (no polling
+        before the id is kept): a crash between the two is found again by `_adopt`."""
+        cids = [item.custom_id for item in group]
+        token = "g-" + uuid.uuid4().hex[:24]
+        self.journal.intend(self.name, BatchIntent(token, tuple(cids), time.time()))
+        metadata = {"tierline": self.name, GROUP_KEY: token}
+        try:
+            status = await self.batches.submit(session, group, metadata=metadata)
+        except BadRequest:
+            self.journal.forget(self.name, token)  # refused: no batch exists
+            raise
+        self.batches_submitted += 1
+        self.journal.record(self.name, status.id, cids, token=token)
+        return {status.id: cids}
+
+    async def _adopt(
+        self, session: aiohttp.ClientSession, wanted: set[str]
+    ) -> dict[str, list[str]]:
+        """Batches an earlier run submitted but died before recording: an intent left in
+        the journal is matched to the provider's list of recent batches (by the token in
+        its metadata; where the provider keeps none, by request count and creation time,
+        the earliest unclaimed one after the intent). Matched: attach to it, as to a
+        recorded batch. Not found: the submit never reached the provider; ask afresh.
+        A wrong match costs a wait, never a wrong answer: results are matched by
+        custom_id, and requests the batch did not hold are asked again."""
+        intents = [i for i in self.journal.intents(self.name) if wanted.intersection(i.custom_ids)]
+        if not intents:
+            return {}
+        listed = await self.batches.recent(session, min(i.at for i in intents) - CLOCK_SLACK_S)
+        claimed = self.journal.batch_ids(self.name)
+        found: dict[str, list[str]] = {}
+        for intent in sorted(intents, key=lambda i: i.at):
+            match = _match(intent, listed, claimed)
+            if match is None:
+                log.info("%s: a batch intended before a crash never reached it", self.name)
+                self.journal.forget(self.name, intent.token)
+                continue
+            log.warning("%s: found batch %s submitted before a crash; attaching", self.name, match)
+            claimed.add(match)
+            self.journal.record(self.name, match, list(intent.custom_ids), token=intent.token)
+            self.batches_attached += 1
+            found[match] = [cid for cid in intent.custom_ids if cid in wanted]
+            wanted = wanted.difference(intent.custom_ids)
+        return found
+
     async def _finish(
         self,
         session: aiohttp.ClientSession,
@@ -197,6 +265,17 @@ class BatchingProvider:
         took_back = status.provider_status in {"cancelled", "canceled", "cancelling"} or (
             self.plan.must_take_back(self.clock())
         )
+        if status.created_at is not None and status.ended_at is not None:
+            # Anthropic says "ended" whatever became of the requests: its counts tell.
+            how = status.provider_status
+            how = (
+                "expired"
+                if status.counts.expired
+                else "cancelled"
+                if status.counts.canceled
+                else how
+            )
+            self.journal.ended(self.name, batch_id, how, status.created_at, status.ended_at)
         outcomes = await self.batches.results(session, batch_id, expected=cids)
         for o in outcomes:
             fut = taken[o.custom_id][1]
@@ -262,6 +341,23 @@ class BatchingProvider:
                     fut.set_exception(exc)
 
         await asyncio.gather(*(one(req, fut) for req, fut in entries.values()))
+
+
+def _match(intent: BatchIntent, listed: list[BatchStatus], claimed: set[str]) -> str | None:
+    for status in listed:
+        if (status.metadata or {}).get(GROUP_KEY) == intent.token:
+            return status.id
+    candidates = [
+        status
+        for status in listed
+        if status.id not in claimed
+        and GROUP_KEY not in (status.metadata or {})
+        and status.counts.total == len(intent.custom_ids)
+        and (status.created_at is None or status.created_at >= intent.at - CLOCK_SLACK_S)
+    ]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda s: abs((s.created_at or intent.at) - intent.at)).id
 
 
 def _fail_rest(

@@ -56,7 +56,7 @@ from pipeline.dryrun.sums import (
 )
 from pipeline.dryrun.units import LongDocPlanner, TierPlan, UnitContext
 from pipeline.engine.plan import Plan, make_plan
-from pipeline.jobfolder import JobFolder
+from pipeline.jobfolder import JobFolder, batch_turnaround
 from pipeline.longdoc.plan import tier_options
 from pipeline.store import Store
 from pipeline.tokens import chat_overhead_tokens, count_tokens, token_method
@@ -341,7 +341,8 @@ def _forecast(
     usage = with_escalation(totals.usage.values(), rate, plans)
     todo_usage = with_escalation(totals.todo.values(), rate, plans)
     duration = job_duration(provider_loads(spec, usage), spec.run.workers)
-    timing = plan_finish(spec, duration.seconds.p50, rate)
+    turnaround = batch_turnaround(root, dirs, spec.run.batch_turnaround_s)
+    timing = plan_finish(spec, duration.seconds.p50, rate, turnaround[0])
     batch = timing.mode == "batch"
     by_tier = price_usage(usage, prices, "tier", batch=batch)
     cost_by_mode = {
@@ -352,6 +353,8 @@ def _forecast(
 
     earlier = None if history is None else f"{', '.join(used)} ({history.height} billed calls)"
     method = _method(plan, ctx, plans, prices, (rate, rate_note), rows_todo, earlier, cache_uri)
+    if spec.run.mode != "sync":
+        method.append(f"batch turnaround: {turnaround[0]:.0f} s per stage, {turnaround[1]}")
     fc = Forecast(
         job_id=plan.job_id,
         name=spec.name,
@@ -469,21 +472,25 @@ class Finish:
     holds: bool | None
 
 
-def plan_finish(spec: JobSpec, sync_s: float, escalation_rate: float) -> Finish:
+def plan_finish(
+    spec: JobSpec, sync_s: float, escalation_rate: float, turnaround_s: float | None = None
+) -> Finish:
     """How the calls would go out and when the job would end, started now.
 
     batch: each stage (the first answers, then the escalated rows) takes about
-    `run.batch_turnaround_s`; auto batches only while that ends before the deadline with
-    the engine's margin, else the run is synchronous and takes the quotas' duration.
+    `turnaround_s` (earlier runs' batches, else `run.batch_turnaround_s`); auto batches
+    only while that ends before the deadline with the engine's margin, else the run is
+    synchronous and takes the quotas' duration.
     """
     now = datetime.now(UTC)
     run = spec.run
+    turnaround = run.batch_turnaround_s if turnaround_s is None else turnaround_s
     deadline = deadline_at(run.deadline, now) if run.deadline else None
     stages = 2 if escalation_rate > 0 else 1
-    batch_s = run.batch_turnaround_s * stages
+    batch_s = turnaround * stages
     batching = BatchPlan(
         mode=run.mode, deadline_at=deadline.timestamp() if deadline else None,
-        turnaround_s=run.batch_turnaround_s,
+        turnaround_s=turnaround, sync_reserve_s=run.batch_sync_reserve_s,
     )  # fmt: skip
     use_batch = run.mode == "batch" or (run.mode == "auto" and batching.may_batch(now.timestamp()))
     end = now + timedelta(seconds=batch_s if use_batch else sync_s)

@@ -15,10 +15,12 @@ import io
 import statistics
 
 import polars as pl
-import pyarrow.fs as pafs
 
 from pipeline.dryrun.estimates import OutputAssumption, observed_interval
-from pipeline.store import Store, with_retries
+from pipeline.jobfolder import history_dirs
+from pipeline.store import Store
+
+__all__ = ["history_dirs", "read_history"]
 
 MAX_HISTORY_FILES = 200
 MIN_MODEL_CALLS = 30
@@ -29,14 +31,6 @@ _COLUMNS = {
     "input_tokens": pl.Int64,
     "output_tokens": pl.Int64,
 }
-
-
-def history_dirs(out: Store, name: str, job_id: str) -> list[str]:
-    """Job folders directly under the output root that hold runs of job `name`."""
-    selector = pafs.FileSelector(out.root, recursive=False, allow_not_found=True)
-    infos = with_retries(lambda: out.fs.get_file_info(selector), what=f"list {out.display()}")
-    names = [i.base_name for i in infos if i.type == pafs.FileType.Directory]
-    return sorted(n for n in names if n == job_id or n.startswith(f"{name}-"))
 
 
 def read_history(out: Store, dirs: list[str]) -> tuple[pl.DataFrame, list[str]]:

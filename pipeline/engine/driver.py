@@ -29,10 +29,11 @@ from pipeline.engine.plan import Plan, Unit, make_plan
 from pipeline.engine.summary import JobSummary, attach_forecast, build_summary, write_summary
 from pipeline.engine.worker import UnitReport, UnitRunner
 from pipeline.errors import ConfigError, TerminalError
-from pipeline.jobfolder import JobFolder
+from pipeline.jobfolder import JobFolder, batch_turnaround, history_dirs
 from pipeline.limits.budget_actor import spent_in_commits, start_budget
 from pipeline.limits.quota_actor import account_key, ensure_quota_actor
 from pipeline.ownpackages import ensure_own_packages
+from pipeline.store import Store
 from schemas.job import JobSpec, deadline_at
 from schemas.records import UnitCommit
 
@@ -124,6 +125,7 @@ class WorkerActor:
         endpoints: dict[str, str],
         quota_actors: dict[str, str],
         deadline_at: float | None = None,
+        batch_turnaround_s: float | None = None,
     ) -> None:
         # A worker's sys.path starts with the job's working directory: say so plainly
         # when a folder there is named like one of our packages.
@@ -138,6 +140,7 @@ class WorkerActor:
             client_id=client_id,
             budget_actors=True,
             deadline_at=deadline_at,
+            batch_turnaround_s=batch_turnaround_s,
         )
         self.entered = False
         self.entering: asyncio.Lock | None = None
@@ -216,6 +219,7 @@ class _Dispatch:
     failed: dict[int, str] = field(default_factory=dict)
     workers_lost: int = 0
     deadline_at: float | None = None  # run.deadline as epoch seconds, fixed at the start
+    batch_turnaround_s: float | None = None  # from earlier runs' batches, when known
 
     def _new_worker(self) -> Any:
         # SPREAD: I/O workers over every node, so losing one node loses few of them.
@@ -228,6 +232,7 @@ class _Dispatch:
             self.endpoints,
             self.quota_actors,
             self.deadline_at,
+            self.batch_turnaround_s,
         )
 
     def run(self) -> None:
@@ -359,7 +364,16 @@ def run_job(
             if spec.run.deadline
             else None
         )
-        dispatch = _Dispatch(spec, plan, out_uri, endpoints, quotas, progress, deadline_at=deadline)
+        turnaround = None
+        if spec.run.mode != "sync":
+            root = Store.open(out_uri)
+            dirs = history_dirs(root, spec.name, plan.job_id)
+            turnaround, source = batch_turnaround(root, dirs, spec.run.batch_turnaround_s)
+            log.info("batch turnaround %.0f s: %s", turnaround, source)
+        dispatch = _Dispatch(
+            spec, plan, out_uri, endpoints, quotas, progress,
+            deadline_at=deadline, batch_turnaround_s=turnaround,
+        )  # fmt: skip
         try:
             dispatch.run()
         finally:

@@ -80,6 +80,7 @@ class UnitRunner:
         client_id: str = "local",
         budget_actors: bool = False,
         deadline_at: float | None = None,
+        batch_turnaround_s: float | None = None,
     ) -> None:
         self.spec = spec
         self.job_id = job_id
@@ -108,6 +109,8 @@ class UnitRunner:
         self.budget_actors = budget_actors
         self.budgets = Budgets()
         self.deadline_at = deadline_at
+        # Earlier runs' batches, when the driver found enough; else the spec's default.
+        self.batch_turnaround_s = batch_turnaround_s or spec.run.batch_turnaround_s
         self.batching: dict[str, BatchingProvider] = {}
 
     def _budgets(self) -> Budgets:
@@ -177,7 +180,8 @@ class UnitRunner:
         plan = BatchPlan(
             mode=run.mode,
             deadline_at=self.deadline_at,
-            turnaround_s=run.batch_turnaround_s,
+            turnaround_s=self.batch_turnaround_s,
+            sync_reserve_s=run.batch_sync_reserve_s,
             poll_s=run.batch_poll_s,
         )
         journal = BatchJournal(JobFolder(self.out))

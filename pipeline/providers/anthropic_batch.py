@@ -32,6 +32,7 @@ from pipeline.providers.batch import (
     BatchState,
     BatchStatus,
     check_items,
+    created_since,
     match_outcomes,
     split_items,
 )
@@ -138,6 +139,14 @@ class AnthropicBatch:
 
     async def cancel(self, session: aiohttp.ClientSession, batch_id: str) -> BatchStatus:
         return self._status(await self._send(session, "POST", f"{self.url}/{batch_id}/cancel"))
+
+    async def recent(self, session: aiohttp.ClientSession, since: float) -> list[BatchStatus]:
+        async def page(after: str | None) -> tuple[list[BatchStatus], bool]:
+            query = "?limit=100" + (f"&after_id={after}" if after else "")
+            body = await self._send(session, "GET", self.url + query)
+            return [self._status(b) for b in body.get("data") or []], bool(body.get("has_more"))
+
+        return await created_since(page, since)
 
     async def results(
         self,

@@ -21,7 +21,7 @@ error, since sending them again may well work.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -78,6 +78,7 @@ class BatchStatus:
     expires_at: float | None = None
     ended_at: float | None = None
     errors: tuple[str, ...] = ()  # why the provider failed the whole batch, if it did
+    metadata: Mapping[str, str] | None = None  # what the submitter attached (OpenAI only)
 
     @property
     def ended(self) -> bool:
@@ -115,6 +116,12 @@ class BatchProvider(Protocol):
         ...
 
     async def retrieve(self, session: aiohttp.ClientSession, batch_id: str) -> BatchStatus: ...
+
+    async def recent(self, session: aiohttp.ClientSession, since: float) -> list[BatchStatus]:
+        """Batches of this key created at or after `since` (unix seconds), newest first:
+        how a batch submitted just before a crash, whose id was never written down, is
+        found again."""
+        ...
 
     async def cancel(self, session: aiohttp.ClientSession, batch_id: str) -> BatchStatus: ...
 
@@ -186,14 +193,46 @@ def match_outcomes(
     dropped and logged, never guessed at."""
     wanted = set(expected) if expected is not None else None
     kept: dict[str, BatchOutcome] = {}
+    unknown: list[str] = []
+    repeated: list[str] = []
     for outcome in outcomes:
         if wanted is not None and outcome.custom_id not in wanted:
-            log.warning("%s: dropped a result for unknown custom_id %r", where, outcome.custom_id)
+            unknown.append(outcome.custom_id)
         elif outcome.custom_id in kept:
-            log.warning("%s: dropped a second result for custom_id %r", where, outcome.custom_id)
+            repeated.append(outcome.custom_id)
         else:
             kept[outcome.custom_id] = outcome
+    # One line each, not one per request: a rerun that needs a few rows of a large batch
+    # would otherwise log thousands.
+    if unknown:
+        log.warning(
+            "%s: dropped %d results for custom_ids not asked for here (first: %r)",
+            where, len(unknown), unknown[0],
+        )  # fmt: skip
+    if repeated:
+        log.warning(
+            "%s: dropped %d second results for one custom_id (first: %r)",
+            where, len(repeated), repeated[0],
+        )  # fmt: skip
     return list(kept.values())
+
+
+async def created_since(
+    page: Callable[[str | None], Awaitable[tuple[list[BatchStatus], bool]]], since: float
+) -> list[BatchStatus]:
+    """Walk a newest-first batch listing (`page(after_id)` -> statuses, has_more) back to
+    the first batch created before `since`."""
+    found: list[BatchStatus] = []
+    after: str | None = None
+    while True:
+        statuses, more = await page(after)
+        for status in statuses:
+            if status.created_at is not None and status.created_at < since:
+                return found
+            found.append(status)
+        if not statuses or not more:
+            return found
+        after = statuses[-1].id
 
 
 def missing_ids(expected: Iterable[str], outcomes: Iterable[BatchOutcome]) -> list[str]:

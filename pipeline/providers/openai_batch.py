@@ -29,6 +29,7 @@ from pipeline.providers.batch import (
     BatchState,
     BatchStatus,
     check_items,
+    created_since,
     match_outcomes,
     split_items,
 )
@@ -128,6 +129,14 @@ class OpenAIBatch:
     async def cancel(self, session: aiohttp.ClientSession, batch_id: str) -> BatchStatus:
         return self._status(await self._send(session, "POST", f"/batches/{batch_id}/cancel"))
 
+    async def recent(self, session: aiohttp.ClientSession, since: float) -> list[BatchStatus]:
+        async def page(after: str | None) -> tuple[list[BatchStatus], bool]:
+            query = "?limit=100" + (f"&after={after}" if after else "")
+            body = await self._send(session, "GET", "/batches" + query)
+            return [self._status(b) for b in body.get("data") or []], bool(body.get("has_more"))
+
+        return await created_since(page, since)
+
     async def results(
         self,
         session: aiohttp.ClientSession,
@@ -181,9 +190,14 @@ class OpenAIBatch:
                 expires_at=_unix(body.get("expires_at")),
                 ended_at=next((t for t in map(_unix, ended) if t is not None), None),
                 errors=tuple(f"{e.get('code')}: {e.get('message')}" for e in errors),
+                metadata=_metadata(body.get("metadata")),
             )
         except (KeyError, TypeError, ValueError, AttributeError):
             raise ProviderUnavailable(f"{self.name}: batch answer is malformed") from None
+
+
+def _metadata(value: object) -> dict[str, str] | None:
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else None
 
 
 def _failure(status: BatchStatus, where: str) -> TierlineError:

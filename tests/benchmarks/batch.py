@@ -510,7 +510,8 @@ def _journal(out: Path) -> dict[str, list[str]]:
     found = {}
     for path in out.glob(f"*/{BATCHES_DIR}/*/*.json"):
         doc = json.loads(path.read_text())
-        found[str(doc["batch_id"])] = list(doc["custom_ids"])
+        if "batch_id" in doc:  # not an intent (a batch about to be submitted)
+            found[str(doc["batch_id"])] = list(doc["custom_ids"])
     return found
 
 

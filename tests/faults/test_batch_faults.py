@@ -129,7 +129,8 @@ def journal(prefix: Path) -> dict[str, list[str]]:
     found = {}
     for path in sorted(prefix.glob(f"*/{BATCHES_DIR}/*/*.json")):
         doc = json.loads(path.read_text())
-        found[doc["batch_id"]] = list(doc["custom_ids"])
+        if "batch_id" in doc:  # not an intent (a batch about to be submitted)
+            found[doc["batch_id"]] = list(doc["custom_ids"])
     return found
 
 

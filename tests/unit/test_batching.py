@@ -5,32 +5,44 @@ and under auto a deadline sends calls (or takes a batch back) synchronously."""
 from __future__ import annotations
 
 import asyncio
+import tempfile
+import time
 from typing import Any
 
 import aiohttp
 import pytest
 
 from pipeline.calls.batching import BatchingProvider, BatchPlan, custom_id
+from pipeline.errors import ProviderUnavailable
+from pipeline.jobfolder import BatchIntent, BatchJournal, JobFolder, batch_turnaround
 from pipeline.providers import registry
 from pipeline.providers.base import ChatRequest, Message
 from pipeline.sim import SimConfig, SimServer
+from pipeline.store import Store
 from schemas.job import Timeouts
 
 
-class MemoryJournal:
+class MemoryJournal(BatchJournal):
+    """The job folder's journal on a fresh local folder, with `records` to look at."""
+
     def __init__(self) -> None:
-        self.records: dict[str, list[str]] = {}
+        super().__init__(JobFolder.at(tempfile.mkdtemp(prefix="journal-")))
 
-    def find(self, provider: str, custom_ids: list[str]) -> dict[str, list[str]]:
-        found: dict[str, list[str]] = {}
-        for bid, cids in self.records.items():
-            hit = [c for c in custom_ids if c in cids]
-            if hit:
-                found[bid] = hit
-        return found
+    @property
+    def records(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for cid, bid in self._load("sim").items():
+            out.setdefault(bid, []).append(cid)
+        return out
 
-    def record(self, provider: str, batch_id: str, custom_ids: list[str]) -> None:
-        self.records[batch_id] = list(custom_ids)
+
+class CrashAfterSubmit(MemoryJournal):
+    """Dies right after the provider accepted a batch, before its id is written down."""
+
+    def record(
+        self, provider: str, batch_id: str, custom_ids: list[str], token: str | None = None
+    ) -> None:
+        raise RuntimeError("killed between submit and record")
 
 
 def _request(i: int) -> ChatRequest:
@@ -38,12 +50,14 @@ def _request(i: int) -> ChatRequest:
     return ChatRequest(model="gpt-4o-mini", messages=msgs, max_tokens=8)
 
 
-def _provider(base_url: str, journal: MemoryJournal, plan: BatchPlan) -> BatchingProvider:
+def _provider(
+    base_url: str, journal: MemoryJournal, plan: BatchPlan, wire: str = "sim"
+) -> BatchingProvider:
     kw: dict[str, Any] = {"name": "sim", "base_url": base_url, "api_key_env": None}
     return BatchingProvider(
         name="sim",
-        sync=registry.create("sim", timeouts=Timeouts(), **kw),
-        batches=registry.create_batch("sim", timeouts=Timeouts(), **kw),
+        sync=registry.create(wire, timeouts=Timeouts(), **kw),
+        batches=registry.create_batch(wire, timeouts=Timeouts(), **kw),
         journal=journal,
         plan=plan,
     )
@@ -92,6 +106,43 @@ def test_a_rerun_reattaches_to_the_journalled_batch_and_pays_nothing_twice() -> 
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("wire", ["sim", "anthropic"])
+def test_a_crash_between_submit_and_record_is_found_again_not_paid_twice(wire: str) -> None:
+    async def main() -> None:
+        async with SimServer(_config()) as sim:
+            crashed = CrashAfterSubmit()
+            with pytest.raises(ProviderUnavailable, match="killed between"):
+                await _ask_all(_provider(sim.base_url, crashed, FAST, wire), 8)
+            rerun = MemoryJournal()
+            rerun.folder = crashed.folder  # the same job folder, read afresh
+            p = _provider(sim.base_url, rerun, FAST, wire)
+            answers = await _ask_all(p, 8)
+            stats = sim.stats.snapshot()["batches"]
+        assert [a.mode for a in answers] == ["batch"] * 8
+        assert stats["created"] == 1  # type: ignore[index]
+        assert (p.batches_submitted, p.batches_attached) == (0, 1)
+        assert rerun.intents("sim") == []  # the intent became a record
+        assert len(rerun.records) == 1
+
+    asyncio.run(main())
+
+
+def test_an_intent_whose_submit_never_arrived_is_submitted_afresh() -> None:
+    async def main() -> None:
+        async with SimServer(_config()) as sim:
+            journal = MemoryJournal()
+            ids = tuple(custom_id("sim", _request(i)) for i in range(4))
+            journal.intend("sim", BatchIntent("g-lost", ids, time.time()))  # never sent
+            p = _provider(sim.base_url, journal, FAST)
+            answers = await _ask_all(p, 4)
+            stats = sim.stats.snapshot()["batches"]
+        assert [a.mode for a in answers] == ["batch"] * 4
+        assert stats["created"] == 1 and p.batches_submitted == 1  # type: ignore[index]
+        assert journal.intents("sim") == []
+
+    asyncio.run(main())
+
+
 def test_auto_without_time_for_a_batch_calls_synchronously() -> None:
     async def main() -> None:
         async with SimServer(_config()) as sim:
@@ -130,5 +181,36 @@ def test_near_the_deadline_a_lagging_batch_is_taken_back_and_finished_synchronou
             stats = sim.stats.snapshot()["batches"]
         assert [a.mode for a in answers] == ["sync"] * 6
         assert stats["created"] == 1 and stats["cancelled"] == 1  # type: ignore[index]
+
+    asyncio.run(main())
+
+
+def test_turnaround_comes_from_earlier_runs_batches_once_there_are_enough(tmp_path: Any) -> None:
+    root = Store.open(str(tmp_path))
+    default = 3600.0
+    assert batch_turnaround(root, [], default)[0] == default
+    seconds = [100.0, 200.0, 300.0, 400.0, 5000.0]
+    for i, took in enumerate(seconds):
+        journal = BatchJournal(JobFolder(root.child(f"nightly-{i % 2}")))
+        journal.record("sim", f"batch_{i}", [f"t-{i}"])
+        journal.ended("sim", f"batch_{i}", "completed", 1_000.0, 1_000.0 + took)
+    # A taken-back batch says nothing of a batch's pace.
+    journal.record("sim", "batch_x", ["t-x"])
+    journal.ended("sim", "batch_x", "cancelled", 1_000.0, 1_001.0)
+    dirs = ["nightly-0", "nightly-1"]
+    took, source = batch_turnaround(root, dirs, default)
+    assert took == 5000.0 and "5 batches of earlier runs" in source  # the p90 of five
+    # Too few: the stated default, and the forecast says which.
+    took, source = batch_turnaround(root, ["nightly-1"], default)
+    assert took == default and "run.batch_turnaround_s" in source
+
+
+def test_a_finished_batch_leaves_its_turnaround_in_the_journal() -> None:
+    async def main() -> None:
+        async with SimServer(_config()) as sim:
+            journal = MemoryJournal()
+            await _ask_all(_provider(sim.base_url, journal, FAST), 3)
+        (took,) = journal.turnarounds()
+        assert took >= 0
 
     asyncio.run(main())
