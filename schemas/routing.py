@@ -148,7 +148,9 @@ class RoutingSpec(Strict):
         "(escalate), or write a retryable `deferred` error row for a later rerun (defer).",
     )
     model: str | None = Field(
-        default=None, description="learned: the router model file (tierline router train)."
+        default=None,
+        description="learned: the router model file (tierline router train), a path or an "
+        "s3:// URI (one place the nightly retrain can replace and every node can read).",
     )
     threshold: float | None = Field(
         default=None, ge=0, description="learned: decision threshold, set directly."

@@ -124,6 +124,10 @@ def submit_command(
     wait_for_end: Annotated[
         bool, typer.Option("--wait/--no-wait", help="Wait for the job and exit with its result.")
     ] = False,
+    job_id: Annotated[
+        str | None,
+        typer.Option(help="Job id (its output folder name); default from spec and input."),
+    ] = None,
 ) -> None:
     """Submit a job to a Ray cluster (Ray Jobs API); prints the submission id.
 
@@ -133,6 +137,7 @@ def submit_command(
     """
     s = load_or_exit(spec, input_uri=input_uri)
     args = ["--input", input_uri] if input_uri else []
+    args += ["--job-id", job_id] if job_id else []
     try:
         sid = submit(s, spec.read_text(), address=address, package=package, extra_args=args)
     except (RuntimeError, ValueError, ConnectionError) as exc:

@@ -58,10 +58,25 @@ def _read_folder(uri: str) -> pl.DataFrame:
     return pl.concat(frames, how="diagonal_relaxed")
 
 
+def _manifest_input(run: str) -> tuple[str, str, Sequence[str]]:
+    from pipeline.jobfolder import JobFolder
+
+    manifest = JobFolder.at(run).read_manifest()
+    if manifest is None:
+        raise ValueError(
+            f"{run}: no job manifest there; give the job's output folder, or --runs-input"
+        )
+    given = manifest["input"]
+    return str(given["uri"]), str(given.get("id_column", "id")), given.get("text_columns", ["text"])
+
+
 def router_train_command(
     data: Path | None,
-    out: Path,
+    out: Path | str,
     *,
+    against: str | None = None,
+    holdout: float = 0.25,
+    confidence: float = 0.9,
     tiers: str | None = None,
     features: Sequence[str] = (),
     runs: Sequence[str] = (),
@@ -90,8 +105,8 @@ def router_train_command(
     if data is not None:
         sets.append(from_two_file(data, mapping, list(features)))
     if runs:
-        if runs_input is None:
-            raise ValueError("--runs needs --runs-input: the input rows those jobs read")
+        if runs_input is None:  # what the first run read, as its manifest says
+            runs_input, id_column, text_columns = _manifest_input(runs[0])
         inputs = _read_folder(str(runs_input))
         inputs = inputs.with_columns(text_expr(list(text_columns)).alias("__router_text"))
         fb = pl.read_parquet(feedback) if feedback is not None else None
@@ -108,11 +123,45 @@ def router_train_command(
         )
     ts = combine(sets) if len(sets) > 1 else sets[0]
     options = FitOptions(decision=decision, cascade=cascade, folds=folds, seed=seed)  # type: ignore[arg-type]
+    if against is not None:
+        return _retrain(ts, options, against, out, holdout, confidence, seed, echo)
     model = fit_router(ts, options)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    model.save(out)
-    echo(describe(model, out))
+    _save(model, out)
+    echo(describe(model, Path(out)))
     return model
+
+
+def _save(model: RouterModel, out: Path | str) -> None:
+    if isinstance(out, Path) or "://" not in out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+
+
+def _retrain(
+    ts: TrainingSet,
+    options: FitOptions,
+    against: str,
+    out: Path | str,
+    holdout: float,
+    confidence: float,
+    seed: int,
+    echo: Callable[[str], None],
+) -> RouterModel:
+    """Fit on part of the rows; write `out` only if it beats `against` on the rest."""
+    from pipeline.routing.adopt import compare, holdout_split
+
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"--confidence must be between 0 and 1, not {confidence}")
+    current = RouterModel.load(against)  # RouterFileError (a ValueError): exit 2
+    train_rows, held = holdout_split(ts.frame.height, holdout, seed)
+    candidate = fit_router(ts.subset(train_rows), options)
+    verdict = compare(current, candidate, ts.subset(held), confidence=confidence, seed=seed)
+    candidate.info["adoption"] = {"against": against, **verdict.as_dict()}
+    if verdict.adopt:
+        _save(candidate, out)
+        echo(describe(candidate, Path(out)))
+    echo(verdict.reason)
+    return candidate if verdict.adopt else current
 
 
 def describe(model: RouterModel, path: Path | None = None) -> str:
@@ -142,7 +191,9 @@ app = typer.Typer(help="Train, tune and inspect learned routers.", no_args_is_he
 
 @app.command("train")
 def train_command(
-    out_path: Annotated[Path, typer.Option("--out", help="Router model file to write.")],
+    out_path: Annotated[
+        str, typer.Option("--out", help="Router model file to write (a path or s3:// URI).")
+    ],
     data: Annotated[
         Path | None,
         typer.Option(help="Folder of prompts.parquet + responses.parquet (recorded answers)."),
@@ -151,7 +202,8 @@ def train_command(
         list[str] | None, typer.Option("--run", help="Earlier job output prefix (repeatable).")
     ] = None,
     runs_input: Annotated[
-        str | None, typer.Option(help="Input folder of those runs (for the text).")
+        str | None,
+        typer.Option(help="Input folder of those runs (for the text); default: what they read."),
     ] = None,
     tiers: Annotated[str | None, typer.Option(help="cheap=MODEL,mid=MODEL,flagship=MODEL")] = None,
     features: Annotated[
@@ -160,10 +212,28 @@ def train_command(
     cascade: Annotated[
         bool, typer.Option(help="Train for use with a cheap/mid agreement cascade.")
     ] = False,
+    against: Annotated[
+        str | None,
+        typer.Option(
+            help="The router in use (path or s3:// URI): fit on part of the rows and write "
+            "--out only if the new router predicts better on the rest, with --confidence."
+        ),
+    ] = None,
+    holdout: Annotated[
+        float, typer.Option(help="With --against: share of rows held back to compare on.")
+    ] = 0.25,
+    confidence: Annotated[
+        float, typer.Option(help="With --against: confidence that the new router is better.")
+    ] = 0.9,
 ) -> None:
     """Fit a learned router: per tier, the probability its answer is good enough.
 
     Example:  tierline router train --data recorded/ --feature eval_name --out router.npz
+
+    Nightly retrain from last night's cascade verdicts, adopted only if it is better:
+
+      tierline router train --run s3://b/out/nightly-2026-12-04/ --cascade
+        --against s3://b/models/router.npz --out s3://b/models/router.npz
     """
     try:
         router_train_command(
@@ -174,6 +244,9 @@ def train_command(
             runs=tuple(runs or ()),
             runs_input=runs_input,
             cascade=cascade,
+            against=against,
+            holdout=holdout,
+            confidence=confidence,
             echo=out.print,
         )
     except ValueError as exc:

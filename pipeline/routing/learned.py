@@ -26,6 +26,7 @@ The model file is an .npz of plain arrays plus a JSON header, read with
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from typing import Any, Protocol, cast
 
 import numpy as np
 import polars as pl
+import pyarrow.fs as pafs
 import scipy.sparse as sp
 
 from pipeline.routing.decide import (
@@ -51,6 +53,7 @@ from pipeline.routing.decide import (
     pick,
 )
 from pipeline.routing.features import FeatureSpec, featurize, fit_features, text_counts
+from pipeline.store import Store
 
 # Names other modules and older callers import from here.
 __all__ = [
@@ -175,6 +178,12 @@ class RouterModel:
         if self.curve is not None:
             for key in ("thresholds", "rel_quality", "rel_cost", "flagship_share"):
                 arrays[f"curve_{key}"] = getattr(self.curve, key)
+        if _is_uri(path):  # s3://...: one PUT, which S3 makes visible whole or not at all
+            buf = io.BytesIO()
+            np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
+            parent, name = _split_uri(str(path))
+            Store.open(parent).write_bytes(name, buf.getvalue())
+            return
         target = Path(path)
         tmp = target.with_name(target.name + ".tmp")
         with open(tmp, "wb") as fh:
@@ -183,10 +192,15 @@ class RouterModel:
 
     @classmethod
     def load(cls, path: str | Path) -> RouterModel:
-        """Read a model file; RouterFileError when it is not a router model of this version."""
-        p = Path(path)
+        """Read a model file (a path, or an s3:// URI); RouterFileError when it is not a
+        router model of this version."""
+        p: Path | str = Path(path) if not _is_uri(path) else str(path)
         try:
-            data = np.load(p, allow_pickle=False)
+            if isinstance(p, str):
+                parent, name = _split_uri(p)
+                data = np.load(io.BytesIO(Store.open(parent).read_bytes(name)), allow_pickle=False)
+            else:
+                data = np.load(p, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise RouterFileError(f"{p}: not a router model file ({exc})") from None
         try:
@@ -199,7 +213,7 @@ class RouterModel:
             raise RouterFileError(f"{p}: not a usable router model file ({exc})") from None
 
     @classmethod
-    def _from_arrays(cls, p: Path, data: Any) -> RouterModel:
+    def _from_arrays(cls, p: Path | str, data: Any) -> RouterModel:
         """The model from an open npz archive (arrays are read lazily, so errors show here)."""
         if "header" not in data.files:
             raise RouterFileError(f"{p}: not a router model file (no header)")
@@ -331,8 +345,25 @@ def _load_cached(path: str, mtime_ns: int, size: int) -> RouterModel:
 
 def load_model(path: str | Path) -> RouterModel:
     """Load once per process (per file version): every unit of a job shares it."""
+    if _is_uri(path):
+        parent, name = _split_uri(str(path))
+        store = Store.open(parent)
+        info = store.fs.get_file_info(store.full(name))
+        if info.type != pafs.FileType.File:
+            raise RouterFileError(f"{path}: no such router model file")
+        stamp = int(info.mtime.timestamp() * 1e9) if info.mtime is not None else 0
+        return _load_cached(str(path), stamp, info.size or 0)
     st = os.stat(path)
     return _load_cached(str(path), st.st_mtime_ns, st.st_size)
+
+
+def _is_uri(path: str | Path) -> bool:
+    return isinstance(path, str) and "://" in path and not path.startswith("file://")
+
+
+def _split_uri(uri: str) -> tuple[str, str]:
+    parent, _, name = uri.rstrip("/").rpartition("/")
+    return parent, name
 
 
 def learned_policy(df: pl.DataFrame, routing: object) -> pl.Series:

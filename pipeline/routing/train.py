@@ -24,7 +24,7 @@ import hashlib
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -95,6 +95,10 @@ class TrainingSet:
         for row in self.frame.sort(ID).select(cols).iter_rows():
             digest.update(json.dumps(row, default=str).encode())
         return digest.hexdigest()
+
+    def subset(self, rows: np.ndarray) -> TrainingSet:
+        """The same set, only the rows at these indices."""
+        return replace(self, frame=self.frame[rows])
 
     def has_agreement(self) -> bool:
         return AGREE in self.frame.columns and self.frame[AGREE].null_count() < self.frame.height
@@ -361,7 +365,7 @@ class FitOptions:
     shape: bool = True
 
 
-def _label_column(head: str) -> str:
+def label_column(head: str) -> str:
     return head if head in (AGREE, AGREE_OK) else f"correct_{head}"
 
 
@@ -382,7 +386,7 @@ def _fit_heads(
     x = featurize(frame, TEXT, spec)
     heads = {}
     for name in names:
-        y = frame[_label_column(name)].cast(pl.Float64).to_numpy()
+        y = frame[label_column(name)].cast(pl.Float64).to_numpy()
         mask = ~np.isnan(y)
         heads[name] = _fit_head(x[mask], y[mask], c, seed)
     return heads
@@ -435,7 +439,7 @@ def fit_router(ts: TrainingSet, options: FitOptions | None = None) -> RouterMode
     picks = {name: pick(curve, target) for name, target in PRESETS.items()}
     aucs = {}
     for name in names:
-        y = frame[_label_column(name)].cast(pl.Float64).to_numpy()
+        y = frame[label_column(name)].cast(pl.Float64).to_numpy()
         mask = ~np.isnan(y)
         if np.unique(y[mask]).size == 2:
             aucs[name] = round(float(roc_auc_score(y[mask], oof[name][mask])), 4)
@@ -445,7 +449,7 @@ def fit_router(ts: TrainingSet, options: FitOptions | None = None) -> RouterMode
         "source": ts.source,
         "rows": n,
         "rows_labelled": {
-            name: int(frame[_label_column(name)].is_not_null().sum()) for name in names
+            name: int(frame[label_column(name)].is_not_null().sum()) for name in names
         },
         "excluded": ts.excluded,
         "features": ts.features,

@@ -249,9 +249,10 @@ def run_script(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[
     """Run submit-nightly.sh with a stand-in `tierline` that records its arguments."""
     bin_dir, record = tmp_path / "bin", tmp_path / "argv"
     bin_dir.mkdir(exist_ok=True)
-    stub = bin_dir / "tierline"
-    stub.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > "{record}"\n')
-    stub.chmod(0o755)
+    for name in ("tierline", "ray"):  # each call's argv, the program's name first
+        stub = bin_dir / name
+        stub.write_text(f'#!/bin/sh\nprintf "%s\\n" {name} "$@" >> "{record}"\n')
+        stub.chmod(0o755)
     record.unlink(missing_ok=True)
     base = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "LC_ALL": "C"}
     proc = subprocess.run(
@@ -271,13 +272,34 @@ def test_script_puts_the_date_into_the_input_prefix(tmp_path: Path) -> None:
     proc, argv = run_script(tmp_path, **NIGHT_ENV, TIERLINE_DATE="2026-11-27")
     assert proc.returncode == 0, proc.stderr
     assert argv == [
+        "tierline",
         "submit",
         NIGHT_ENV["TIERLINE_SPEC"],
         "--address",
         NIGHT_ENV["TIERLINE_RAY_DASHBOARD"],
         "--input",
         "s3://acme-support/tickets/2026-11-27/",
-    ]
+        "--job-id",
+        "nightly-2026-11-27",
+        "--wait",
+    ]  # and no retrain: no router named
+
+
+def test_script_retrains_the_router_on_the_cluster_after_the_night(tmp_path: Path) -> None:
+    router = "s3://acme-models/router.npz"
+    env = NIGHT_ENV | {"TIERLINE_ROUTER_URI": router, "TIERLINE_DATE": "2026-11-27"}
+    proc, _ = run_script(tmp_path, **env)
+    assert proc.returncode != 0 and "TIERLINE_OUTPUT_ROOT" in proc.stderr
+    proc, argv = run_script(tmp_path, **env, TIERLINE_OUTPUT_ROOT="s3://acme-support/tierline/")
+    assert proc.returncode == 0, proc.stderr
+    retrain = argv[argv.index("ray") :]
+    assert retrain[:2] == ["ray", "job"] and "--" in retrain
+    command = retrain[retrain.index("--") + 1 :]
+    assert command == [
+        "tierline", "router", "train",
+        "--run", "s3://acme-support/tierline/nightly-2026-11-27", "--cascade",
+        "--against", router, "--out", router,
+    ]  # fmt: skip
 
 
 def test_script_defaults_to_today_utc(tmp_path: Path) -> None:
@@ -285,7 +307,7 @@ def test_script_defaults_to_today_utc(tmp_path: Path) -> None:
     proc, argv = run_script(tmp_path, **(NIGHT_ENV | {"TIERLINE_INPUT_ROOT": "s3://b-1/t"}))
     after = dt.datetime.now(dt.UTC).date().isoformat()
     assert proc.returncode == 0, proc.stderr
-    assert argv[-1] in {f"s3://b-1/t/{before}/", f"s3://b-1/t/{after}/"}
+    assert argv[argv.index("--input") + 1] in {f"s3://b-1/t/{before}/", f"s3://b-1/t/{after}/"}
 
 
 @pytest.mark.parametrize(
