@@ -109,6 +109,7 @@ class UnitRunner:
         self.budgets = Budgets()
         self.deadline_at = deadline_at
         self.batching: dict[str, BatchingProvider] = {}
+        self.sync_providers: dict[str, Provider] = {}
 
     def _budgets(self) -> Budgets:
         """The job's budget and the providers' daily budgets, as leases from their actors."""
@@ -144,6 +145,7 @@ class UnitRunner:
             for name, p in self.spec.providers.items()
         }
         tiers: dict[str, list[Deployment]] = {t: list(d) for t, d in self.spec.tiers.items()}
+        self.sync_providers = providers  # the canary asks synchronously, whatever run.mode
         providers = self._batched(providers)
         self.executor = RowExecutor(
             self.kind,
