@@ -16,6 +16,7 @@ question: is this worth retrying?
         ├── BudgetExhausted     the call's worst case does not fit the budget (rerun)
         ├── InputError          a shard or row that cannot be read (names the file)
         ├── ConfigError         the spec or environment cannot run (names the field)
+        ├── CanaryFailed        a deployment scored below routing.canary.min_accuracy
         └── JobIncomplete       a job ended with units not done (raise_for_status)
 
 An answer that fails the task's validation is not an exception: it is an error row
@@ -131,6 +132,13 @@ class InputError(TerminalError):
 
 class ConfigError(TerminalError):
     error_type = "config_error"
+
+
+class CanaryFailed(TerminalError):
+    """A routed deployment answered the golden set worse than `routing.canary.min_accuracy`;
+    the job stopped before calling any of its rows. The message names each one."""
+
+    error_type = "canary_failed"
 
 
 class JobIncomplete(TerminalError):

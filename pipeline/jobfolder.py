@@ -13,6 +13,9 @@ Layout (every name deterministic, so a rerun overwrites and never doubles):
     errors/unit-<n>[.g<k>].parquet
     _commits/unit-<n>.json       written last: row counts, checksums, the unit's figures
     _batches/<provider>/<id>.json  a provider batch in flight: its id and custom_ids
+    _canary/answers.parquet      the canary: each golden row's answer per deployment
+    _canary/costs.parquet        the canary's billed calls (not part of the job's costs)
+    _canary/result.json          the canary's verdict: accuracy and cost per deployment
     forecast.json                the dry run (`tierline forecast`)
     forecast/unit-<n>.parquet    the dry run per id
     summary.json                 written when the job ends
@@ -31,7 +34,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
-from pipeline.store import FileInfo, Store, with_retries
+from pipeline.store import FileInfo, Store, table_to_parquet_bytes, with_retries
 from schemas.records import UnitCommit
 
 MANIFEST = "_job.json"
@@ -44,6 +47,10 @@ FORECAST_DIR = "forecast"
 SUMMARY_JSON = "summary.json"
 CACHE_DIR = "_cache"
 BATCHES_DIR = "_batches"
+CANARY_DIR = "_canary"
+CANARY_ANSWERS = f"{CANARY_DIR}/answers.parquet"
+CANARY_COSTS = f"{CANARY_DIR}/costs.parquet"
+CANARY_RESULT = f"{CANARY_DIR}/result.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,12 +193,35 @@ class JobFolder:
         self._write_json(FORECAST_JSON, doc)
 
     def forecast_p50_usd(self) -> float | None:
-        """The dry run's median cost, when one was made and is readable."""
+        """The dry run's median cost of the job's rows (its canary left out, as the
+        run's spend on rows is what it is set against), when one was made and is readable."""
         try:
             doc = self.read_forecast()
-            return None if doc is None else float(doc["cost_usd"]["p50"])
+            return None if doc is None else forecast_rows_usd(doc, "p50")
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+    # --- the canary ---------------------------------------------------------------------
+
+    def write_canary(self, answers: pa.Table, costs: pa.Table, result: dict[str, Any]) -> None:
+        """Answers and costs first, the verdict last (a verdict names files that exist)."""
+        for rel, table in ((CANARY_ANSWERS, answers), (CANARY_COSTS, costs)):
+            self.store.write_bytes(rel, table_to_parquet_bytes(table))
+        self._write_json(CANARY_RESULT, result)
+
+    def read_canary_result(self) -> dict[str, Any] | None:
+        """_canary/result.json; None when no canary ran or it cannot be read."""
+        try:
+            return self._read_json(CANARY_RESULT)
+        except ValueError:
+            return None
+
+
+def forecast_rows_usd(doc: dict[str, Any], quantile: str) -> float:
+    """A forecast's cost of the job's rows: its total less the canary's calls."""
+    total = float(doc["cost_usd"][quantile])
+    canary = doc.get("canary") or {}
+    return total - float((canary.get("cost_usd") or {}).get(quantile, 0.0))
 
 
 def history_dirs(out: Store, name: str, job_id: str) -> list[str]:

@@ -9,7 +9,10 @@ Exported names (Ray adds the `ray_` prefix on its metrics port; see infra/grafan
 tierline_rows_total{job,tier,status}, tierline_spend_usd_total{job,provider,model},
 tierline_calls_in_flight{provider}, tierline_retries_total{provider,reason},
 tierline_rate_limited_total{provider}, tierline_call_latency_seconds{provider,model},
-tierline_quota_pauses_total{provider}.
+tierline_quota_pauses_total{provider}; set by the driver after the drift checks:
+tierline_canary_accuracy{job,deployment,tier}, tierline_shift_delta{job,metric} and
+tierline_shift_flagged{job,metric} (1 when the change since the previous run is past
+routing.shift_threshold).
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ class _Noop:
 
 def _instruments() -> dict[str, Any]:
     noop = _Noop()
-    names = ("rows", "spend", "in_flight", "retries", "rate_limited", "latency", "pauses")
+    names = ("rows", "spend", "in_flight", "retries", "rate_limited", "latency", "pauses",
+             "canary_accuracy", "shift_delta", "shift_flagged")  # fmt: skip
     try:
         import ray
         from ray.util.metrics import Counter as RayCounter
@@ -66,6 +70,21 @@ def _instruments() -> dict[str, Any]:
         ),
         "pauses": RayCounter(
             "tierline_quota_pauses_total", "Provider pauses after a 429.", ("provider",)
+        ),
+        "canary_accuracy": Gauge(
+            "tierline_canary_accuracy",
+            "Share of the golden set a deployment answered right.",
+            ("job", "deployment", "tier"),
+        ),
+        "shift_delta": Gauge(
+            "tierline_shift_delta",
+            "Change of a routing share since the previous run.",
+            ("job", "metric"),
+        ),
+        "shift_flagged": Gauge(
+            "tierline_shift_flagged",
+            "1 when a routing share moved past the threshold since the previous run.",
+            ("job", "metric"),
         ),
     }
 
@@ -115,6 +134,14 @@ class Metrics:
     def spend(self, provider: str, model: str, usd: float) -> None:
         if usd > 0:
             self.m["spend"].inc(usd, {"job": self.job, "provider": provider, "model": model})
+
+    def canary(self, deployment: str, tier: str, accuracy: float) -> None:
+        tags = {"job": self.job, "deployment": deployment, "tier": tier}
+        self.m["canary_accuracy"].set(accuracy, tags)
+
+    def shift(self, metric: str, delta: float, flagged: bool) -> None:
+        self.m["shift_delta"].set(delta, {"job": self.job, "metric": metric})
+        self.m["shift_flagged"].set(1.0 if flagged else 0.0, {"job": self.job, "metric": metric})
 
     def snapshot(self) -> dict[str, Any]:
         return {

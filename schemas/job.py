@@ -23,6 +23,7 @@ from schemas.base import TIER_ORDER as TIER_ORDER
 from schemas.base import Strict as Strict
 from schemas.base import TierName as TierName
 from schemas.prices import PriceTable, load_prices
+from schemas.routing import CanarySpec as CanarySpec
 from schemas.routing import CascadeSpec as CascadeSpec
 from schemas.routing import Deployment as Deployment
 from schemas.routing import DeploymentRef as DeploymentRef
@@ -427,6 +428,11 @@ class JobSpec(Strict):
                 problems.append(
                     f"routing: rows can be routed to tier {tier!r}, which has no deployments"
                 )
+        if self.routing.canary is not None and self.task.kind == "summarise":
+            problems.append(
+                "routing.canary: a summary has no single right answer to score; use a canary "
+                "with a classify or generate task, or remove routing.canary"
+            )
         problems += self._price_problems()
         if problems:
             raise ValueError("; ".join(problems))

@@ -4,6 +4,7 @@
       policy: rules                      # rules | learned | cascade
       rules: [{when: "priority = 'high'", tier: flagship}]
       cascade: {agree: [sim/gpt-4o-mini, sim/claude-3-5-haiku]}
+      canary: {data: golden/tickets.parquet, min_accuracy: 0.9}   # checked before spending
 
 Models here are re-exported by `schemas.job`, which holds the spec as a whole.
 """
@@ -134,6 +135,43 @@ class SensitiveSpec(Strict):
         return self
 
 
+CANARY_FORMATS = (".parquet", ".jsonl", ".csv")
+
+
+class CanarySpec(Strict):
+    """A small labelled golden set every routed deployment must answer well enough before
+    the job spends on its real rows; a deployment below `min_accuracy` stops the job."""
+
+    data: str = Field(
+        description="The golden set: one .parquet, .jsonl or .csv file (local path or "
+        "s3://bucket/key) with the input's id and text columns and a label column."
+    )
+    min_accuracy: float = Field(
+        ge=0,
+        le=1,
+        description="Share of golden rows each deployment must answer right (after the "
+        "task's own answer parsing); below it the job stops before any real row is called.",
+    )
+    label_column: str = Field(
+        default="label", min_length=1, description="Column holding each row's right answer."
+    )
+
+    @field_validator("data")
+    @classmethod
+    def _data(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("data must name a file")
+        if not v.lower().endswith(CANARY_FORMATS):
+            raise ValueError(
+                f"data {v!r} must be a {', '.join(CANARY_FORMATS)} file; convert the golden "
+                "set to one of these"
+            )
+        if "://" in v and v.split("://", 1)[0] not in ("s3", "file"):
+            raise ValueError(f"data {v!r}: use a local path or s3://bucket/key")
+        return v
+
+
 class RoutingSpec(Strict):
     policy: Literal["rules", "learned", "cascade"] = Field(
         default="rules",
@@ -172,6 +210,19 @@ class RoutingSpec(Strict):
     vote: VoteSpec | None = Field(default=None, description="Majority vote for a tier.")
     sensitive: SensitiveSpec | None = Field(
         default=None, description="Rows only some providers may see."
+    )
+    canary: CanarySpec | None = Field(
+        default=None,
+        description="A labelled golden set run through every routed deployment before the "
+        "job's rows; a deployment scoring below min_accuracy stops the job (exit 1).",
+    )
+    shift_threshold: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Flag a tier share, escalation rate or disagreement rate that moved by "
+        "more than this (absolute change of a share, 0.1 = 10 points) since the previous "
+        "run of the same job name under the same output.",
     )
 
     @model_validator(mode="after")

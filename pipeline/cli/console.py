@@ -188,6 +188,7 @@ def print_summary(s: JobSummary, console: Console | None = None) -> None:
             f"forecast ${f['forecast_cost_usd']:.4f} against actual ${f['actual_cost_usd']:.4f}"
             + (f" ({cost_err:+.1f}%)" if cost_err is not None else "")
         )
+    _print_drift(s, console)
     for etype, n in s.errors_by_type.items():
         console.print(f"  errors {etype}: {n}")
     for path, reason in s.bad_files.items():
@@ -195,3 +196,26 @@ def print_summary(s: JobSummary, console: Console | None = None) -> None:
     for u, reason in s.units_failed.items():
         console.print(f"  [red]unit {u} failed[/]: {reason}")
     console.print(f"outputs under {s.output}")
+
+
+def _print_drift(s: JobSummary, console: Console) -> None:
+    """The canary's verdict per deployment and any shift since the previous run."""
+    if s.canary is not None:
+        c = s.canary
+        scores = ", ".join(f"{d.deployment} {d.accuracy:.2f}" for d in c.deployments)
+        again = " (earlier pass, not asked again)" if c.reused else f" ${c.cost_usd:.4f}"
+        console.print(f"canary {c.rows} rows, floor {c.min_accuracy:g}: {scores}{again}")
+    shift = s.shift
+    if shift is None:
+        return
+    if not shift.metrics:
+        console.print(f"shift: {shift.note}")
+    elif shift.flagged:
+        moved = ", ".join(
+            f"{m.metric} {m.previous:.2f} -> {m.now:.2f}" for m in shift.metrics if m.flagged
+        )
+        console.print(
+            f"[yellow]shift since {shift.previous_job}[/] (threshold {shift.threshold:g}): {moved}"
+        )
+    else:
+        console.print(f"shift since {shift.previous_job}: none past {shift.threshold:g}")

@@ -67,6 +67,17 @@ def forecast_table(fc: Forecast) -> Table:
     for model, b in fc.by_model.items():
         row(model, b)
     t.add_section()
+    if fc.canary is not None:
+        k = fc.canary
+        t.add_row(
+            f"canary ({k.rows} rows x {len(k.deployments)} deployments)",
+            f"({k.calls:,} calls)",
+            f"{sum(d.input_tokens for d in k.deployments):,}",
+            f"{sum(d.est_output_tokens for d in k.deployments):,}",
+            _usd(k.cost_usd.p10),
+            _usd(k.cost_usd.p50),
+            _usd(k.cost_usd.p90),
+        )
     c = fc.cost_usd
     t.add_row(
         "total",

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from jobs.base import get_job_kind
 from pipeline.calls.batching import BatchPlan
 from pipeline.calls.reuse import AnswerReuse
+from pipeline.dryrun.canary import CanaryForecast, canary_method, forecast_canary, plus
 from pipeline.dryrun.estimates import (
     STARTUP_S,
     Interval,
@@ -103,8 +104,14 @@ class Forecast(BaseModel):
     units_todo: int
     input_tokens: int
     est_output_tokens: int = Field(description="Answer tokens at p50.")
-    cost_usd: Range = Field(description="The whole input.")
-    cost_todo_usd: Range = Field(description="Only the units not yet committed.")
+    cost_usd: Range = Field(description="The whole input, and the canary's calls.")
+    cost_todo_usd: Range = Field(
+        description="Only the units not yet committed, and the canary's calls (it runs "
+        "before them)."
+    )
+    canary: CanaryForecast | None = Field(
+        default=None, description="The golden set asked of every routed deployment."
+    )
     mode: str = Field(
         default="sync", description="How the calls would go out: sync or batch (run.mode)."
     )
@@ -350,11 +357,14 @@ def _forecast(
         "batch": total_range(price_usage(usage, prices, "tier", batch=True)),
     }
     rows_todo = sum(u.row_count for u in plan.todo)
+    canary = forecast_canary(spec, prices)
+    canary_usd = canary.cost_usd if canary is not None else None
 
     earlier = None if history is None else f"{', '.join(used)} ({history.height} billed calls)"
     method = _method(plan, ctx, plans, prices, (rate, rate_note), rows_todo, earlier, cache_uri)
     if spec.run.mode != "sync":
         method.append(f"batch turnaround: {turnaround[0]:.0f} s per stage, {turnaround[1]}")
+    method += canary_method(canary)
     fc = Forecast(
         job_id=plan.job_id,
         name=spec.name,
@@ -370,10 +380,14 @@ def _forecast(
         units_todo=len(plan.todo),
         input_tokens=sum(b.input_tokens for b in by_tier.values()),
         est_output_tokens=sum(b.est_output_tokens for b in by_tier.values()),
-        cost_usd=total_range(by_tier),
-        cost_todo_usd=total_range(price_usage(todo_usage, prices, "tier", batch=batch)),
+        cost_usd=plus(total_range(by_tier), canary_usd),
+        cost_todo_usd=plus(
+            total_range(price_usage(todo_usage, prices, "tier", batch=batch)),
+            canary_usd if plan.todo else None,
+        ),
+        canary=canary,
         mode=timing.mode,
-        cost_by_mode=cost_by_mode,
+        cost_by_mode={m: plus(r, canary_usd) for m, r in cost_by_mode.items()},
         finish_by=timing.finish_by,
         deadline=timing.deadline,
         deadline_holds=timing.holds,

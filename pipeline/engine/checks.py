@@ -1,4 +1,5 @@
-"""Checks that need more than the spec's own fields: prices, secrets in the environment.
+"""Checks that need more than the spec's own fields: prices, secrets in the environment,
+the canary's golden set (read and checked, never asked).
 
     problems = check_spec(spec)        # [] when the job can start
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+from pipeline.drift.golden import golden_problems
 from schemas.job import TIER_ORDER, JobSpec
 from schemas.prices import PriceTable, UnknownPrice
 
@@ -22,6 +24,7 @@ def check_spec(spec: JobSpec, prices: PriceTable | None = None) -> list[str]:
         except ValueError as exc:
             return [f"prices: {str(exc).splitlines()[0]}"]
     problems += _learned_problems(spec)
+    problems += golden_problems(spec)
     for tier in TIER_ORDER:
         for i, dep in enumerate(spec.tiers.get(tier) or []):  # type: ignore[call-overload]
             try:

@@ -24,14 +24,18 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from pipeline.drift.canary import CanaryAnswer, CanaryResult, Target, failure_message
+from pipeline.drift.shift import ShiftReport, previous_summary, shift_report
+from pipeline.engine.canary import GoldenRow, ask_canary, run_canary
 from pipeline.engine.checks import key_problems
 from pipeline.engine.plan import Plan, Unit, make_plan
 from pipeline.engine.summary import JobSummary, attach_forecast, build_summary, write_summary
 from pipeline.engine.worker import UnitReport, UnitRunner
-from pipeline.errors import ConfigError, TerminalError
+from pipeline.errors import CanaryFailed, ConfigError, TerminalError, TierlineError
 from pipeline.jobfolder import JobFolder, batch_turnaround, history_dirs
 from pipeline.limits.budget_actor import spent_in_commits, start_budget
 from pipeline.limits.quota_actor import account_key, ensure_quota_actor
+from pipeline.metrics import Metrics
 from pipeline.ownpackages import ensure_own_packages
 from pipeline.store import Store
 from schemas.job import JobSpec, deadline_at
@@ -154,6 +158,17 @@ class WorkerActor:
                 self.entered = True
         return await self.runner.process(unit, previous)
 
+    async def canary(
+        self, rows: list[GoldenRow], targets: list[Target]
+    ) -> tuple[list[CanaryAnswer], Any]:
+        """The golden set asked of each deployment (before any unit is handed out)."""
+        self.entering = self.entering or asyncio.Lock()
+        async with self.entering:
+            if not self.entered:
+                await self.runner.__aenter__()
+                self.entered = True
+        return await ask_canary(self.runner, rows, targets)
+
     async def stats(self) -> dict[str, Any]:
         """Live figures for the driver's progress display (runs beside `process`)."""
         return self.runner.metrics.snapshot()
@@ -220,6 +235,28 @@ class _Dispatch:
     workers_lost: int = 0
     deadline_at: float | None = None  # run.deadline as epoch seconds, fixed at the start
     batch_turnaround_s: float | None = None  # from earlier runs' batches, when known
+
+    def canary(self) -> CanaryResult:
+        """The golden set through every routed deployment, in a worker of its own (the
+        job's limits and budget apply), before any unit is handed out."""
+        worker = self._new_worker()
+
+        def ask(rows: list[GoldenRow], targets: list[Target]) -> tuple[list[CanaryAnswer], Any]:
+            try:
+                answers, costs = ray.get(worker.canary.remote(rows, targets))
+            except RayTaskError as exc:
+                cause = exc.cause if exc.cause is not None else exc
+                if isinstance(cause, TierlineError):
+                    raise cause from None
+                raise
+            return answers, costs
+
+        try:
+            return run_canary(self.spec, self.output_uri, self.plan.job_id, ask)
+        finally:
+            with contextlib.suppress(Exception):  # a dead worker has nothing to close
+                ray.get(worker.close.remote(), timeout=10)
+            ray.kill(worker)
 
     def _new_worker(self) -> Any:
         # SPREAD: I/O workers over every node, so losing one node loses few of them.
@@ -329,6 +366,7 @@ def run_job(
     todo = plan.todo
     failed: dict[int, str] = {}
     retried = lost = 0
+    canary: CanaryResult | None = None
     if todo:
         ensure_ray()
         endpoints: dict[str, str] = {}
@@ -357,7 +395,7 @@ def run_job(
         if spec.budget_usd:
             # The cap is for the whole job: what committed units cost already counts.
             # Held here: the actor lives as long as this handle does.
-            spent = spent_in_commits(plan.committed.values())
+            spent = spent_in_commits(plan.committed.values()) + _canary_spent(out_uri, plan.job_id)
             budget = start_budget(plan.job_id, spec.budget_usd, spent)
         deadline = (
             deadline_at(spec.run.deadline, datetime.now(UTC)).timestamp()
@@ -375,7 +413,11 @@ def run_job(
             deadline_at=deadline, batch_turnaround_s=turnaround,
         )  # fmt: skip
         try:
-            dispatch.run()
+            if spec.routing.canary is not None:
+                progress.note("canary: asking the golden set of every routed deployment")
+                canary = dispatch.canary()
+            if canary is None or canary.passed:
+                dispatch.run()
         finally:
             progress.stop()
             if budget is not None:
@@ -396,6 +438,43 @@ def run_job(
         spec, plan, out_uri, wall_s=time.monotonic() - started, failed_units=failed
     )
     summary.units_retried, summary.workers_lost = retried, lost
+    summary.canary = canary
     attach_forecast(summary, out_uri)
+    if canary is not None and not canary.passed:
+        write_summary(out_uri, plan.job_id, summary)
+        raise CanaryFailed(failure_message(canary), job_id=plan.job_id)
+    summary.shift = _shift(spec, out_uri, summary)
     write_summary(out_uri, plan.job_id, summary)
+    _export_drift(summary)
     return summary
+
+
+def _canary_spent(out_uri: str, job_id: str) -> float:
+    """What an earlier canary of this job cost: spent, so counted against the budget."""
+    doc = JobFolder.open(out_uri, job_id).read_canary_result()
+    try:
+        return float(doc["cost_usd"]) if doc else 0.0
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+
+
+def _shift(spec: JobSpec, out_uri: str, summary: JobSummary) -> ShiftReport:
+    """This run's tier shares and rates against the previous run of the same job name."""
+    assert summary.finished_at is not None
+    found = previous_summary(Store.open(out_uri), spec.name, summary.job_id, summary.finished_at)
+    return shift_report(found, summary.model_dump(mode="json"), spec.routing.shift_threshold)
+
+
+def _export_drift(summary: JobSummary) -> None:
+    """The canary's and the shift's figures as metrics (no-ops outside Ray)."""
+    metrics = Metrics(summary.job_id)
+    for s in summary.canary.deployments if summary.canary else []:
+        metrics.canary(s.deployment, s.tier, s.accuracy)
+    for item in summary.shift.metrics if summary.shift else []:
+        metrics.shift(item.metric, item.delta, item.flagged)
+    if summary.shift and summary.shift.flagged:
+        log.warning(
+            "routing shifted since %s: %s",
+            summary.shift.previous_job,
+            ", ".join(summary.shift.flagged),
+        )

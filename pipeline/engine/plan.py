@@ -25,6 +25,10 @@ from pipeline.store import FileInfo, Store
 from schemas.job import JobSpec
 from schemas.records import UnitCommit
 
+# Routing fields that do not change what is done to a row (and ids made before they existed
+# stay the same).
+DRIFT_FIELDS = {"canary", "shift_threshold"}
+
 
 @dataclass(frozen=True)
 class Unit:
@@ -127,14 +131,15 @@ def split_units(
 
 def job_identity(spec: JobSpec, files: list[FileInfo]) -> str:
     """What makes two runs the same job: task, input, tiers, routing and the listing.
-    Budget, limits and parallelism are left out, so a rerun with a bigger budget resumes."""
+    Budget, limits and parallelism are left out, so a rerun with a bigger budget resumes;
+    so are the drift checks (canary, shift threshold): they judge a job, not change its rows."""
     doc = {
         "name": spec.name,
         "task": spec.task.model_dump(mode="json"),
         "input": spec.input.model_dump(mode="json"),
         "input_resolved": _resolved(spec.input.uri),
         "tiers": {t: [d.name for d in deps] for t, deps in spec.tiers.items()},
-        "routing": spec.routing.model_dump(mode="json"),
+        "routing": spec.routing.model_dump(mode="json", exclude=DRIFT_FIELDS),
         "files": [(f.path, f.size) for f in files],
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
@@ -18,9 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.calls.cache import CACHED, DUPLICATE, FREE_STATUSES, reused_answers_usd
 from pipeline.costs import add_cost_column
+from pipeline.drift.canary import CanaryResult
+from pipeline.drift.shift import ShiftReport, routing_rates
 from pipeline.engine.plan import Plan
 from pipeline.errors import JobIncomplete
-from pipeline.jobfolder import JobFolder
+from pipeline.jobfolder import JobFolder, forecast_rows_usd
 from pipeline.store import Store
 from schemas.job import JobSpec
 from schemas.prices import PriceTable, UnknownPrice
@@ -95,6 +98,19 @@ class JobSummary(BaseModel):
     forecast_vs_actual: dict[str, float | None] | None = Field(
         default=None, description="When `tierline forecast` ran first: its p50 against this run."
     )
+    escalation_rate: float = Field(
+        default=0.0, description="Share of rows sent above the tier routing chose."
+    )
+    disagreement_rate: float = Field(
+        default=0.0, description="Share of rows whose agreement check disagreed."
+    )
+    finished_at: str | None = Field(default=None, description="When the job ended (UTC).")
+    canary: CanaryResult | None = Field(
+        default=None, description="The golden set's scores per deployment (routing.canary)."
+    )
+    shift: ShiftReport | None = Field(
+        default=None, description="Tier shares and rates against the previous run."
+    )
 
     def raise_for_status(self) -> JobSummary:
         """Raise `JobIncomplete` when units were not done (rows pending, units failed,
@@ -105,6 +121,8 @@ class JobSummary(BaseModel):
         if self.status == "complete":
             return self
         reasons = [f"unit {u}: {why}" for u, why in sorted(self.units_failed.items())]
+        if self.canary is not None and not self.canary.passed:
+            reasons.insert(0, "the canary failed (see summary.canary)")
         reasons += [f"file {f}: {why}" for f, why in sorted(self.bad_files.items())]
         if self.rows_pending:
             reasons.append(f"{self.rows_pending} rows not done")
@@ -225,6 +243,7 @@ def build_summary(
     rows_dup = sum(c.rows_duplicate for c in plan.committed.values())
     retryable = sum(c.rows_retryable for c in plan.committed.values())
     complete = len(plan.committed) == len(plan.units) and not failed and not retryable
+    escalation, disagreement = routing_rates(results, costs, errors)
     return JobSummary(
         job_id=plan.job_id,
         name=spec.name,
@@ -257,6 +276,9 @@ def build_summary(
         price_version=prices.version,
         budget_usd=spec.budget_usd,
         wall_s=round(wall_s, 3),
+        escalation_rate=round(escalation, 6),
+        disagreement_rate=round(disagreement, 6),
+        finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
 
 
@@ -286,7 +308,7 @@ def compare_forecast(forecast_json: dict[str, Any], summary: JobSummary) -> dict
 
         compare_forecast(folder.read_forecast(), summary)["cost_error_pct"]   # -2.1
     """
-    fc_cost = float(forecast_json["cost_usd"]["p50"])
+    fc_cost = forecast_rows_usd(forecast_json, "p50")  # the canary is not in summary.cost_usd
     fc_duration = float(forecast_json["duration_s"]["p50"])
     return {
         "forecast_cost_usd": fc_cost,

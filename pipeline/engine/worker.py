@@ -112,6 +112,7 @@ class UnitRunner:
         # Earlier runs' batches, when the driver found enough; else the spec's default.
         self.batch_turnaround_s = batch_turnaround_s or spec.run.batch_turnaround_s
         self.batching: dict[str, BatchingProvider] = {}
+        self.sync_providers: dict[str, Provider] = {}
 
     def _budgets(self) -> Budgets:
         """The job's budget and the providers' daily budgets, as leases from their actors."""
@@ -147,6 +148,7 @@ class UnitRunner:
             for name, p in self.spec.providers.items()
         }
         tiers: dict[str, list[Deployment]] = {t: list(d) for t, d in self.spec.tiers.items()}
+        self.sync_providers = providers  # the canary asks synchronously, whatever run.mode
         providers = self._batched(providers)
         self.executor = RowExecutor(
             self.kind,

@@ -15,6 +15,7 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
 
 import polars as pl
 import pyarrow as pa
@@ -23,6 +24,8 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.calls.cache import CACHED, DUPLICATE, FREE_STATUSES, reused_answers_usd
+from pipeline.drift.canary import CanaryResult
+from pipeline.drift.shift import ShiftReport
 from pipeline.errors import InputError
 from pipeline.jobfolder import JobFolder
 from pipeline.store import Store
@@ -139,6 +142,8 @@ class ReportData:
     forecast: ForecastFigures | None
     problems: tuple[str, ...]  # failed units, bad input files, rows pending
     notes: tuple[str, ...]  # what could not be read, or had to be derived
+    canary: CanaryResult | None = None  # the golden set's scores (routing.canary)
+    shift: ShiftReport | None = None  # tier shares and rates against the previous run
 
 
 def build_report(prefix_uri: str) -> ReportData:
@@ -160,6 +165,8 @@ def build_report(prefix_uri: str) -> ReportData:
     cost = float(costs["cost_usd"].sum())
     status = costs["call_status"]
     cached, duplicates = int((status == CACHED).sum()), int((status == DUPLICATE).sum())
+    canary = _section(CanaryResult, s.canary, "canary", notes)
+    shift = _section(ShiftReport, s.shift, "shift", notes)
     base = s.flagship_baseline_usd
     baseline = base if base is not None and math.isfinite(base) and base > 0 else None
     if s.flagship_model and baseline is None:
@@ -197,8 +204,10 @@ def build_report(prefix_uri: str) -> ReportData:
         errors=error_types(errors),
         error_types_total=errors["error_type"].n_unique() if errors.height else 0,
         forecast=_read_forecast(folder, cost, s.wall_s, notes),
-        problems=_problems(s),
+        problems=_problems(s, canary, shift),
         notes=tuple(notes),
+        canary=canary,
+        shift=shift,
     )
 
 
@@ -346,6 +355,23 @@ class _Summary(BaseModel):
     budget_usd: float | None = None
     wall_s: float | None = None
     cache_saved_usd: float | None = None
+    # Kept raw: a section a newer or older writer shaped otherwise must not hide the rest.
+    canary: dict[str, Any] | None = None
+    shift: dict[str, Any] | None = None
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _section(model: type[_M], doc: dict[str, Any] | None, name: str, notes: list[str]) -> _M | None:
+    """summary.json's `name` section as `model`; None (and a note) when it does not fit."""
+    if doc is None:
+        return None
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        notes.append(f"summary.json's {name} section could not be read: {str(exc).splitlines()[0]}")
+        return None
 
 
 def _reuse_saved(s: _Summary, costs: pl.DataFrame, reused: int, notes: list[str]) -> float | None:
@@ -444,13 +470,25 @@ def _read_forecast(
         return None
     if doc is None:
         return None
-    cost, duration = _estimate(doc, "cost_usd"), _estimate(doc, "duration_s")
+    cost, duration = _rows_only(doc, _estimate(doc, "cost_usd")), _estimate(doc, "duration_s")
     if cost[0] is None and duration[0] is None:
         notes.append("forecast.json has neither cost_usd.p50 nor duration_s.p50")
         return None
     return ForecastFigures(
         *cost, *duration, actual_cost=actual_cost, actual_duration=actual_duration
     )
+
+
+def _rows_only(doc: object, cost: _Est) -> _Est:
+    """The forecast's cost less its canary's, to set against the rows' actual cost."""
+    canary = _estimate(doc.get("canary") if isinstance(doc, dict) else None, "cost_usd")
+    return cast(
+        _Est,
+        tuple(None if v is None else v - (c or 0.0) for v, c in zip(cost, canary, strict=True)),
+    )
+
+
+_Est = tuple[float | None, float | None, float | None]
 
 
 def _estimate(doc: object, key: str) -> tuple[float | None, float | None, float | None]:
@@ -474,9 +512,17 @@ def _estimate(doc: object, key: str) -> tuple[float | None, float | None, float 
     return num("p50", "median"), num("p10", "p05", "low"), num("p90", "p95", "high")
 
 
-def _problems(s: _Summary) -> tuple[str, ...]:
+def _problems(
+    s: _Summary, canary: CanaryResult | None = None, shift: ShiftReport | None = None
+) -> tuple[str, ...]:
     out = [f"unit {u} failed: {why}" for u, why in s.units_failed.items()]
     out += [f"input file {f} skipped: {why}" for f, why in s.bad_files.items()]
+    if canary is not None and not canary.passed:
+        below = ", ".join(d.deployment for d in canary.deployments if not d.passed)
+        out.append(f"the canary failed ({below} below {canary.min_accuracy:g}): no row was called")
+    if shift is not None and shift.flagged:
+        moved = ", ".join(shift.flagged)
+        out.append(f"routing shifted since {shift.previous_job}: {moved} (see Drift)")
     if s.rows_pending:
         out.append(f"{s.rows_pending:,} rows not done yet (rerun the job to resume)")
     if s.rows_retryable:

@@ -9,6 +9,7 @@ Every string from the data is escaped: ids, messages and model names are user da
 from __future__ import annotations
 
 from pipeline.report.data import ReportData, fmt_usd
+from pipeline.report.drift import drift_body
 from pipeline.report.svg import (
     BASELINE,
     LIMITED,
@@ -35,6 +36,7 @@ from pipeline.report.svg import (
 def render_html(data: ReportData) -> str:
     """One self-contained HTML page for `data`."""
     d = data
+    drift, drift_caption = drift_body(d)
     cards = [
         _card("Spend by tier", "each bar stacked by model", _spend_by_tier(d), _legend(d)),
         _card("Spend by model", "coloured by the tier each model served", _spend_by_model(d)),
@@ -49,6 +51,7 @@ def render_html(data: ReportData) -> str:
             wide=True,
         ),
         _errors_card(d),
+        _card("Drift", drift_caption, drift, wide=True),
     ]
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -375,6 +378,8 @@ border-radius:4px;padding:1px 6px;overflow-wrap:anywhere}
 .multiples{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,460px),1fr));gap:16px}
 figure{margin:0}figcaption{font-size:13px;color:var(--muted);margin-bottom:6px}
 .muted{color:var(--muted)}
+.drift{margin-bottom:12px}.drift td.num{text-align:right}
+.drift td.ok{color:#0b6b50}.drift td.bad{color:#b42318;font-weight:650}
 footer{margin-top:24px;color:var(--muted);font-size:12.5px}
 footer ul{padding-left:18px;margin:0 0 8px}
 @media (max-width:600px){.page{padding:14px 10px}.hero{padding:18px}.k-value{font-size:22px}}

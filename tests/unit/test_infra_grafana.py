@@ -28,6 +28,9 @@ METRICS: dict[str, tuple[str, set[str]]] = {
     "tierline_rate_limited_total": ("counter", {"provider"}),
     "tierline_call_latency_seconds": ("histogram", {"provider", "model"}),
     "tierline_quota_pauses_total": ("counter", {"provider"}),
+    "tierline_canary_accuracy": ("gauge", {"job", "deployment", "tier"}),
+    "tierline_shift_delta": ("gauge", {"job", "metric"}),
+    "tierline_shift_flagged": ("gauge", {"job", "metric"}),
 }
 
 
