@@ -1,7 +1,8 @@
 """What a job kind provides, and the registry that finds one for a task.
 
     kind = get_job_kind(spec.task)
-    messages = kind.build_messages(text)               # (system, user)
+    messages = kind.build_messages(text, model)        # (system, user), model's variant
+    kind.prompt(model).version                         # 'p-1a2b3c4d' (jobs.prompts)
     request = ChatRequest(model=m, messages=messages, max_tokens=kind.max_output_tokens())
     parsed = kind.parse(response.text)                 # Parsed(ok, output, reason)
 
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import polars as pl
 
 if TYPE_CHECKING:
+    from jobs.prompts import Prompt
     from pipeline.providers.base import Message
     from schemas.job import ClassifyTask, GenerateTask, SummariseTask
 
@@ -58,8 +60,13 @@ class JobKind(Protocol):
 
     kind: str
 
-    def build_messages(self, text: str) -> tuple[Message, ...]:
-        """The system message (task, constraints) and the user message (the row's text)."""
+    def build_messages(self, text: str, model: str | None = None) -> tuple[Message, ...]:
+        """The system message (task, constraints) and the user message (the row's text),
+        with the prompt variant `model` gets (None: the default variant)."""
+        ...
+
+    def prompt(self, model: str | None = None) -> Prompt:
+        """The prompt variant `model` gets: its key, text as sent and version."""
         ...
 
     def max_output_tokens(self) -> int:

@@ -14,8 +14,9 @@ import math
 import re
 
 from jobs.base import Parsed
+from jobs.prompts import Prompt
 from pipeline.providers.base import Message
-from schemas.job import ClassifyTask
+from schemas.job import ClassifyTask, task_prompt
 
 DEFAULT_INSTRUCTIONS = "Classify the text by its main topic."
 LABELS_PREFIX = "Allowed labels: "
@@ -44,13 +45,26 @@ class ClassifyJob:
         self.task = task
         self.labels: tuple[str, ...] = tuple(task.labels)
         self._by_folded = {label.casefold(): label for label in self.labels}
-        instructions = task.instructions.strip() or DEFAULT_INSTRUCTIONS
-        self._system = "\n".join(
-            [instructions, LABELS_PREFIX + LABEL_SEPARATOR.join(self.labels), ANSWER_RULE]
-        )
+        self._prompts: dict[str | None, Prompt] = {}
 
-    def build_messages(self, text: str) -> tuple[Message, ...]:
-        return (Message("system", self._system), Message("user", text))
+    def prompt(self, model: str | None = None) -> Prompt:
+        p = self._prompts.get(model)
+        if p is None:
+            key, text = task_prompt(self.task, model)
+            p = self._prompts[model] = Prompt.of(key, text.strip() or DEFAULT_INSTRUCTIONS)
+        return p
+
+    def build_messages(self, text: str, model: str | None = None) -> tuple[Message, ...]:
+        # The labels line and the answer rule follow every variant: parsing (and the
+        # simulator) depend on them, whatever the wording above.
+        system = "\n".join(
+            [
+                self.prompt(model).text,
+                LABELS_PREFIX + LABEL_SEPARATOR.join(self.labels),
+                ANSWER_RULE,
+            ]
+        )
+        return (Message("system", system), Message("user", text))
 
     def max_output_tokens(self) -> int:
         return self.task.max_output_tokens

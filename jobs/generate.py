@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 
 from jobs.base import Parsed
+from jobs.prompts import Prompt
 from pipeline.providers.base import Message
-from schemas.job import GenerateTask
+from schemas.job import GenerateTask, task_prompt
 
 
 class GenerateJob:
@@ -20,11 +21,19 @@ class GenerateJob:
 
     def __init__(self, task: GenerateTask) -> None:
         self.task = task
+        self._prompts: dict[str | None, Prompt] = {}
 
-    def build_messages(self, text: str) -> tuple[Message, ...]:
+    def prompt(self, model: str | None = None) -> Prompt:
+        p = self._prompts.get(model)
+        if p is None:
+            p = self._prompts[model] = Prompt.of(*task_prompt(self.task, model))
+        return p
+
+    def build_messages(self, text: str, model: str | None = None) -> tuple[Message, ...]:
         user = Message(role="user", content=text)
-        if self.task.instructions:
-            return (Message(role="system", content=self.task.instructions), user)
+        system = self.prompt(model).text
+        if system:
+            return (Message(role="system", content=system), user)
         return (user,)
 
     def max_output_tokens(self) -> int:

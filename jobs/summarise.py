@@ -14,8 +14,9 @@ import math
 import re
 
 from jobs.base import Parsed
+from jobs.prompts import Prompt
 from pipeline.providers.base import Message
-from schemas.job import SummariseTask
+from schemas.job import SummariseTask, task_prompt
 
 OVERSHOOT = 1.2
 TOKENS_PER_WORD = 1.33
@@ -38,14 +39,22 @@ class SummariseJob:
         self.task = task
         self.max_words = task.max_words
         self.hard_limit = math.floor(task.max_words * OVERSHOOT)
-        lines = [f"Summarise the user's text in at most {task.max_words} words."]
-        if task.instructions.strip():
-            lines.append(task.instructions.strip())
-        lines.append(STYLE_RULES)
-        self._system = "\n".join(lines)
+        self._prompts: dict[str | None, Prompt] = {}
 
-    def build_messages(self, text: str) -> tuple[Message, ...]:
-        return (Message("system", self._system), Message("user", text))
+    def prompt(self, model: str | None = None) -> Prompt:
+        """The variant's guidance (between the word limit and the style rules)."""
+        p = self._prompts.get(model)
+        if p is None:
+            key, text = task_prompt(self.task, model)
+            p = self._prompts[model] = Prompt.of(key, text.strip())
+        return p
+
+    def build_messages(self, text: str, model: str | None = None) -> tuple[Message, ...]:
+        lines = [f"Summarise the user's text in at most {self.max_words} words."]
+        if guidance := self.prompt(model).text:
+            lines.append(guidance)
+        lines.append(STYLE_RULES)
+        return (Message("system", "\n".join(lines)), Message("user", text))
 
     def max_output_tokens(self) -> int:
         return self.task.output_token_cap()

@@ -13,16 +13,23 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import yaml
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from schemas.base import PROVIDER_KINDS as PROVIDER_KINDS
 from schemas.base import TIER_ORDER as TIER_ORDER
 from schemas.base import Strict as Strict
 from schemas.base import TierName as TierName
 from schemas.prices import PriceTable, load_prices
+from schemas.prompts import (
+    DEFAULT,
+    PROMPTS_DESCRIPTION,
+    prompt_problems,
+    render,
+    resolve_variant,
+)
 from schemas.routing import CanarySpec as CanarySpec
 from schemas.routing import CascadeSpec as CascadeSpec
 from schemas.routing import Deployment as Deployment
@@ -55,9 +62,20 @@ class ClassifyTask(Strict):
     kind: Literal["classify"] = Field(description="Task kind: one label per row.")
     labels: list[str] = Field(min_length=2, description="The allowed labels, in order.")
     instructions: str = Field(default="", description="What to classify and how.")
+    prompts: dict[str, str] = Field(default_factory=dict, description=PROMPTS_DESCRIPTION)
     max_output_tokens: int = Field(
         default=16, ge=1, le=4096, description="Cap on the answer's tokens (one label)."
     )
+
+    PLACEHOLDERS: ClassVar[tuple[str, ...]] = ("labels",)
+
+    @field_validator("prompts")
+    @classmethod
+    def _prompts(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        return _checked_prompts(v, info, cls.PLACEHOLDERS)
+
+    def placeholder_values(self) -> dict[str, str]:
+        return {"labels": ", ".join(self.labels)}
 
     @field_validator("labels")
     @classmethod
@@ -77,12 +95,23 @@ class SummariseTask(Strict):
     kind: Literal["summarise"] = Field(description="Task kind: one summary per row.")
     max_words: int = Field(default=60, ge=5, le=2000, description="Upper bound on summary words.")
     instructions: str = Field(default="", description="Extra guidance for the summary.")
+    prompts: dict[str, str] = Field(default_factory=dict, description=PROMPTS_DESCRIPTION)
     max_output_tokens: int | None = Field(
         default=None,
         ge=1,
         le=32768,
         description="Cap on the answer's tokens; default derived from max_words (x2, +16).",
     )
+
+    PLACEHOLDERS: ClassVar[tuple[str, ...]] = ("max_words",)
+
+    @field_validator("prompts")
+    @classmethod
+    def _prompts(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        return _checked_prompts(v, info, cls.PLACEHOLDERS)
+
+    def placeholder_values(self) -> dict[str, str]:
+        return {"max_words": str(self.max_words)}
 
     def output_token_cap(self) -> int:
         return self.max_output_tokens or self.max_words * 2 + 16
@@ -93,12 +122,46 @@ class GenerateTask(Strict):
 
     kind: Literal["generate"] = Field(description="Task kind: one free-form answer per row.")
     instructions: str = Field(default="", description="System prompt; empty sends none.")
+    prompts: dict[str, str] = Field(default_factory=dict, description=PROMPTS_DESCRIPTION)
     max_output_tokens: int = Field(
         default=512, ge=1, le=32768, description="Cap on the answer's tokens."
     )
 
+    PLACEHOLDERS: ClassVar[tuple[str, ...]] = ()
+
+    @field_validator("prompts")
+    @classmethod
+    def _prompts(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        return _checked_prompts(v, info, cls.PLACEHOLDERS)
+
+    def placeholder_values(self) -> dict[str, str]:
+        return {}
+
 
 Task = Annotated[ClassifyTask | SummariseTask | GenerateTask, Field(discriminator="kind")]
+
+
+def _checked_prompts(
+    v: dict[str, str], info: ValidationInfo, known: tuple[str, ...]
+) -> dict[str, str]:
+    problems = prompt_problems(v, str(info.data.get("instructions", "")), known)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return v
+
+
+def task_prompt(
+    task: ClassifyTask | SummariseTask | GenerateTask, model: str | None
+) -> tuple[str, str]:
+    """The variant a model gets: its key and its text, placeholders filled. Without a
+    matching variant, ('default', task.instructions) as plain text, as it always was.
+
+        task_prompt(task, "claude-3-5-haiku")      # ('claude', 'Pick one of a, b.')
+    """
+    key = resolve_variant(task.prompts, model)
+    if key in task.prompts:
+        return key, render(task.prompts[key], task.placeholder_values())
+    return DEFAULT, task.instructions
 
 
 # --- input / output ------------------------------------------------------------------

@@ -25,6 +25,8 @@ RESULTS = pa.schema(
         pa.field("routed_tier", pa.string()),
         pa.field("provider", pa.string()),
         pa.field("model", pa.string()),
+        # The version of the prompt variant the kept answer was asked with (p-<8 hex>).
+        pa.field("prompt_version", pa.string()),
         pa.field("status", pa.string()),
         pa.field("attempts", pa.int32()),
         pa.field("retries", pa.int32()),
@@ -54,6 +56,8 @@ COSTS = pa.schema(
         pa.field("mode", pa.string()),
         pa.field("cost_usd", pa.float64()),
         pa.field("price_version", pa.string()),
+        # The version of the prompt variant this call sent (schemas.prompts).
+        pa.field("prompt_version", pa.string()),
         # One row per billed call: ok, invalid_output, or, for answers a cascade did not
         # keep, escalated / disagreed.
         pa.field("call_status", pa.string()),

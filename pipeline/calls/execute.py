@@ -4,6 +4,9 @@ circuit breakers, and what to do when a whole tier is down.
     executor = RowExecutor(kind, providers, spec.tiers, session, limiter, policy)
     outcome = await executor.run(row_id="T-1", text="...", tier="cheap")
 
+The request is built once the deployment is chosen, with the prompt variant of its model
+(`jobs.prompts`); each call's record names the prompt version it sent.
+
 A row's failure is data: `run` never raises for provider trouble; it returns an outcome
 that is either a result or an error, plus one `CallRecord` per billed call.
 """
@@ -21,6 +24,7 @@ from typing import Protocol
 import aiohttp
 
 from jobs.base import JobKind, Parsed
+from jobs.prompts import FixedMessages, Messages, RowMessages
 from pipeline.calls.retry import RetryPolicy
 from pipeline.costs import call_cost_usd, worst_case_call_usd
 from pipeline.errors import (
@@ -68,6 +72,7 @@ class CallRecord:
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
     mode: str = "sync"  # sync | batch: which price the call is billed at
+    prompt_version: str | None = None  # the prompt variant's version the call sent
 
 
 @dataclass(slots=True)
@@ -90,6 +95,7 @@ class RowOutcome:
     accepted_reason: str | None = None
     max_tokens: int | None = None  # answer cap when not the task's (long-document steps)
     long_document: bool = False  # answered by map-reduce or a longer-context tier
+    prompt_version: str | None = None  # of the answer kept
 
 
 class Breaker:
@@ -196,19 +202,22 @@ class RowExecutor:
     ) -> RowOutcome:
         """`allowed`: the providers this row may be sent to (sensitive rows); None = any."""
         return await self.run_messages(
-            row_id, self.kind.build_messages(text), tier, input_tokens, allowed
+            row_id, RowMessages(self.kind, text), tier, input_tokens, allowed
         )
 
     async def run_messages(
         self,
         row_id: str,
-        messages: tuple[Message, ...],
+        messages: Messages | tuple[Message, ...],
         tier: str,
         input_tokens: int = 0,
         allowed: frozenset[str] | None = None,
         max_tokens: int | None = None,
     ) -> RowOutcome:
-        """`run` for prepared messages (a long document's map and reduce steps)."""
+        """`run` for prepared messages (a long document's map and reduce steps: a tuple,
+        or `FixedMessages` naming the prompt version they carry)."""
+        if isinstance(messages, tuple):
+            messages = FixedMessages(messages)
         out = RowOutcome(id=row_id, tier=tier, ok=False, routed_tier=tier, max_tokens=max_tokens)
         started = self.clock()
         last: TierlineError | None = None
@@ -242,6 +251,7 @@ class RowExecutor:
                     None,
                 )
                 out.provider, out.model, out.tier = ans.dep.provider, ans.dep.model, t
+                out.prompt_version = messages.version(ans.dep.model)
                 out.accepted_attempt = ans.attempt
                 out.accepted_reason = reason if accepted else f"final_tier ({reason})"
                 break
@@ -288,7 +298,7 @@ class RowExecutor:
     async def _answer(
         self,
         tier: str,
-        messages: tuple[Message, ...],
+        messages: Messages,
         input_tokens: int,
         out: RowOutcome,
         started: float,
@@ -312,7 +322,7 @@ class RowExecutor:
     async def _vote(
         self,
         tier: str,
-        messages: tuple[Message, ...],
+        messages: Messages,
         input_tokens: int,
         out: RowOutcome,
         started: float,
@@ -335,7 +345,7 @@ class RowExecutor:
         self,
         tier: str,
         ans: _Answer,
-        messages: tuple[Message, ...],
+        messages: Messages,
         input_tokens: int,
         out: RowOutcome,
         started: float,
@@ -375,7 +385,7 @@ class RowExecutor:
         self,
         dep: Deployment,
         tier: str,
-        messages: tuple[Message, ...],
+        messages: Messages,
         input_tokens: int,
         out: RowOutcome,
         started: float,
@@ -387,13 +397,14 @@ class RowExecutor:
             return TierlineError(f"{dep.name}: circuit open after repeated failures")
         cap = out.max_tokens if out.max_tokens is not None else self.kind.max_output_tokens()
         wants_logprobs = self.cascade is not None and self.cascade.min_logprob is not None
+        sent = messages.for_model(dep.model)
         request = ChatRequest(
             model=dep.model,
-            messages=messages,
+            messages=sent,
             max_tokens=cap,
             logprobs=wants_logprobs,
             cache_key=self.cache_key,
-            cache_prefix=min(self.cache_prefix, max(0, len(messages) - 1)),
+            cache_prefix=min(self.cache_prefix, max(0, len(sent) - 1)),
         )
         window = self.context_windows.get(dep.model)
         if window is not None and input_tokens + request.max_tokens > window:
@@ -417,6 +428,7 @@ class RowExecutor:
                 cached_input_tokens=result.usage.cached_input_tokens,
                 cache_write_tokens=result.usage.cache_write_tokens,
                 mode=result.mode,
+                prompt_version=messages.version(dep.model),
             )
         )
         return _Answer(dep, parsed, out.attempts, result.mean_logprob)

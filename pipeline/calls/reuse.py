@@ -8,9 +8,11 @@ unit sent once, and identical rows of the units one worker runs at once sent onc
     reuse.remember(keys, outcomes); await reuse.flush()
 
 A key is the request the row's tier would send first (provider kind, model and full
-body, `pipeline.calls.cache.cache_key`). Rows under a cascade or vote always call (their
-acceptance depends on more than one answer), and sensitive rows are never served from
-the cache. Reused answers are cost rows with call_status `cached` or `duplicate`, $0.
+body, `pipeline.calls.cache.cache_key`), built with that model's prompt variant: another
+prompt text is another key, so no variant is answered from another's cache. Rows under
+a cascade or vote always call (their acceptance depends on more than one answer), and
+sensitive rows are never served from the cache. Reused answers are cost rows with
+call_status `cached` or `duplicate`, $0.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class AnswerReuse:
         dep = deps[0]
         request = ChatRequest(
             model=dep.model,
-            messages=self.kind.build_messages(text),
+            messages=self.kind.build_messages(text, dep.model),
             max_tokens=self.kind.max_output_tokens(),
         )
         return cache_key(self.spec.providers[dep.provider].kind, dep.model, chat_body(request))
@@ -67,10 +69,19 @@ class AnswerReuse:
         rid, _, tier, _ = row
         dep = self.spec.tiers[tier][0]  # type: ignore[index]
         parsed = self.kind.parse(hit.text)
+        version = self.kind.prompt(dep.model).version
         call = CallRecord(
-            dep.provider, hit.model, tier, hit.input_tokens, hit.output_tokens, CACHED, 0
+            dep.provider,
+            hit.model,
+            tier,
+            hit.input_tokens,
+            hit.output_tokens,
+            CACHED,
+            0,
+            prompt_version=version,
         )
         out = RowOutcome(id=rid, tier=tier, ok=parsed.ok, routed_tier=tier, calls=[call])
+        out.prompt_version = version
         out.provider, out.model = dep.provider, hit.model
         if parsed.ok:
             out.output, out.accepted_reason = parsed.output, "cached"

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli import cluster, jobs, prices, router, sim
+from pipeline.cli import cluster, evals, jobs, prices, router, sim
 
 app = typer.Typer(
     name="tierline",
@@ -31,6 +31,7 @@ app.command()(jobs.verify)
 app.command()(jobs.report)
 app.command()(jobs.schema)
 app.command()(jobs.forecast)
+app.command("eval")(evals.eval_command)
 app.command("submit")(cluster.submit_command)
 app.command("status")(cluster.status_command)
 app.command("logs")(cluster.logs_command)

@@ -171,7 +171,6 @@ def tier_plans(
 ) -> dict[str, TierPlan]:
     """Each tier's first deployment, prompt overhead and answer-length assumption."""
     kind = get_job_kind(spec.task)
-    messages = kind.build_messages("")
     observed = OBSERVED.get(spec.task.kind) if history is not None and history.height else None
     plans: dict[str, TierPlan] = {}
     for tier in TIER_ORDER:
@@ -181,6 +180,7 @@ def tier_plans(
         dep = deps[0]
         price = prices.lookup(dep.model)
         family = price.provider_family
+        messages = kind.build_messages("", dep.model)  # the model's prompt variant
         prompt = sum(count_tokens(m.content, dep.model, family) for m in messages)
         prompt += chat_overhead_tokens(len(messages))
         cap = min(kind.max_output_tokens(), price.max_output_tokens)
@@ -196,8 +196,9 @@ def _plan(spec: JobSpec, tier: str, dep: Deployment, prices: PriceTable, output:
     kind = get_job_kind(spec.task)
     price = prices.lookup(dep.model)
     family = price.provider_family
-    prompt = sum(count_tokens(m.content, dep.model, family) for m in kind.build_messages(""))
-    prompt += chat_overhead_tokens(len(kind.build_messages("")))
+    messages = kind.build_messages("", dep.model)
+    prompt = sum(count_tokens(m.content, dep.model, family) for m in messages)
+    prompt += chat_overhead_tokens(len(messages))
     cap = min(kind.max_output_tokens(), price.max_output_tokens)
     return TierPlan(dep.provider, dep.model, family, prompt, cap, output)
 

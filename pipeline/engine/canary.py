@@ -102,6 +102,7 @@ async def call_canary(
                 "cache_write_tokens": c.cache_write_tokens,
                 "mode": c.mode,
                 "call_status": c.call_status,
+                "prompt_version": c.prompt_version,
                 "attempt": c.attempt,
                 "token_method": "provider_usage",
                 "step": "canary",

@@ -133,9 +133,13 @@ def job_identity(spec: JobSpec, files: list[FileInfo]) -> str:
     """What makes two runs the same job: task, input, tiers, routing and the listing.
     Budget, limits and parallelism are left out, so a rerun with a bigger budget resumes;
     so are the drift checks (canary, shift threshold): they judge a job, not change its rows."""
+    task = spec.task.model_dump(mode="json")
+    if not task.get("prompts"):
+        # A spec without prompt variants keeps the job id it had before they existed.
+        task.pop("prompts", None)
     doc = {
         "name": spec.name,
-        "task": spec.task.model_dump(mode="json"),
+        "task": task,
         "input": spec.input.model_dump(mode="json"),
         "input_resolved": _resolved(spec.input.uri),
         "tiers": {t: [d.name for d in deps] for t, deps in spec.tiers.items()},

@@ -231,14 +231,19 @@ class UnitRunner:
 
     def _shared_prefix(self) -> int:
         """Leading messages every row shares (the task's instructions), when long enough
-        for a provider to cache (1,024 tokens); the row's own text always comes last."""
-        shared = self.kind.build_messages("")[:-1]
-        tokens = sum(count_tokens(m.content, "gpt-4o") for m in shared)
-        return len(shared) if shared and tokens >= PROMPT_CACHE_MIN_TOKENS else 0
+        for a provider to cache (1,024 tokens) under some model's prompt variant; the
+        row's own text always comes last."""
+        best = 0
+        for model in [None, *(d.model for d in self.spec.deployments())]:
+            shared = self.kind.build_messages("", model)[:-1]
+            tokens = sum(count_tokens(m.content, "gpt-4o") for m in shared)
+            if shared and tokens >= PROMPT_CACHE_MIN_TOKENS:
+                best = max(best, len(shared))
+        return best
 
     def _prompt_tokens(self, model: str) -> int:
         """Tokens of the request around the row's text: instructions and chat framing."""
-        msgs = self.kind.build_messages("")
+        msgs = self.kind.build_messages("", model)
         return sum(count_tokens(m.content, model) for m in msgs) + chat_overhead_tokens(len(msgs))
 
     def _cascade(self) -> CascadeSpec | None:
@@ -375,6 +380,7 @@ class UnitRunner:
                     "routed_tier": o.routed_tier or o.tier,
                     "provider": o.provider,
                     "model": o.model,
+                    "prompt_version": o.prompt_version,
                     "status": "ok",
                     "attempts": o.attempts,
                     "retries": o.retries,
@@ -418,6 +424,7 @@ class UnitRunner:
                 "cache_write_tokens": c.cache_write_tokens,
                 "mode": c.mode,
                 "call_status": c.call_status,
+                "prompt_version": c.prompt_version,
                 "attempt": c.attempt,
                 "token_method": "provider_usage",
                 "step": c.step,

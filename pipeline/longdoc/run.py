@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from jobs.prompts import FixedMessages
+from jobs.summarise import SummariseJob
 from pipeline.calls.execute import CallRecord, RowExecutor, RowOutcome
 from pipeline.longdoc.mapreduce import (
     CallResult,
@@ -36,6 +38,7 @@ class LongDocs:
         self.spec = spec
         self.executor = executor
         self.task = spec.task if isinstance(spec.task, SummariseTask) else None
+        self.kind = SummariseJob(self.task) if self.task is not None else None
         self.options: list[TierOption] = tier_options(spec, prices)
 
     def too_long(self, tier: str, input_tokens: int) -> bool:
@@ -53,24 +56,30 @@ class LongDocs:
         text_tokens: int,
         allowed: frozenset[str] | None,
     ) -> RowOutcome:
-        assert self.task is not None
+        assert self.task is not None and self.kind is not None
+        kind = self.kind
         out = RowOutcome(id=row_id, tier=tier, ok=False, routed_tier=tier, long_document=True)
+        routed_model = next((o.model for o in self.options if o.tier == tier), None)
         try:
             plan = choose_plan(
                 text_tokens,
                 tier,
                 self.options,
                 max_words=self.task.max_words,
-                instructions=self.task.instructions,
+                instructions=kind.prompt(routed_model).text,
             )
         except ValueError as exc:
             out.error_type, out.message = "too_long", str(exc)
             return out
+        # Every step of the document speaks with the variant of the model it was planned
+        # on (a fallback inside the tier keeps it; the cost rows say which version).
+        prompt = kind.prompt(plan.model)
+        plan = replace(plan, instructions=prompt.text)
 
         async def call(req: StepRequest) -> CallResult:
             step = await self.executor.run_messages(
                 f"{row_id}#{req.step}-{req.level}-{req.chunk}",
-                req.messages,
+                FixedMessages(req.messages, prompt.version),
                 req.tier,
                 req.input_tokens,
                 allowed,
@@ -113,7 +122,9 @@ class LongDocs:
                 cached_input_tokens=r.cached_input_tokens,
                 cache_write_tokens=r.cache_write_tokens,
                 mode=r.mode,
+                prompt_version=prompt.version,
             )
             for r in doc.records
         ]
+        out.prompt_version = prompt.version if doc.ok else None
         return out

@@ -1,0 +1,149 @@
+"""`tierline eval`'s inputs: golden sets and --prompts-from files, refused before any call
+with one line naming the file and the fix (no Ray, no network)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from jobs.base import get_job_kind
+from pipeline.cli.app import app
+from pipeline.evals.golden import GoldenSetError, read_golden
+from pipeline.evals.prompts import PromptsFromError, load_prompts
+from schemas.job import JobSpec, parse_spec
+
+LABELS = ["billing", "technical", "account", "other"]
+
+
+def spec() -> JobSpec:
+    return parse_spec(
+        {
+            "name": "ev",
+            "task": {"kind": "classify", "labels": LABELS, "instructions": "Classify it."},
+            "input": {"uri": "in/", "id_column": "ticket_id", "text_columns": ["subject", "body"]},
+            "output": {"uri": "out/"},
+            "providers": {"sim": {"kind": "sim"}},
+            "tiers": {"cheap": ["sim/gpt-4o-mini"], "mid": ["sim/claude-3-5-haiku"]},
+        }
+    )
+
+
+ROWS = [
+    {"ticket_id": 1, "subject": "Billing", "body": "charged twice", "label": "billing"},
+    {"ticket_id": 2, "subject": "Login", "body": "technical error", "label": "Technical"},
+]
+
+
+def write(path: Path, rows: list[dict[str, Any]]) -> str:
+    df = pl.DataFrame(rows) if rows else pl.DataFrame()
+    if path.suffix == ".parquet":
+        df.write_parquet(path)
+    elif path.suffix == ".csv":
+        df.write_csv(path)
+    else:
+        df.write_ndjson(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl", ".csv"])
+def test_golden_sets_in_every_format_read_alike(tmp_path: Path, suffix: str) -> None:
+    golden = read_golden(write(tmp_path / f"g{suffix}", ROWS), spec())
+    assert golden.rows == 2
+    assert golden.labels == {"1": "billing", "2": "Technical"}  # ids as strings
+    assert golden.table.column_names == ["ticket_id", "subject", "body"]
+
+
+def test_the_label_column_can_be_named(tmp_path: Path) -> None:
+    rows = [{**r, "gold": r.pop("label")} for r in [dict(x) for x in ROWS]]
+    assert read_golden(write(tmp_path / "g.csv", rows), spec(), label="gold").rows == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "rows", "expected"),
+    [
+        ("g.parquet", [{k: v for k, v in r.items() if k != "label"} for r in ROWS], "--label"),
+        ("g.csv", [{k: v for k, v in r.items() if k != "body"} for r in ROWS], "missing column"),
+        ("g.jsonl", [], "no rows; add labelled rows"),
+        ("g.csv", [{**ROWS[0], "label": ""}, ROWS[1]], "without a 'label' value"),
+        ("g.csv", [ROWS[0], {**ROWS[1], "ticket_id": 1}], "repeated 'ticket_id'"),
+    ],
+)
+def test_bad_golden_sets_name_the_file_and_the_fix(
+    tmp_path: Path, name: str, rows: list[dict[str, Any]], expected: str
+) -> None:
+    path = write(tmp_path / name, rows)
+    with pytest.raises(GoldenSetError) as exc:
+        read_golden(path, spec())
+    assert exc.value.message.startswith(f"golden set {path}:")
+    assert expected in exc.value.message and "\n" not in exc.value.message
+
+
+def test_missing_and_unknown_golden_files(tmp_path: Path) -> None:
+    with pytest.raises(GoldenSetError, match="cannot read it"):
+        read_golden(str(tmp_path / "none.csv"), spec())
+    with pytest.raises(GoldenSetError, match=r"name it \.parquet, \.jsonl or \.csv"):
+        read_golden(str(tmp_path / "g.xlsx"), spec())
+
+
+def test_prompts_from_another_spec_a_mapping_or_a_text_file(tmp_path: Path) -> None:
+    other = tmp_path / "other.yaml"
+    other.write_text(
+        "name: x\ntask:\n  kind: classify\n  labels: [a, b]\n"
+        "  prompts: {default: 'Sort into {labels}.', claude: 'Claude, sort into {labels}.'}\n"
+    )
+    mapping = tmp_path / "v2.json"
+    mapping.write_text('{"gpt-4o": "Choose from {labels}."}')
+    text = tmp_path / "v3.txt"
+    text.write_text("Just one label, please.\n")
+    from_spec, from_map, from_text = (load_prompts(p, spec()) for p in (other, mapping, text))
+    assert from_spec.source == "other.yaml" and list(from_spec.task.prompts) == [
+        "default",
+        "claude",
+    ]
+    # The variants fill this spec's placeholders (its labels, not the other spec's).
+    claude = get_job_kind(from_spec.task).prompt("claude-3-5-haiku")
+    assert claude.text == "Claude, sort into billing, technical, account, other."
+    # A mapping without `default` keeps nothing of this spec's instructions: the other
+    # set is compared as written (models it does not name get the built-in wording).
+    assert get_job_kind(from_map.task).prompt("gpt-4o-mini").key == "gpt-4o"
+    assert get_job_kind(from_text.task).prompt("any").text == "Just one label, please."
+
+
+def test_bad_prompts_files_name_the_file_and_the_fix(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("claude: 'Pick {label}.'\n")
+    with pytest.raises(PromptsFromError) as exc:
+        load_prompts(bad, spec())
+    assert str(bad) in exc.value.message and "unknown placeholder {label}" in exc.value.message
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- a\n- b\n")
+    with pytest.raises(PromptsFromError, match="mapping of prompt variants"):
+        load_prompts(listing, spec())
+    with pytest.raises(PromptsFromError, match="cannot read it"):
+        load_prompts(tmp_path / "none.yaml", spec())
+
+
+def test_cli_refuses_a_bad_golden_set_with_exit_2_before_any_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a simulator was started for a bad golden set")
+
+    monkeypatch.setattr("pipeline.sim.server.SimServer.start", refuse)
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(
+        "name: ev\ntask: {kind: classify, labels: [billing, other]}\n"
+        "input: {uri: in/, id_column: ticket_id, text_columns: [subject, body]}\n"
+        "output: {uri: out/}\nproviders: {sim: {kind: sim}}\ntiers: {cheap: [sim/gpt-4o-mini]}\n"
+    )
+    golden = write(tmp_path / "g.csv", [{k: v for k, v in r.items() if k != "label"} for r in ROWS])
+    result = CliRunner().invoke(app, ["eval", str(spec_path), "--golden", golden])
+    assert result.exit_code == 2, result.output
+    assert f"golden set {golden}: missing column(s) label" in result.output
+    empty = write(tmp_path / "e.jsonl", [])
+    result = CliRunner().invoke(app, ["eval", str(spec_path), "--golden", empty])
+    assert result.exit_code == 2 and "no rows" in result.output
