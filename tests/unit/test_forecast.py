@@ -414,3 +414,17 @@ def test_compare_forecast_gives_signed_errors() -> None:
         ]
         is None
     )
+
+
+def test_the_forecast_says_when_a_deadline_cannot_hold_even_synchronously() -> None:
+    from pipeline.dryrun.forecast import plan_finish
+
+    tight = spec(run={"mode": "auto", "deadline": "10m"})
+    late = plan_finish(tight, sync_s=3600.0, escalation_rate=0.0)
+    assert (late.mode, late.holds) == ("sync", False)  # no time for a batch, nor for sync
+    room = spec(run={"mode": "auto", "deadline": "6h", "batch_turnaround_s": 3600})
+    batched = plan_finish(room, sync_s=3600.0, escalation_rate=0.1)
+    assert (batched.mode, batched.holds) == ("batch", True)  # two stages of an hour
+    # Earlier runs measured batches at five hours: auto goes sync, and sync holds.
+    slow = plan_finish(room, sync_s=3600.0, escalation_rate=0.0, turnaround_s=5 * 3600)
+    assert (slow.mode, slow.holds) == ("sync", True)
