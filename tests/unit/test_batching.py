@@ -5,6 +5,7 @@ and under auto a deadline sends calls (or takes a batch back) synchronously."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import tempfile
 import time
 from typing import Any
@@ -17,6 +18,7 @@ from pipeline.errors import ProviderUnavailable
 from pipeline.jobfolder import BatchIntent, BatchJournal, JobFolder, batch_turnaround
 from pipeline.providers import registry
 from pipeline.providers.base import ChatRequest, Message
+from pipeline.providers.batch import BatchOutcome, match_outcomes
 from pipeline.sim import SimConfig, SimServer
 from pipeline.store import Store
 from schemas.job import Timeouts
@@ -212,5 +214,43 @@ def test_a_finished_batch_leaves_its_turnaround_in_the_journal() -> None:
             await _ask_all(_provider(sim.base_url, journal, FAST), 3)
         (took,) = journal.turnarounds()
         assert took >= 0
+
+    asyncio.run(main())
+
+
+class LossyResults:
+    """The real adapter, except that the first batch's output lacks two requests and holds
+    one the caller never asked for (as a provider's output file sometimes does)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.calls = inner, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def results(self, session: Any, batch_id: str, *, expected: Any = None) -> list[Any]:
+        outcomes = await self.inner.results(session, batch_id, expected=None)
+        self.calls += 1
+        if self.calls == 1:
+            ghost = BatchOutcome("t-ghost", "succeeded", response=outcomes[0].response)
+            outcomes = [*outcomes[2:], ghost]
+        return match_outcomes(outcomes, expected, batch_id)
+
+
+def test_requests_missing_from_a_batch_output_are_asked_again_unknown_ones_ignored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def main() -> None:
+        async with SimServer(_config()) as sim:
+            p = _provider(sim.base_url, MemoryJournal(), FAST)
+            p.batches = LossyResults(p.batches)  # type: ignore[assignment]
+            with caplog.at_level(logging.WARNING):
+                answers = await _ask_all(p, 6)
+            stats = sim.stats.snapshot()["batches"]
+        assert [a.mode for a in answers] == ["batch"] * 6 and all(a.text for a in answers)
+        # The two missing requests went out again, in a second batch; nothing else did.
+        assert stats["created"] == 2 and stats["requests"] == 8  # type: ignore[index]
+        assert "did not report 2 requests" in caplog.text
+        assert "dropped 1 results for custom_ids not asked for" in caplog.text
 
     asyncio.run(main())
