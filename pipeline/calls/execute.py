@@ -74,6 +74,27 @@ class CallRecord:
     mode: str = "sync"  # sync | batch: which price the call is billed at
     prompt_version: str | None = None  # the prompt variant's version the call sent
 
+    def cost_row(self, row_id: str, unit: int | None, step: str | None = None) -> dict[str, object]:
+        """The call as a row of the costs table, before pricing (schemas.records.COSTS)."""
+        return {
+            "id": row_id,
+            "provider": self.provider,
+            "model": self.model,
+            "tier": self.tier,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "mode": self.mode,
+            "call_status": self.call_status,
+            "prompt_version": self.prompt_version,
+            "attempt": self.attempt,
+            "token_method": "provider_usage",
+            "step": step or self.step,
+            "chunk": self.chunk if step is None else None,
+            "unit": unit,
+        }
+
 
 @dataclass(slots=True)
 class RowOutcome:

@@ -90,27 +90,7 @@ async def call_canary(
             o.output if o.ok else None,
             None if o.ok else (o.error_type or "error"),
         )
-        calls = [
-            {
-                "id": rid,
-                "provider": c.provider,
-                "model": c.model,
-                "tier": c.tier,
-                "input_tokens": c.input_tokens,
-                "output_tokens": c.output_tokens,
-                "cached_input_tokens": c.cached_input_tokens,
-                "cache_write_tokens": c.cache_write_tokens,
-                "mode": c.mode,
-                "call_status": c.call_status,
-                "prompt_version": c.prompt_version,
-                "attempt": c.attempt,
-                "token_method": "provider_usage",
-                "step": "canary",
-                "chunk": None,
-                "unit": None,
-            }
-            for c in o.calls
-        ]
+        calls = [c.cost_row(rid, None, step="canary") for c in o.calls]
         return answer, calls
 
     jobs: list[Awaitable[tuple[CanaryAnswer, list[dict[str, Any]]]]] = []

@@ -412,28 +412,7 @@ class UnitRunner:
             ],
             schema=ERRORS,
         )
-        call_rows: list[dict[str, object]] = [
-            {
-                "id": o.id,
-                "provider": c.provider,
-                "model": c.model,
-                "tier": c.tier,
-                "input_tokens": c.input_tokens,
-                "output_tokens": c.output_tokens,
-                "cached_input_tokens": c.cached_input_tokens,
-                "cache_write_tokens": c.cache_write_tokens,
-                "mode": c.mode,
-                "call_status": c.call_status,
-                "prompt_version": c.prompt_version,
-                "attempt": c.attempt,
-                "token_method": "provider_usage",
-                "step": c.step,
-                "chunk": c.chunk,
-                "unit": unit.index,
-            }
-            for o in outcomes
-            for c in o.calls
-        ]
+        call_rows = [c.cost_row(o.id, unit.index) for o in outcomes for c in o.calls]
         costs = self._price(call_rows)
         return results, costs, errors
 
