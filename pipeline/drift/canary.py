@@ -25,7 +25,7 @@ from schemas.job import TIER_ORDER, ClassifyTask, Deployment, JobSpec
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
+class CanaryTarget:
     """One deployment the canary asks, and the tier it serves."""
 
     tier: str
@@ -82,22 +82,22 @@ class CanaryResult(BaseModel):
     )
 
 
-def canary_targets(spec: JobSpec) -> list[Target]:
+def canary_targets(spec: JobSpec) -> list[CanaryTarget]:
     """Every deployment that may answer a row: each tier's, a vote's voters and a
     cascade's agreement pair, once each, under the first tier they serve."""
-    found: dict[str, Target] = {}
+    found: dict[str, CanaryTarget] = {}
     for tier in TIER_ORDER:
         for dep in spec.tiers.get(tier) or []:  # type: ignore[call-overload]
-            found.setdefault(dep.name, Target(tier, dep))
+            found.setdefault(dep.name, CanaryTarget(tier, dep))
     routing = spec.routing
     if routing.vote is not None:
         for dep in routing.vote.deployments:
-            found.setdefault(dep.name, Target(routing.vote.tier, dep))
+            found.setdefault(dep.name, CanaryTarget(routing.vote.tier, dep))
     if routing.cascade is not None and routing.cascade.agree:
         first = found.get(routing.cascade.agree[0].name)
         tier = first.tier if first is not None else "cheap"
         for dep in routing.cascade.agree:
-            found.setdefault(dep.name, Target(tier, dep))
+            found.setdefault(dep.name, CanaryTarget(tier, dep))
     return list(found.values())
 
 

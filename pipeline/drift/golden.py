@@ -53,19 +53,33 @@ def _fail(source: str, problem: str) -> ConfigError:
     return ConfigError(f"routing.canary.data: {source}: {problem}")
 
 
-def _read(uri: str) -> pl.DataFrame:
+FORMATS = {".parquet": "parquet", ".jsonl": "json", ".ndjson": "json", ".csv": "csv"}
+
+
+def read_labelled(uri: str) -> pl.DataFrame:
+    """A labelled file (.parquet, .jsonl/.ndjson or .csv; local or s3://) as a frame; the
+    canary's and `tierline eval`'s golden sets are read here. Every CSV column is text
+    (ids like 007 and labels like 1 stay as written); an empty file is an empty frame.
+    Raises FileNotFoundError, or ValueError naming the formats for any other suffix."""
+    suffix = next((s for s in FORMATS if uri.lower().endswith(s)), None)
+    if suffix is None:
+        raise ValueError("unknown format; name it .parquet, .jsonl or .csv")
     parent, _, name = uri.rstrip("/").rpartition("/")
     store = Store.open(parent or ".")
     if not store.exists(name):
         raise FileNotFoundError(name)
-    data = io.BytesIO(store.read_bytes(name))
-    lower = name.lower()
-    if lower.endswith(".parquet"):
-        return pl.read_parquet(data)
-    if lower.endswith(".jsonl"):
-        return pl.read_ndjson(data)
-    # Every CSV column as text: ids like 007 and labels like 1 stay as written.
-    return pl.read_csv(data, infer_schema=False)
+    data = store.read_bytes(name)
+    match FORMATS[suffix]:
+        case "parquet":
+            return pl.read_parquet(io.BytesIO(data))
+        case "json":
+            return pl.read_ndjson(io.BytesIO(data)) if data.strip() else pl.DataFrame()
+        case _:
+            return (
+                pl.read_csv(io.BytesIO(data), infer_schema=False)
+                if data.strip()
+                else pl.DataFrame()
+            )
 
 
 def load_golden(spec: JobSpec) -> GoldenSet:
@@ -76,7 +90,7 @@ def load_golden(spec: JobSpec) -> GoldenSet:
         raise ValueError("the spec has no routing.canary")
     src = canary.data
     try:
-        df = _read(src)
+        df = read_labelled(src)
     except FileNotFoundError:
         raise _fail(
             src,

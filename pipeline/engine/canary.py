@@ -26,7 +26,7 @@ from pipeline.calls.execute import RowExecutor
 from pipeline.drift.canary import (
     CanaryAnswer,
     CanaryResult,
-    Target,
+    CanaryTarget,
     canary_targets,
     is_right,
     score_canary,
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 # (id, text, sensitive) per golden row.
 GoldenRow = tuple[str, str, bool]
-AskFn = Callable[[list[GoldenRow], list[Target]], tuple[list[CanaryAnswer], pa.Table]]
+AskFn = Callable[[list[GoldenRow], list[CanaryTarget]], tuple[list[CanaryAnswer], pa.Table]]
 
 ANSWERS = pa.schema(
     [
@@ -61,9 +61,9 @@ ANSWERS = pa.schema(
 
 
 async def call_canary(
-    executor_for: Callable[[Target], RowExecutor],
+    executor_for: Callable[[CanaryTarget], RowExecutor],
     rows: list[GoldenRow],
-    targets: list[Target],
+    targets: list[CanaryTarget],
     *,
     in_flight: asyncio.Semaphore,
     tokens: Callable[[str, str], int],
@@ -73,7 +73,7 @@ async def call_canary(
     (marked step `canary`) for pricing. `tokens(text, model)`: a request's input tokens."""
 
     async def one(
-        target: Target, executor: RowExecutor, row: GoldenRow
+        target: CanaryTarget, executor: RowExecutor, row: GoldenRow
     ) -> tuple[CanaryAnswer, list[dict[str, Any]]]:
         rid, text, sensitive = row
         dep = target.deployment
@@ -102,7 +102,7 @@ async def call_canary(
 
 
 async def ask_canary(
-    runner: UnitRunner, rows: list[GoldenRow], targets: list[Target]
+    runner: UnitRunner, rows: list[GoldenRow], targets: list[CanaryTarget]
 ) -> tuple[list[CanaryAnswer], pa.Table]:
     """The golden rows asked of each target alone (no fallback, no escalation) by a
     worker's runner: its session, limiter, budget and prices; answers and priced costs."""
@@ -113,7 +113,7 @@ async def ask_canary(
     windows = runner._context_windows()
     prefix = runner._shared_prefix()
 
-    def executor_for(target: Target) -> RowExecutor:
+    def executor_for(target: CanaryTarget) -> RowExecutor:
         return RowExecutor(
             runner.kind,
             runner.sync_providers,

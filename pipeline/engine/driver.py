@@ -24,7 +24,7 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from pipeline.drift.canary import CanaryAnswer, CanaryResult, Target, failure_message
+from pipeline.drift.canary import CanaryAnswer, CanaryResult, CanaryTarget, failure_message
 from pipeline.drift.shift import ShiftReport, previous_summary, shift_report
 from pipeline.engine.canary import GoldenRow, ask_canary, run_canary
 from pipeline.engine.checks import key_problems
@@ -159,7 +159,7 @@ class WorkerActor:
         return await self.runner.process(unit, previous)
 
     async def canary(
-        self, rows: list[GoldenRow], targets: list[Target]
+        self, rows: list[GoldenRow], targets: list[CanaryTarget]
     ) -> tuple[list[CanaryAnswer], Any]:
         """The golden set asked of each deployment (before any unit is handed out)."""
         self.entering = self.entering or asyncio.Lock()
@@ -241,7 +241,9 @@ class _Dispatch:
         job's limits and budget apply), before any unit is handed out."""
         worker = self._new_worker()
 
-        def ask(rows: list[GoldenRow], targets: list[Target]) -> tuple[list[CanaryAnswer], Any]:
+        def ask(
+            rows: list[GoldenRow], targets: list[CanaryTarget]
+        ) -> tuple[list[CanaryAnswer], Any]:
             try:
                 answers, costs = ray.get(worker.canary.remote(rows, targets))
             except RayTaskError as exc:

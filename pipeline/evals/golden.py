@@ -11,17 +11,14 @@ naming the file and the fix, raised before a provider is called.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import polars as pl
 import pyarrow as pa
 
+from pipeline.drift.golden import read_labelled
 from pipeline.errors import ConfigError
-from pipeline.store import Store
 from schemas.job import JobSpec
-
-FORMATS = {".parquet": "parquet", ".jsonl": "json", ".ndjson": "json", ".csv": "csv"}
 
 
 class GoldenSetError(ConfigError):
@@ -29,7 +26,7 @@ class GoldenSetError(ConfigError):
 
 
 @dataclass(frozen=True)
-class GoldenSet:
+class EvalSet:
     uri: str
     label: str
     table: pa.Table  # the spec's id and text columns (ids as strings)
@@ -41,38 +38,27 @@ class GoldenSet:
 
 
 def _read(uri: str) -> pl.DataFrame:
-    suffix = next((s for s in FORMATS if uri.lower().endswith(s)), None)
-    if suffix is None:
-        raise GoldenSetError(f"golden set {uri}: unknown format; name it .parquet, .jsonl or .csv")
-    parent, _, name = uri.rstrip("/").rpartition("/")
     try:
-        data = Store.open(parent or ".").read_bytes(name)
-    except Exception as exc:  # missing file, no access: one line, the reason
+        return read_labelled(uri)
+    except FileNotFoundError:
+        raise GoldenSetError(
+            f"golden set {uri}: cannot read it (not found); check the path"
+        ) from None
+    except ValueError as exc:
+        if "unknown format" in str(exc):
+            raise GoldenSetError(f"golden set {uri}: {exc}") from None
+        reason = str(exc).splitlines()[0]
+        raise GoldenSetError(
+            f"golden set {uri}: not a readable file ({reason}); write one row per labelled example"
+        ) from None
+    except Exception as exc:  # no access, a broken file: one line, the reason
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise GoldenSetError(
             f"golden set {uri}: cannot read it ({reason}); check the path"
         ) from None
-    try:
-        match FORMATS[suffix]:
-            case "parquet":
-                return pl.read_parquet(io.BytesIO(data))
-            case "json":
-                return pl.read_ndjson(io.BytesIO(data)) if data.strip() else pl.DataFrame()
-            case _:
-                return (
-                    pl.read_csv(io.BytesIO(data), infer_schema=False)
-                    if data.strip()
-                    else (pl.DataFrame())
-                )
-    except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise GoldenSetError(
-            f"golden set {uri}: not a readable {suffix} file ({reason}); write one row "
-            "per labelled example"
-        ) from None
 
 
-def read_golden(uri: str, spec: JobSpec, label: str = "label") -> GoldenSet:
+def read_golden(uri: str, spec: JobSpec, label: str = "label") -> EvalSet:
     """Read and check a golden set against the spec's input columns."""
     df = _read(uri)
     id_col, text_cols = spec.input.id_column, list(spec.input.text_columns)
@@ -111,4 +97,4 @@ def read_golden(uri: str, spec: JobSpec, label: str = "label") -> GoldenSet:
     text = [pl.col(c).cast(pl.String) for c in text_cols]
     table = df.select(pl.col(id_col), *text).to_arrow()
     labels = dict(zip(df[id_col].to_list(), df[label].to_list(), strict=True))
-    return GoldenSet(uri, label, table, labels)
+    return EvalSet(uri, label, table, labels)

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 from jobs.base import get_job_kind
 from pipeline.engine.plan import Unit
 from pipeline.engine.worker import UnitRunner
-from pipeline.evals.golden import GoldenSet
+from pipeline.evals.golden import EvalSet
 from pipeline.evals.prompts import PromptSet
 from pipeline.limits.budget import BudgetClient, Budgets, LeaseBook, LocalSource
 from pipeline.routing.cascade import normalise
@@ -89,7 +89,7 @@ def one_deployment_spec(spec: JobSpec, dep: Deployment, prompts: PromptSet) -> J
     return parse_spec(doc, f"{spec.name} on {dep.name}")
 
 
-def score(golden: GoldenSet, answers: dict[str, str]) -> int:
+def score(golden: EvalSet, answers: dict[str, str]) -> int:
     """Rows whose answer equals the label (normalised)."""
     return sum(
         1
@@ -99,7 +99,7 @@ def score(golden: GoldenSet, answers: dict[str, str]) -> int:
 
 
 async def _one(
-    spec: JobSpec, golden: GoldenSet, endpoints: dict[str, str], book: LeaseBook, out_uri: str
+    spec: JobSpec, golden: EvalSet, endpoints: dict[str, str], book: LeaseBook, out_uri: str
 ) -> tuple[int, int, int, float]:
     """(correct, errors, calls, cost) of the golden rows on a one-deployment spec."""
     budgets = Budgets(BudgetClient(LocalSource(book, "eval"))) if spec.budget_usd else Budgets()
@@ -116,7 +116,7 @@ async def _one(
 
 async def evaluate(
     spec: JobSpec,
-    golden: GoldenSet,
+    golden: EvalSet,
     other: PromptSet | None = None,
     *,
     endpoints: dict[str, str] | None = None,

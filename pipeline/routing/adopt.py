@@ -34,7 +34,7 @@ MIN_HELD_ROWS = 30
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class Adoption:
     """What the comparison found, in words fit for a nightly log."""
 
     adopt: bool
@@ -75,7 +75,7 @@ def compare(
     *,
     confidence: float = 0.9,
     seed: int = 0,
-) -> Verdict:
+) -> Adoption:
     """Score both routers on the held-back rows (see the module doc)."""
     if current.tiers != candidate.tiers:
         raise TrainingDataError(
@@ -100,7 +100,7 @@ def compare(
     rows = count > 0
     n = int(rows.sum())
     if n < MIN_HELD_ROWS:
-        return Verdict(
+        return Adoption(
             False, n, heads, float("nan"), float("nan"), float("nan"), confidence,
             f"kept the current router: {n} held-back labelled rows, at least "
             f"{MIN_HELD_ROWS} are needed to compare",
@@ -122,4 +122,4 @@ def compare(
             f"kept the current router: Brier {b_new:.4f} against {b_cur:.4f} on {n} held-back "
             f"rows is not better with confidence {confidence:g}"
         )
-    return Verdict(better, n, heads, b_cur, b_new, lower, confidence, reason)
+    return Adoption(better, n, heads, b_cur, b_new, lower, confidence, reason)

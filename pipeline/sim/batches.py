@@ -65,7 +65,7 @@ Run = Callable[["BatchJob", Entry], Result]
 
 
 @dataclass(frozen=True, slots=True)
-class Timeline:
+class BatchTimeline:
     """When things happen to a batch of `total` requests, in provider seconds."""
 
     validate_s: float
@@ -78,7 +78,7 @@ class Timeline:
     time_scale: float
 
     @classmethod
-    def of(cls, settings: BatchBehaviour, total: int) -> Timeline:
+    def of(cls, settings: BatchBehaviour, total: int) -> BatchTimeline:
         reachable = math.floor(settings.complete_fraction_before_expiry * total + 1e-9)
         return cls(
             settings.validate_s,
@@ -118,7 +118,7 @@ class BatchJob:
     api_key: str
     headers: dict[str, str]  # of the creation request (Anthropic's version header)
     entries: list[Entry]
-    timeline: Timeline
+    timeline: BatchTimeline
     started: float  # sim clock at creation
     created_at: float  # wall clock (unix seconds) at creation
     failure: list[JSON] | None = None  # OpenAI validation errors: the batch fails
@@ -230,7 +230,7 @@ class BatchStore:
             api_key,
             headers or {},
             entries,
-            Timeline.of(settings, len(entries)),
+            BatchTimeline.of(settings, len(entries)),
             now,
             wall,
             failure=failure,

@@ -33,7 +33,7 @@ class ModelSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
+class ReplyPlan:
     """What to do with one request."""
 
     settings: ModelSettings
@@ -82,7 +82,7 @@ class Behaviour:
             accuracy = override.accuracy if override.accuracy is not None else accuracy
         return ModelSettings(latency, faults, accuracy, _thresholds(faults))
 
-    def plan(self, model: str, *, prompt: int, occurrence: int) -> Plan:
+    def plan(self, model: str, *, prompt: int, occurrence: int) -> ReplyPlan:
         settings = self.settings(model)
         seed = self.config.seed
         latency = settings.latency
@@ -94,4 +94,4 @@ class Behaviour:
         if settings.thresholds:
             draw = stable_fraction(seed, prompt, occurrence, "fault")
             fault = next((f for edge, f in settings.thresholds if draw < edge), None)
-        return Plan(settings, max(0.0, delay_ms) / 1000.0, fault)
+        return ReplyPlan(settings, max(0.0, delay_ms) / 1000.0, fault)

@@ -18,8 +18,8 @@ from aiohttp import web
 
 from pipeline.sim import generate
 from pipeline.sim.batches import BatchStore
-from pipeline.sim.behaviour import Behaviour, Plan
-from pipeline.sim.limits import Limiter
+from pipeline.sim.behaviour import Behaviour, ReplyPlan
+from pipeline.sim.limits import SimLimiter
 from pipeline.sim.prompt_cache import NO_CACHE, CacheUse, PromptCache
 from pipeline.sim.replay import Recorded, ReplayTable
 from pipeline.sim.stats import SimStats, prompt_id
@@ -42,7 +42,7 @@ class SimState:
         self.clock = clock
         self.wall_clock = wall_clock
         self.stats = SimStats()
-        self.limiter = Limiter(config, clock)
+        self.limiter = SimLimiter(config, clock)
         self.prompt_cache = PromptCache(clock)
         self.batches = BatchStore()
         self.closing = asyncio.Event()
@@ -231,7 +231,7 @@ class CompletionHandler:
         request: SimRequest,
         key: str,
         tokens_in: int,
-        plan: Plan,
+        plan: ReplyPlan,
         recorded: Recorded | None,
     ) -> Reply:
         model, seed, accuracy = request.model, self.state.config.seed, plan.settings.accuracy
@@ -258,7 +258,7 @@ class CompletionHandler:
         wire: WireFormat,
         sim_request: SimRequest,
         key: str,
-        plan: Plan,
+        plan: ReplyPlan,
         headers: dict[str, str],
     ) -> web.StreamResponse:
         stats, model, faults = self.state.stats, sim_request.model, plan.settings.faults

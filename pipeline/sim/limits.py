@@ -1,7 +1,7 @@
 """Per-API-key rate limits, as a provider enforces them: requests and tokens per minute
 (smooth token buckets that refill continuously) and requests in flight.
 
-    limiter = Limiter(config, clock=fake_clock)
+    limiter = SimLimiter(config, clock=fake_clock)
     verdict = limiter.admit("key-a", "gpt-x", tokens=120)
     if verdict.allowed:
         try: ...
@@ -23,7 +23,7 @@ Clock = Callable[[], float]
 Denial = Literal["requests", "tokens", "concurrency", "too_large"]
 
 
-class TokenBucket:
+class SimBucket:
     """`capacity` units, refilled at `capacity` per minute; starts full."""
 
     __slots__ = ("capacity", "level", "rate", "updated")
@@ -60,7 +60,7 @@ class RateState:
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class SimVerdict:
     """The answer to one admission: allowed, or denied with why and when to retry."""
 
     allowed: bool
@@ -69,7 +69,7 @@ class Verdict:
     retry_after_s: int = 0
 
 
-_UNLIMITED = Verdict(True, RateState())
+_UNLIMITED = SimVerdict(True, RateState())
 
 
 class _Buckets:
@@ -77,8 +77,8 @@ class _Buckets:
 
     def __init__(self, limits: KeyLimits, now: float) -> None:
         self.limits = limits
-        self.requests = TokenBucket(limits.rpm, now) if limits.rpm else None
-        self.tokens = TokenBucket(limits.tpm, now) if limits.tpm else None
+        self.requests = SimBucket(limits.rpm, now) if limits.rpm else None
+        self.tokens = SimBucket(limits.tpm, now) if limits.tpm else None
 
     def state(self) -> RateState:
         r, t = self.requests, self.tokens
@@ -96,7 +96,7 @@ def _retry_after(seconds: float) -> int:
     return max(1, math.ceil(seconds))
 
 
-class Limiter:
+class SimLimiter:
     """Admits or denies requests per API key (and per model when the key says so)."""
 
     def __init__(self, config: SimConfig, clock: Clock) -> None:
@@ -119,7 +119,7 @@ class Limiter:
             group = self._buckets[slot] = _Buckets(limits, now)
         return group
 
-    def admit(self, api_key: str, model: str, tokens: int) -> Verdict:
+    def admit(self, api_key: str, model: str, tokens: int) -> SimVerdict:
         """Take one request and `tokens` tokens, or say why not. Allowed -> call `release`."""
         limits = self._config.limits_for(api_key)
         if limits.rpm is None and limits.tpm is None and limits.max_concurrency is None:
@@ -133,21 +133,21 @@ class Limiter:
         if t:
             t.refill(now)
         if t and tokens > t.capacity:
-            return Verdict(False, group.state(), "too_large", 0)
+            return SimVerdict(False, group.state(), "too_large", 0)
         wait_r = r.wait_s(1) if r else 0.0
         wait_t = t.wait_s(tokens) if t else 0.0
         if wait_r > 0 or wait_t > 0:
             denial: Denial = "requests" if wait_r >= wait_t else "tokens"
-            return Verdict(False, group.state(), denial, _retry_after(max(wait_r, wait_t)))
+            return SimVerdict(False, group.state(), denial, _retry_after(max(wait_r, wait_t)))
         in_flight = self._in_flight.get(api_key, 0)
         if limits.max_concurrency is not None and in_flight >= limits.max_concurrency:
-            return Verdict(False, group.state(), "concurrency", 1)
+            return SimVerdict(False, group.state(), "concurrency", 1)
         if r:
             r.level -= 1
         if t:
             t.level -= tokens
         self._in_flight[api_key] = in_flight + 1
-        return Verdict(True, group.state())
+        return SimVerdict(True, group.state())
 
     def charge(self, api_key: str, model: str, tokens: int) -> None:
         """Take tokens known only after the answer (output of a request without max_tokens)."""

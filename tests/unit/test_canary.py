@@ -14,7 +14,7 @@ import pipeline
 from pipeline.cli.app import app
 from pipeline.drift.canary import (
     CanaryAnswer,
-    Target,
+    CanaryTarget,
     canary_targets,
     failure_message,
     score_canary,
@@ -216,7 +216,7 @@ def test_a_passed_canary_is_not_asked_again_for_the_same_rows_and_floor(tmp_path
     s = spec(tmp_path, {"data": golden(tmp_path), "min_accuracy": 0.5})
     asked: list[int] = []
 
-    def ask(rows: list[Any], targets: list[Target]) -> tuple[list[CanaryAnswer], pa.Table]:
+    def ask(rows: list[Any], targets: list[CanaryTarget]) -> tuple[list[CanaryAnswer], pa.Table]:
         asked.append(len(rows) * len(targets))
         labels = ["technical", "billing", "technical", "billing"]
         got = [
@@ -240,7 +240,7 @@ def test_a_passed_canary_is_not_asked_again_for_the_same_rows_and_floor(tmp_path
 def test_a_broken_golden_set_stops_the_run_before_anything_is_asked(tmp_path: Path) -> None:
     s = spec(tmp_path, {"data": str(tmp_path / "missing.jsonl"), "min_accuracy": 0.5})
 
-    def ask(rows: list[Any], targets: list[Target]) -> tuple[list[CanaryAnswer], pa.Table]:
+    def ask(rows: list[Any], targets: list[CanaryTarget]) -> tuple[list[CanaryAnswer], pa.Table]:
         raise AssertionError("asked")
 
     with pytest.raises(ConfigError, match=r"missing\.jsonl: file not found"):

@@ -13,7 +13,7 @@ import aiohttp
 from aiohttp.test_utils import TestClient, TestServer
 
 from pipeline.sim import BatchBehaviour, Faults, ModelBehaviour, SimConfig, build_app
-from pipeline.sim.batches import Timeline
+from pipeline.sim.batches import BatchTimeline
 
 SYSTEM = "Classify the ticket.\nAllowed labels: billing | technical | account | other"
 ANTHROPIC = {"anthropic-version": "2023-06-01", "x-api-key": "sk-ant"}
@@ -91,13 +91,15 @@ async def jsonl(client: Client, file_id: str | None) -> dict[str, dict[str, Any]
 
 
 def test_timeline_spreads_answers_and_expires_with_what_it_reached() -> None:
-    tl = Timeline.of(TIMING, total=4)
+    tl = BatchTimeline.of(TIMING, total=4)
     assert [tl.answered_by(t) for t in (0, 9.9, 10, 35, 60, 110, 500)] == [0, 0, 0, 1, 2, 4, 4]
     assert not tl.expires and tl.work_end == 110
-    half = Timeline.of(TIMING.model_copy(update={"complete_fraction_before_expiry": 0.5}), 4)
+    half = BatchTimeline.of(TIMING.model_copy(update={"complete_fraction_before_expiry": 0.5}), 4)
     assert half.expires and half.work_end == TIMING.expire_after_s
     assert half.answered_by(10_000) == 2
-    slow = Timeline.of(TIMING.model_copy(update={"turnaround_s": 200, "expire_after_s": 110}), 4)
+    slow = BatchTimeline.of(
+        TIMING.model_copy(update={"turnaround_s": 200, "expire_after_s": 110}), 4
+    )
     assert slow.expires and slow.answered_by(110) == 2
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.sim.limits import Limiter
+from pipeline.sim.limits import SimLimiter
 from pipeline.sim.wire import FORMATS, go_duration, rfc3339
 from schemas.sim import KeyLimits, SimConfig
 
@@ -22,13 +22,13 @@ def limiter(
     tpm: int | None = None,
     max_concurrency: int | None = None,
     per_model: bool = False,
-) -> tuple[Limiter, FakeClock]:
+) -> tuple[SimLimiter, FakeClock]:
     clock = FakeClock()
     limits = KeyLimits(rpm=rpm, tpm=tpm, max_concurrency=max_concurrency, per_model=per_model)
-    return Limiter(SimConfig(default_limits=limits), clock), clock
+    return SimLimiter(SimConfig(default_limits=limits), clock), clock
 
 
-def take(lim: Limiter, key: str = "k", model: str = "m", tokens: int = 1) -> bool:
+def take(lim: SimLimiter, key: str = "k", model: str = "m", tokens: int = 1) -> bool:
     verdict = lim.admit(key, model, tokens)
     if verdict.allowed:
         lim.release(key)
@@ -84,7 +84,7 @@ def test_concurrency_counts_requests_in_flight() -> None:
 def test_listed_keys_get_their_own_limits_and_reconfigure_applies() -> None:
     clock = FakeClock()
     config = SimConfig(default_limits=KeyLimits(rpm=1), limits={"vip": KeyLimits()})
-    lim = Limiter(config, clock)
+    lim = SimLimiter(config, clock)
     assert all(take(lim, key="vip") for _ in range(100))
     assert take(lim, key="anonymous") and not take(lim, key="anonymous")
     lim.reconfigure(SimConfig())
