@@ -5,6 +5,11 @@
 Workers pull: each idle worker gets the next unit the moment it reports the last one.
 A worker that dies mid-unit is replaced and its unit handed out again; the unit's files
 are rewritten whole and its commit marker comes last, so nothing is counted twice.
+
+An actor the workers cannot do without (the job's budget, a daily budget, the simulator)
+is watched; its loss stops the run within seconds, naming it, as SIGTERM and Ctrl-C do
+(`pipeline.engine.stopping`): no more units, calls in flight get `run.stop_grace_s`, their
+answers are journalled, and the same command run again finishes the job.
 """
 
 from __future__ import annotations
@@ -25,12 +30,19 @@ from ray.exceptions import RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from pipeline.engine.checks import key_problems
+from pipeline.engine.journal import journalled_rows, journalled_usd
 from pipeline.engine.plan import Plan, Unit, make_plan
+from pipeline.engine.stopping import ActorWatch, StopRequest
 from pipeline.engine.summary import JobSummary, attach_forecast, build_summary, write_summary
 from pipeline.engine.worker import UnitReport, UnitRunner
 from pipeline.errors import ConfigError, TerminalError
 from pipeline.jobfolder import JobFolder, batch_turnaround, history_dirs
-from pipeline.limits.budget_actor import spent_in_commits, start_budget
+from pipeline.limits.budget_actor import (
+    job_actor_name,
+    spent_in_commits,
+    start_budget,
+    start_daily_budget,
+)
 from pipeline.limits.quota_actor import account_key, ensure_quota_actor
 from pipeline.ownpackages import ensure_own_packages
 from pipeline.store import Store
@@ -39,8 +51,11 @@ from schemas.records import UnitCommit
 
 log = logging.getLogger("tierline")
 
-MAX_UNIT_TRIES = 3
 POLL_S = 1.0
+WAIT_S = 0.5  # how long the hand-out loop waits for a unit: a stop is seen within this
+LOST_CHECK_S = 5.0  # after a unit met a lost actor: how long to wait for the pings
+DRAIN_MARGIN_S = 3.0  # past the stop's grace, for the workers to journal and answer
+CLOSE_S = 5.0  # for every worker together to close its sessions at the end
 # Units each worker runs at once. Two overlap one unit's read, tail and write with the
 # next one's calls, so the worker's in-flight slots stay full (the latency-bound
 # benchmark: 0.63 of a bare aiohttp client with one, 0.87 with two).
@@ -154,6 +169,10 @@ class WorkerActor:
                 self.entered = True
         return await self.runner.process(unit, previous)
 
+    async def stop(self, grace_s: float) -> None:
+        """The run is stopping: start no more rows; calls in flight get `grace_s`."""
+        self.runner.stop(grace_s)
+
     async def stats(self) -> dict[str, Any]:
         """Live figures for the driver's progress display (runs beside `process`)."""
         return self.runner.metrics.snapshot()
@@ -170,13 +189,15 @@ def preflight(spec: JobSpec) -> None:
         raise ConfigError("; ".join(missing))
 
 
-def ensure_ray() -> None:
+def ensure_ray() -> bool:
+    """Connect to Ray; True when this call started a private one (this run owns it)."""
     if ray.is_initialized():
-        return
+        return False
     address = os.environ.get("RAY_ADDRESS")
     if address:
         # Join the cluster the user named (RAY_ADDRESS=auto finds a local `ray start`).
         ray.init(address=address, logging_level=logging.WARNING)
+        return False
     else:
         # Start a private Ray for this run; never attach to whatever else runs here.
         # Ray turns token authentication on for it, as it should, and says so on every
@@ -185,6 +206,7 @@ def ensure_ray() -> None:
             logging.ERROR
         )
         ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
+        return True
 
 
 def sim_config_json(spec: JobSpec, provider: str) -> str:
@@ -206,6 +228,21 @@ def start_quotas(spec: JobSpec, endpoints: dict[str, str]) -> dict[str, str]:
     return names
 
 
+def watch_actors(
+    watch: ActorWatch, spec: JobSpec, job_id: str, budget: Any, sims: dict[str, Any]
+) -> None:
+    """The actors no worker can replace: the job's budget, the providers' daily budgets,
+    the simulators. (Quota actors restart by themselves and are not watched.)"""
+    if budget is not None:
+        watch.add(f"the job's budget actor ({job_actor_name(job_id)})", budget)
+    for name, p in spec.providers.items():
+        if p.daily_budget_usd:
+            daily = start_daily_budget(name, p.daily_budget_usd)
+            watch.add(f"the daily budget actor of provider {name!r}", daily)
+    for name, actor in sims.items():
+        watch.add(f"the simulator actor of provider {name!r}", actor)
+
+
 @dataclass
 class _Dispatch:
     spec: JobSpec
@@ -219,6 +256,8 @@ class _Dispatch:
     failed: dict[int, str] = field(default_factory=dict)
     workers_lost: int = 0
     deadline_at: float | None = None  # run.deadline as epoch seconds, fixed at the start
+    stop: StopRequest = field(default_factory=StopRequest)
+    watch: ActorWatch = field(default_factory=ActorWatch)
     batch_turnaround_s: float | None = None  # from earlier runs' batches, when known
 
     def _new_worker(self) -> Any:
@@ -244,26 +283,34 @@ class _Dispatch:
         idle = [w for _ in range(UNITS_PER_WORKER) for w in self.workers]
         dead: set[int] = set()
         last_poll = time.monotonic()
-        while queue or running:
+        while (queue or running) and not self.stop.requested:
             while idle and queue:
                 w, u = idle.pop(0), queue.popleft()
                 running[w.process.remote(u, self.plan.committed.get(u.index))] = (w, u)
-            ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=WAIT_S)
             if time.monotonic() - last_poll >= POLL_S:
                 last_poll = time.monotonic()
                 busy = {id(w): w for w, _ in running.values()}
                 self._poll(list(busy.values()))
+            self.stop.set(self.watch.lost())
             for ref in ready:
                 worker, unit = running.pop(ref)
                 try:
                     report: UnitReport = ray.get(ref)
+                except RayTaskError as exc:
+                    # The worker is alive and answered with an error. Caught before
+                    # RayActorError: an error raised by another actor the unit called
+                    # (the budget, say) is both, and is not the loss of this worker.
+                    idle.append(worker)
+                    self._failed(unit, queue, exc)
+                    continue
                 except RayActorError:
                     # The process died (killed, node lost): redo the unit; replace the
                     # worker once, however many of its units fail with it.
                     self.progress.note(
                         f"worker lost during unit {unit.index}; handing it out again"
                     )
-                    self._retry(unit, queue, "worker died repeatedly")
+                    self._retry(unit, queue, "its worker died each time", systemic=True)
                     if id(worker) not in dead:
                         dead.add(id(worker))
                         self.workers_lost += 1
@@ -272,20 +319,63 @@ class _Dispatch:
                         self.workers.append(replacement)
                         idle.extend([replacement] * UNITS_PER_WORKER)
                     continue
-                except RayTaskError as exc:
-                    cause = exc.cause if exc.cause is not None else exc
-                    self.progress.note(f"unit {unit.index} ({unit.source}) failed: {cause}")
-                    # Bad input will not get better; anything else is worth another try.
-                    terminal = isinstance(cause, TerminalError)
-                    self._retry(unit, queue, str(cause), transient=not terminal)
-                    idle.append(worker)
-                    continue
                 self.progress.advance(report)
                 idle.append(worker)
+        self._drain(running)
+
+    def _failed(self, unit: Unit, queue: deque[Unit], exc: RayTaskError) -> None:
+        cause = exc.cause if exc.cause is not None else exc
+        if isinstance(cause, RayActorError):
+            # An actor the unit called is gone. One the job cannot do without stops it
+            # (asked now, not at the next ping: the other units would fail the same way).
+            lost = self.watch.lost(wait_s=LOST_CHECK_S)
+            if lost is not None:
+                self.stop.set(lost)
+                return
+            self._retry(unit, queue, f"an actor it called was lost: {cause}", systemic=True)
+            return
+        self.progress.note(f"unit {unit.index} ({unit.source}) failed: {cause}")
+        # Bad input will not get better; anything else is worth another try.
+        terminal = isinstance(cause, TerminalError)
+        self._retry(unit, queue, str(cause), transient=not terminal)
+
+    def _drain(self, running: dict[Any, tuple[Any, Unit]]) -> None:
+        """The end of the run. After a stop, the workers start no more rows, calls in
+        flight get `run.stop_grace_s` (none once the stop is hard: a second Ctrl-C) and
+        what was answered is journalled; then every worker closes its sessions and ends."""
+        if running:
+            grace = self.spec.run.stop_grace_s
+            self.progress.note(
+                f"stopping: {self.stop.reason}; "
+                + ("now" if self.stop.hard else f"calls in flight get up to {grace:g} s")
+            )
+            told_hard = self.stop.hard
+            self._tell_stop(0.0 if told_hard else grace)
+            # The workers keep the grace themselves; this bound covers one that hangs.
+            end = time.monotonic() + (0.0 if told_hard else grace) + DRAIN_MARGIN_S
+            while running and time.monotonic() < end:
+                if self.stop.hard and not told_hard:  # asked again: cut the calls off now
+                    told_hard = True
+                    self._tell_stop(0.0)
+                    end = min(end, time.monotonic() + DRAIN_MARGIN_S)
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=WAIT_S)
+                for ref in ready:
+                    running.pop(ref)
+                    with contextlib.suppress(Exception):  # a failed unit is redone later
+                        report: UnitReport = ray.get(ref)
+                        if not report.stopped:
+                            self.progress.advance(report)
+        closing = [w.close.remote() for w in self.workers]
+        with contextlib.suppress(Exception):  # a dead or stuck worker has nothing to close
+            ray.wait(closing, num_returns=len(closing), timeout=CLOSE_S)
         for w in self.workers:
-            with contextlib.suppress(Exception):  # a dead worker has nothing to close
-                ray.get(w.close.remote(), timeout=10)
-            ray.kill(w)
+            with contextlib.suppress(Exception):
+                ray.kill(w)
+
+    def _tell_stop(self, grace_s: float) -> None:
+        for w in self.workers:
+            with contextlib.suppress(Exception):  # a dead worker has no calls in flight
+                w.stop.remote(grace_s)
 
     def _poll(self, busy: list[Any]) -> None:
         """Ask busy workers for live figures; a slow or dead one is simply left out."""
@@ -303,12 +393,25 @@ class _Dispatch:
         }
         self.progress.live(live)
 
-    def _retry(self, unit: Unit, queue: deque[Unit], reason: str, transient: bool = True) -> None:
+    def _retry(
+        self,
+        unit: Unit,
+        queue: deque[Unit],
+        reason: str,
+        transient: bool = True,
+        systemic: bool = False,
+    ) -> None:
+        """Hand the unit out again, up to `run.max_unit_handouts`; then fail it, or, when
+        the cause is not the unit's own (`systemic`: workers or actors dying), stop the
+        job naming the cause rather than let every unit loop on it."""
         self.tries[unit.index] = self.tries.get(unit.index, 0) + 1
-        if transient and self.tries[unit.index] < MAX_UNIT_TRIES:
+        tries = self.tries[unit.index]
+        if transient and tries < self.spec.run.max_unit_handouts:
             queue.append(unit)
-        else:
-            self.failed[unit.index] = reason
+            return
+        self.failed[unit.index] = reason
+        if systemic:
+            self.stop.set(f"unit {unit.index} was handed out {tries} times and {reason}")
 
 
 def run_job(
@@ -317,7 +420,9 @@ def run_job(
     output_uri: str | None = None,
     job_id: str | None = None,
     progress: Progress | None = None,
+    stop: StopRequest | None = None,
 ) -> JobSummary:
+    """Run (or resume) the job; `stop` lets a caller end it early, as a signal does."""
     progress = progress or QuietProgress()
     started = time.monotonic()
     preflight(spec)
@@ -329,10 +434,12 @@ def run_job(
     todo = plan.todo
     failed: dict[int, str] = {}
     retried = lost = 0
+    stop = stop or StopRequest()
+    private = False
     if todo:
-        ensure_ray()
+        private = ensure_ray()
         endpoints: dict[str, str] = {}
-        sims: list[Any] = []
+        sims: dict[str, Any] = {}
         used = {d.provider for d in spec.deployments()}
         for name, p in spec.providers.items():
             if p.kind == "sim" and name in used:
@@ -342,7 +449,7 @@ def run_job(
                 )
                 actor = SimActor.options(scheduling_strategy=here).remote()  # type: ignore[attr-defined]
                 endpoints[name] = ray.get(actor.start.remote(sim_config_json(spec, name)))
-                sims.append(actor)
+                sims[name] = actor
         progress.start(
             plan.job_id,
             plan.rows_total,
@@ -357,7 +464,11 @@ def run_job(
         if spec.budget_usd:
             # The cap is for the whole job: what committed units cost already counts.
             # Held here: the actor lives as long as this handle does.
-            spent = spent_in_commits(plan.committed.values())
+            # So do answers an interrupted run paid for, journalled but not committed.
+            folder = JobFolder.open(out_uri, plan.job_id)
+            spent = spent_in_commits(plan.committed.values()) + journalled_usd(
+                folder, (u.index for u in todo)
+            )
             budget = start_budget(plan.job_id, spec.budget_usd, spent)
         deadline = (
             deadline_at(spec.run.deadline, datetime.now(UTC)).timestamp()
@@ -372,15 +483,17 @@ def run_job(
             log.info("batch turnaround %.0f s: %s", turnaround, source)
         dispatch = _Dispatch(
             spec, plan, out_uri, endpoints, quotas, progress,
-            deadline_at=deadline, batch_turnaround_s=turnaround,
+            deadline_at=deadline, batch_turnaround_s=turnaround, stop=stop,
         )  # fmt: skip
+        watch_actors(dispatch.watch, spec, plan.job_id, budget, sims)
         try:
-            dispatch.run()
+            with stop.on_signals():
+                dispatch.run()
         finally:
             progress.stop()
             if budget is not None:
                 ray.kill(budget)
-            for actor in sims:
+            for actor in sims.values():
                 with contextlib.suppress(Exception):
                     ray.get(actor.stop.remote(), timeout=10)
                 ray.kill(actor)
@@ -396,6 +509,17 @@ def run_job(
         spec, plan, out_uri, wall_s=time.monotonic() - started, failed_units=failed
     )
     summary.units_retried, summary.workers_lost = retried, lost
+    summary.stopped = stop.reason
+    if stop.requested:
+        # What the stop kept beyond the commits: answers paid for, taken back by the rerun.
+        folder = JobFolder.open(out_uri, plan.job_id)
+        pending = [u.index for u in plan.units if u.index not in plan.committed]
+        summary.rows_journalled = journalled_rows(folder, pending)
+        summary.journalled_usd = journalled_usd(folder, pending)
+        if private:
+            # A stopped run leaves nothing behind: not its workers, not the quota actors
+            # (detached, so they outlive a driver), not the private Ray itself.
+            ray.shutdown()
     attach_forecast(summary, out_uri)
     write_summary(out_uri, plan.job_id, summary)
     return summary
