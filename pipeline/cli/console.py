@@ -157,8 +157,8 @@ def summary_table(s: JobSummary) -> Table:
 def stopped_line(s: JobSummary, command: str) -> str:
     """One line for a run that stopped early: what was kept, what was spent, how to finish.
 
-    stopped by SIGTERM: kept 2,400 of 3,000 rows (3/4 units committed) and 312 answered
-    rows in journals; spent $0.2841; finish with: tierline run jobs/examples/classify.yaml
+    stopped by SIGTERM: kept 0 of 3,000 rows (0/4 units committed) and 221 answered rows
+    in journals; spent $0.0265; finish with: tierline run jobs/examples/classify.yaml
     """
     kept = s.rows_total - s.rows_pending
     return (

@@ -14,12 +14,10 @@ answers are journalled, and the same command run again finishes the job.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,12 +27,13 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from pipeline.engine.actors import SimActor, WorkerActor
 from pipeline.engine.checks import key_problems
 from pipeline.engine.journal import journalled_rows, journalled_usd
 from pipeline.engine.plan import Plan, Unit, make_plan
 from pipeline.engine.stopping import ActorWatch, StopRequest
 from pipeline.engine.summary import JobSummary, attach_forecast, build_summary, write_summary
-from pipeline.engine.worker import UnitReport, UnitRunner
+from pipeline.engine.worker import UnitReport
 from pipeline.errors import ConfigError, TerminalError
 from pipeline.jobfolder import JobFolder, batch_turnaround, history_dirs
 from pipeline.limits.budget_actor import (
@@ -44,10 +43,8 @@ from pipeline.limits.budget_actor import (
     start_daily_budget,
 )
 from pipeline.limits.quota_actor import account_key, ensure_quota_actor
-from pipeline.ownpackages import ensure_own_packages
 from pipeline.store import Store
 from schemas.job import JobSpec, deadline_at
-from schemas.records import UnitCommit
 
 log = logging.getLogger("tierline")
 
@@ -105,81 +102,6 @@ class QuietProgress:
 
     def stop(self) -> None:
         return None
-
-
-@ray.remote(num_cpus=0)
-class SimActor:
-    """The built-in simulator, hosted in its own process for the length of a job."""
-
-    def __init__(self) -> None:
-        self.server: Any = None
-
-    async def start(self, config_json: str) -> str:
-        from pipeline.sim import SimConfig, SimServer
-
-        self.server = SimServer(SimConfig.model_validate_json(config_json))
-        # The address Ray knows this node by: loopback for the private local Ray, the
-        # node's own address on a cluster, so workers on every node can reach it.
-        url: str = await self.server.start(ray.util.get_node_ip_address(), 0)
-        return url
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop()
-
-
-@ray.remote(max_restarts=0, max_task_retries=0)
-class WorkerActor:
-    """A Ray home for one `UnitRunner` (one aiohttp session, many calls in flight)."""
-
-    def __init__(
-        self,
-        spec_json: str,
-        job_id: str,
-        output_uri: str,
-        endpoints: dict[str, str],
-        quota_actors: dict[str, str],
-        deadline_at: float | None = None,
-        batch_turnaround_s: float | None = None,
-    ) -> None:
-        # A worker's sys.path starts with the job's working directory: say so plainly
-        # when a folder there is named like one of our packages.
-        ensure_own_packages()
-        client_id = f"{job_id}-{uuid.uuid4().hex[:8]}"
-        self.runner = UnitRunner(
-            JobSpec.model_validate_json(spec_json),
-            job_id,
-            output_uri,
-            endpoints,
-            quota_actors=quota_actors,
-            client_id=client_id,
-            budget_actors=True,
-            deadline_at=deadline_at,
-            batch_turnaround_s=batch_turnaround_s,
-        )
-        self.entered = False
-        self.entering: asyncio.Lock | None = None
-
-    async def process(self, unit: Unit, previous: UnitCommit | None) -> UnitReport:
-        # Units arrive concurrently (UNITS_PER_WORKER): the session is opened once.
-        self.entering = self.entering or asyncio.Lock()
-        async with self.entering:
-            if not self.entered:
-                await self.runner.__aenter__()
-                self.entered = True
-        return await self.runner.process(unit, previous)
-
-    async def stop(self, grace_s: float) -> None:
-        """The run is stopping: start no more rows; calls in flight get `grace_s`."""
-        self.runner.stop(grace_s)
-
-    async def stats(self) -> dict[str, Any]:
-        """Live figures for the driver's progress display (runs beside `process`)."""
-        return self.runner.metrics.snapshot()
-
-    async def close(self) -> None:
-        if self.entered:
-            await self.runner.__aexit__(None, None, None)
 
 
 def preflight(spec: JobSpec) -> None:

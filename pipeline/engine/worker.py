@@ -28,12 +28,12 @@ import pyarrow.parquet as pq
 
 from jobs.base import get_job_kind
 from pipeline.calls.batching import BatchAwareLimiter, BatchingProvider, BatchPlan, SyncCall
-from pipeline.calls.cache import FREE_STATUSES, ResponseCache
+from pipeline.calls.cache import ResponseCache
 from pipeline.calls.execute import Limiter, RowExecutor, RowOutcome
 from pipeline.calls.retry import RetryPolicy
 from pipeline.calls.reuse import AnswerReuse, InFlight, split_rows
-from pipeline.costs import add_cost_column
 from pipeline.engine.journal import UnitJournal, take_back
+from pipeline.engine.outputs import row_costs, spend_by_model, unit_tables
 from pipeline.engine.plan import Unit
 from pipeline.engine.rows import ID, SENSITIVE, TEXT, TIER, prepare_unit, read_unit, unit_columns
 from pipeline.engine.stopping import RowGate
@@ -50,7 +50,7 @@ from pipeline.store import Store, table_to_parquet_bytes
 from pipeline.tokens import chat_overhead_tokens, count_tokens, count_tokens_batch
 from schemas.job import CascadeSpec, Deployment, JobSpec
 from schemas.prices import PriceTable
-from schemas.records import COSTS, ERRORS, RESULTS, RETRYABLE_ERRORS, FileEntry, UnitCommit
+from schemas.records import COSTS, ERRORS, RESULTS, FileEntry, UnitCommit
 
 log = logging.getLogger(__name__)
 
@@ -386,96 +386,6 @@ class UnitRunner:
         self.reuse.remember([keys[i] for i in run], done)
         return final
 
-    def tables(self, unit: Unit, outcomes: list[RowOutcome]) -> tuple[pa.Table, pa.Table, pa.Table]:
-        now = datetime.now(UTC)
-        ok = [o for o in outcomes if o.ok]
-        bad = [o for o in outcomes if not o.ok]
-        results = pa.Table.from_pylist(
-            [
-                {
-                    "id": o.id,
-                    "output": o.output,
-                    "tier": o.tier,
-                    "routed_tier": o.routed_tier or o.tier,
-                    "provider": o.provider,
-                    "model": o.model,
-                    "status": "ok",
-                    "attempts": o.attempts,
-                    "retries": o.retries,
-                    "rate_limited": o.rate_limited,
-                    "accepted_attempt": o.accepted_attempt,
-                    "accepted_reason": o.accepted_reason,
-                    "latency_ms": o.latency_ms,
-                    "unit": unit.index,
-                    "completed_at": now,
-                }
-                for o in ok
-            ],
-            schema=RESULTS,
-        )
-        errors = pa.Table.from_pylist(
-            [
-                {
-                    "id": o.id,
-                    "error_type": o.error_type,
-                    "message": o.message,
-                    "attempts": o.attempts,
-                    "tier": o.tier or None,
-                    "provider": o.provider,
-                    "model": o.model,
-                    "retryable": o.error_type in RETRYABLE_ERRORS,
-                    "unit": unit.index,
-                }
-                for o in bad
-            ],
-            schema=ERRORS,
-        )
-        costs = self._price(self._call_rows(outcomes, unit.index))
-        return results, costs, errors
-
-    @staticmethod
-    def _call_rows(outcomes: list[RowOutcome], unit: int) -> list[dict[str, object]]:
-        return [
-            {
-                "id": o.id,
-                "provider": c.provider,
-                "model": c.model,
-                "tier": c.tier,
-                "input_tokens": c.input_tokens,
-                "output_tokens": c.output_tokens,
-                "cached_input_tokens": c.cached_input_tokens,
-                "cache_write_tokens": c.cache_write_tokens,
-                "mode": c.mode,
-                "call_status": c.call_status,
-                "attempt": c.attempt,
-                "token_method": "provider_usage",
-                "step": c.step,
-                "chunk": c.chunk,
-                "unit": unit,
-            }
-            for o in outcomes
-            for c in o.calls
-        ]
-
-    def row_costs(self, outcomes: Sequence[RowOutcome]) -> list[float]:
-        """USD each outcome's calls cost, priced as its cost rows will be."""
-        costs = self._price(self._call_rows(list(outcomes), 0))
-        by_id: dict[str, float] = {}
-        for rid, usd in zip(costs["id"].to_pylist(), costs["cost_usd"].to_pylist(), strict=True):
-            by_id[rid] = by_id.get(rid, 0.0) + float(usd or 0.0)
-        return [by_id.get(o.id, 0.0) for o in outcomes]
-
-    def _price(self, call_rows: list[dict[str, object]]) -> pa.Table:
-        if not call_rows:
-            return COSTS.empty_table()
-        df = add_cost_column(pl.DataFrame(call_rows), self.prices)
-        # Reused answers cost nothing; their tokens stay, so savings can be priced.
-        free = pl.col("call_status").is_in(list(FREE_STATUSES))
-        df = df.with_columns(
-            pl.when(free).then(0.0).otherwise(pl.col("cost_usd")).alias("cost_usd")
-        )
-        return df.select(COSTS.names).to_arrow().cast(COSTS)
-
     def read_commit(self, commit: UnitCommit) -> tuple[pa.Table, pa.Table, pa.Table]:
         def read(path: str, schema: pa.Schema) -> pa.Table:
             table = pq.read_table(pa.BufferReader(self.out.read_bytes(path)))
@@ -539,6 +449,9 @@ class UnitRunner:
                     self.out.delete(old.path)
         return commit
 
+    def row_costs(self, outcomes: Sequence[RowOutcome]) -> list[float]:
+        return row_costs(outcomes, self.prices)
+
     def stop(self, grace_s: float) -> None:
         """Start no more rows; cancel those in flight after `grace_s` (see `RowGate`)."""
         self.gate.request(grace_s)
@@ -597,8 +510,8 @@ class UnitRunner:
             return UnitReport(unit.index, len(outcomes), 0, 0, 0, 0.0, {}, stopped=True)
         for o in early:
             self.metrics.row(o.tier, False)
-        results, costs, errors = self.tables(unit, outcomes)
-        for (prov, model), usd in _spend_by_model(costs).items():
+        results, costs, errors = unit_tables(unit.index, outcomes, self.prices)
+        for (prov, model), usd in spend_by_model(costs).items():
             self.metrics.spend(prov, model, usd)
         if kept is not None:
             results = pa.concat_tables([kept[0], results])
@@ -625,12 +538,3 @@ class UnitRunner:
             cost_usd=commit.cost_usd,
             tiers=tiers,
         )
-
-
-def _spend_by_model(costs: pa.Table) -> dict[tuple[str, str], float]:
-    if costs.num_rows == 0:
-        return {}
-    df = pl.from_arrow(costs.select(["provider", "model", "cost_usd"]))
-    assert isinstance(df, pl.DataFrame)
-    grouped = df.group_by("provider", "model").agg(pl.col("cost_usd").sum())
-    return {(p, m): float(c) for p, m, c in grouped.iter_rows()}
