@@ -16,6 +16,7 @@ Layout (every name deterministic, so a rerun overwrites and never doubles):
     _canary/answers.parquet      the canary: each golden row's answer per deployment
     _canary/costs.parquet        the canary's billed calls (not part of the job's costs)
     _canary/result.json          the canary's verdict: accuracy and cost per deployment
+    _journal/unit-<n>/part-*.jsonl answers of a unit not yet committed (removed after)
     forecast.json                the dry run (`tierline forecast`)
     forecast/unit-<n>.parquet    the dry run per id
     summary.json                 written when the job ends
@@ -51,6 +52,8 @@ CANARY_DIR = "_canary"
 CANARY_ANSWERS = f"{CANARY_DIR}/answers.parquet"
 CANARY_COSTS = f"{CANARY_DIR}/costs.parquet"
 CANARY_RESULT = f"{CANARY_DIR}/result.json"
+
+JOURNAL_DIR = "_journal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +157,22 @@ class JobFolder:
         self.store.write_bytes(
             unit_files(commit.unit).commit, commit.model_dump_json(indent=1).encode()
         )
+
+    def journal_parts(self, unit: int) -> list[str]:
+        """The unit's answer journal, in the order it was written (see
+        `pipeline.engine.journal` for what a part holds)."""
+        infos = self.store.list_files(f"{JOURNAL_DIR}/unit-{unit:05d}", suffix=".jsonl")
+        return sorted(i.path for i in infos)
+
+    def journal_part(self, unit: int, writer: str, seq: int) -> str:
+        """Each writer numbers its parts; parts are never rewritten (an object store has
+        no append), so two writers of one unit (a unit handed out again) never collide."""
+        return f"{JOURNAL_DIR}/unit-{unit:05d}/part-{writer}-{seq:06d}.jsonl"
+
+    def clear_journal(self, unit: int) -> None:
+        """After the unit's marker: its answers are in its committed files now."""
+        for path in self.journal_parts(unit):
+            self.store.delete(path)
 
     def output_files(self, kind: str) -> list[FileInfo]:
         """Data files of one kind (`results`, `costs`, `errors`), committed or not."""

@@ -377,6 +377,33 @@ class RunOptions(Strict):
         "cancelled and their unanswered rows called directly. Give more for large jobs "
         "(about rows left / the providers' sync rows per second).",
     )
+    stop_grace_s: float = Field(
+        default=20.0,
+        ge=0,
+        le=3600,
+        description="On SIGTERM or Ctrl-C (or a lost actor), how long calls in flight may "
+        "finish before the run ends; their answers are journalled and kept. Under "
+        "Kubernetes' 30 s termination grace by default.",
+    )
+    max_unit_handouts: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Times one unit is handed out; a unit that fails that often for its own "
+        "reason is failed, one whose workers or actors keep dying stops the job, naming "
+        "the cause.",
+    )
+    journal_every_rows: int = Field(
+        default=32,
+        ge=1,
+        description="Answers kept in memory before they are written to the unit's "
+        "journal; a crash loses at most these (and journal_every_s) to be paid again.",
+    )
+    journal_every_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds between journal writes while answers arrive.",
+    )
 
     @field_validator("deadline")
     @classmethod

@@ -114,6 +114,9 @@ class UnitCommit(BaseModel):
     rows_error: int
     rows_retryable: int = 0
     rows_duplicate: int = Field(default=0, ge=0, description="Rows dropped: their id came earlier.")
+    rows_recovered: int = Field(
+        default=0, ge=0, description="Rows answered by an interrupted earlier run (its journal)."
+    )
     cost_usd: float
     calls: int
     results: FileEntry

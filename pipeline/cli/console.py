@@ -154,6 +154,20 @@ def summary_table(s: JobSummary) -> Table:
     return t
 
 
+def stopped_line(s: JobSummary, command: str) -> str:
+    """One line for a run that stopped early: what was kept, what was spent, how to finish.
+
+    stopped by SIGTERM: kept 0 of 3,000 rows (0/4 units committed) and 221 answered rows
+    in journals; spent $0.0265; finish with: tierline run jobs/examples/classify.yaml
+    """
+    kept = s.rows_total - s.rows_pending
+    return (
+        f"{s.stopped}: kept {kept:,} of {s.rows_total:,} rows ({s.units_committed}/"
+        f"{s.units_total} units committed) and {s.rows_journalled:,} answered rows in "
+        f"journals; spent ${s.cost_usd + s.journalled_usd:.4f}; finish with: {command}"
+    )
+
+
 def print_summary(s: JobSummary, console: Console | None = None) -> None:
     console = console or Console()
     console.print(summary_table(s))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -54,7 +55,7 @@ def run(
 
     Example:  tierline run jobs/examples/classify.yaml --output out/
     """
-    from pipeline.cli.console import ConsoleProgress, print_summary
+    from pipeline.cli.console import ConsoleProgress, print_summary, stopped_line
     from pipeline.engine.rayenv import bind_private_ray_to_loopback
     from pipeline.errors import TierlineError
 
@@ -75,6 +76,9 @@ def run(
         raise typer.Exit(2 if exc.error_type == "config_error" else 1) from None
     if output_format is OutputFormat.json:
         print(json.dumps(summary.model_dump(mode="json"), indent=2))
+    elif summary.stopped and summary.status != "complete":
+        command = shlex.join(["tierline", *sys.argv[1:]])
+        err.print(stopped_line(summary, command), soft_wrap=True, highlight=False, markup=False)
     else:
         print_summary(summary, out)
     raise typer.Exit(0 if summary.status == "complete" else 1)

@@ -32,6 +32,7 @@ from pipeline.drift.canary import (
     score_canary,
 )
 from pipeline.drift.golden import GoldenSet, load_golden
+from pipeline.engine.outputs import price_calls
 from pipeline.jobfolder import JobFolder
 from pipeline.tokens import count_tokens
 from schemas.job import JobSpec
@@ -138,7 +139,7 @@ async def ask_canary(
     answers, calls = await call_canary(
         executor_for, rows, targets, in_flight=runner.in_flight, tokens=tokens, allowed=allowed
     )
-    return answers, runner._price(calls)
+    return answers, price_calls(calls, runner.prices)
 
 
 def answers_table(spec: JobSpec, golden: GoldenSet, answers: list[CanaryAnswer]) -> pa.Table:

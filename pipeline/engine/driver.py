@@ -5,16 +5,19 @@
 Workers pull: each idle worker gets the next unit the moment it reports the last one.
 A worker that dies mid-unit is replaced and its unit handed out again; the unit's files
 are rewritten whole and its commit marker comes last, so nothing is counted twice.
+
+An actor the workers cannot do without (the job's budget, a daily budget, the simulator)
+is watched; its loss stops the run within seconds, naming it, as SIGTERM and Ctrl-C do
+(`pipeline.engine.stopping`): no more units, calls in flight get `run.stop_grace_s`, their
+answers are journalled, and the same command run again finishes the job.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,25 +29,34 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from pipeline.drift.canary import CanaryAnswer, CanaryResult, CanaryTarget, failure_message
 from pipeline.drift.shift import ShiftReport, previous_summary, shift_report
-from pipeline.engine.canary import GoldenRow, ask_canary, run_canary
+from pipeline.engine.actors import SimActor, WorkerActor
+from pipeline.engine.canary import GoldenRow, run_canary
 from pipeline.engine.checks import key_problems
+from pipeline.engine.journal import journalled_rows, journalled_usd
 from pipeline.engine.plan import Plan, Unit, make_plan
+from pipeline.engine.stopping import ActorWatch, StopRequest
 from pipeline.engine.summary import JobSummary, attach_forecast, build_summary, write_summary
-from pipeline.engine.worker import UnitReport, UnitRunner
+from pipeline.engine.worker import UnitReport
 from pipeline.errors import CanaryFailed, ConfigError, TerminalError, TierlineError
 from pipeline.jobfolder import JobFolder, batch_turnaround, history_dirs
-from pipeline.limits.budget_actor import spent_in_commits, start_budget
+from pipeline.limits.budget_actor import (
+    job_actor_name,
+    spent_in_commits,
+    start_budget,
+    start_daily_budget,
+)
 from pipeline.limits.quota_actor import account_key, ensure_quota_actor
 from pipeline.metrics import Metrics
-from pipeline.ownpackages import ensure_own_packages
 from pipeline.store import Store
 from schemas.job import JobSpec, deadline_at
-from schemas.records import UnitCommit
 
 log = logging.getLogger("tierline")
 
-MAX_UNIT_TRIES = 3
 POLL_S = 1.0
+WAIT_S = 0.5  # how long the hand-out loop waits for a unit: a stop is seen within this
+LOST_CHECK_S = 5.0  # after a unit met a lost actor: how long to wait for the pings
+DRAIN_MARGIN_S = 3.0  # past the stop's grace, for the workers to journal and answer
+CLOSE_S = 5.0  # for every worker together to close its sessions at the end
 # Units each worker runs at once. Two overlap one unit's read, tail and write with the
 # next one's calls, so the worker's in-flight slots stay full (the latency-bound
 # benchmark: 0.63 of a bare aiohttp client with one, 0.87 with two).
@@ -96,88 +108,6 @@ class QuietProgress:
         return None
 
 
-@ray.remote(num_cpus=0)
-class SimActor:
-    """The built-in simulator, hosted in its own process for the length of a job."""
-
-    def __init__(self) -> None:
-        self.server: Any = None
-
-    async def start(self, config_json: str) -> str:
-        from pipeline.sim import SimConfig, SimServer
-
-        self.server = SimServer(SimConfig.model_validate_json(config_json))
-        # The address Ray knows this node by: loopback for the private local Ray, the
-        # node's own address on a cluster, so workers on every node can reach it.
-        url: str = await self.server.start(ray.util.get_node_ip_address(), 0)
-        return url
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop()
-
-
-@ray.remote(max_restarts=0, max_task_retries=0)
-class WorkerActor:
-    """A Ray home for one `UnitRunner` (one aiohttp session, many calls in flight)."""
-
-    def __init__(
-        self,
-        spec_json: str,
-        job_id: str,
-        output_uri: str,
-        endpoints: dict[str, str],
-        quota_actors: dict[str, str],
-        deadline_at: float | None = None,
-        batch_turnaround_s: float | None = None,
-    ) -> None:
-        # A worker's sys.path starts with the job's working directory: say so plainly
-        # when a folder there is named like one of our packages.
-        ensure_own_packages()
-        client_id = f"{job_id}-{uuid.uuid4().hex[:8]}"
-        self.runner = UnitRunner(
-            JobSpec.model_validate_json(spec_json),
-            job_id,
-            output_uri,
-            endpoints,
-            quota_actors=quota_actors,
-            client_id=client_id,
-            budget_actors=True,
-            deadline_at=deadline_at,
-            batch_turnaround_s=batch_turnaround_s,
-        )
-        self.entered = False
-        self.entering: asyncio.Lock | None = None
-
-    async def process(self, unit: Unit, previous: UnitCommit | None) -> UnitReport:
-        # Units arrive concurrently (UNITS_PER_WORKER): the session is opened once.
-        self.entering = self.entering or asyncio.Lock()
-        async with self.entering:
-            if not self.entered:
-                await self.runner.__aenter__()
-                self.entered = True
-        return await self.runner.process(unit, previous)
-
-    async def canary(
-        self, rows: list[GoldenRow], targets: list[CanaryTarget]
-    ) -> tuple[list[CanaryAnswer], Any]:
-        """The golden set asked of each deployment (before any unit is handed out)."""
-        self.entering = self.entering or asyncio.Lock()
-        async with self.entering:
-            if not self.entered:
-                await self.runner.__aenter__()
-                self.entered = True
-        return await ask_canary(self.runner, rows, targets)
-
-    async def stats(self) -> dict[str, Any]:
-        """Live figures for the driver's progress display (runs beside `process`)."""
-        return self.runner.metrics.snapshot()
-
-    async def close(self) -> None:
-        if self.entered:
-            await self.runner.__aexit__(None, None, None)
-
-
 def preflight(spec: JobSpec) -> None:
     """Fail before any call: every used provider's key variable must be set."""
     missing = key_problems(spec)
@@ -185,13 +115,15 @@ def preflight(spec: JobSpec) -> None:
         raise ConfigError("; ".join(missing))
 
 
-def ensure_ray() -> None:
+def ensure_ray() -> bool:
+    """Connect to Ray; True when this call started a private one (this run owns it)."""
     if ray.is_initialized():
-        return
+        return False
     address = os.environ.get("RAY_ADDRESS")
     if address:
         # Join the cluster the user named (RAY_ADDRESS=auto finds a local `ray start`).
         ray.init(address=address, logging_level=logging.WARNING)
+        return False
     else:
         # Start a private Ray for this run; never attach to whatever else runs here.
         # Ray turns token authentication on for it, as it should, and says so on every
@@ -200,6 +132,7 @@ def ensure_ray() -> None:
             logging.ERROR
         )
         ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
+        return True
 
 
 def sim_config_json(spec: JobSpec, provider: str) -> str:
@@ -221,6 +154,21 @@ def start_quotas(spec: JobSpec, endpoints: dict[str, str]) -> dict[str, str]:
     return names
 
 
+def watch_actors(
+    watch: ActorWatch, spec: JobSpec, job_id: str, budget: Any, sims: dict[str, Any]
+) -> None:
+    """The actors no worker can replace: the job's budget, the providers' daily budgets,
+    the simulators. (Quota actors restart by themselves and are not watched.)"""
+    if budget is not None:
+        watch.add(f"the job's budget actor ({job_actor_name(job_id)})", budget)
+    for name, p in spec.providers.items():
+        if p.daily_budget_usd:
+            daily = start_daily_budget(name, p.daily_budget_usd)
+            watch.add(f"the daily budget actor of provider {name!r}", daily)
+    for name, actor in sims.items():
+        watch.add(f"the simulator actor of provider {name!r}", actor)
+
+
 @dataclass
 class _Dispatch:
     spec: JobSpec
@@ -234,6 +182,8 @@ class _Dispatch:
     failed: dict[int, str] = field(default_factory=dict)
     workers_lost: int = 0
     deadline_at: float | None = None  # run.deadline as epoch seconds, fixed at the start
+    stop: StopRequest = field(default_factory=StopRequest)
+    watch: ActorWatch = field(default_factory=ActorWatch)
     batch_turnaround_s: float | None = None  # from earlier runs' batches, when known
 
     def canary(self) -> CanaryResult:
@@ -283,26 +233,34 @@ class _Dispatch:
         idle = [w for _ in range(UNITS_PER_WORKER) for w in self.workers]
         dead: set[int] = set()
         last_poll = time.monotonic()
-        while queue or running:
+        while (queue or running) and not self.stop.requested:
             while idle and queue:
                 w, u = idle.pop(0), queue.popleft()
                 running[w.process.remote(u, self.plan.committed.get(u.index))] = (w, u)
-            ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=WAIT_S)
             if time.monotonic() - last_poll >= POLL_S:
                 last_poll = time.monotonic()
                 busy = {id(w): w for w, _ in running.values()}
                 self._poll(list(busy.values()))
+            self.stop.set(self.watch.lost())
             for ref in ready:
                 worker, unit = running.pop(ref)
                 try:
                     report: UnitReport = ray.get(ref)
+                except RayTaskError as exc:
+                    # The worker is alive and answered with an error. Caught before
+                    # RayActorError: an error raised by another actor the unit called
+                    # (the budget, say) is both, and is not the loss of this worker.
+                    idle.append(worker)
+                    self._failed(unit, queue, exc)
+                    continue
                 except RayActorError:
                     # The process died (killed, node lost): redo the unit; replace the
                     # worker once, however many of its units fail with it.
                     self.progress.note(
                         f"worker lost during unit {unit.index}; handing it out again"
                     )
-                    self._retry(unit, queue, "worker died repeatedly")
+                    self._retry(unit, queue, "its worker died each time", systemic=True)
                     if id(worker) not in dead:
                         dead.add(id(worker))
                         self.workers_lost += 1
@@ -311,20 +269,63 @@ class _Dispatch:
                         self.workers.append(replacement)
                         idle.extend([replacement] * UNITS_PER_WORKER)
                     continue
-                except RayTaskError as exc:
-                    cause = exc.cause if exc.cause is not None else exc
-                    self.progress.note(f"unit {unit.index} ({unit.source}) failed: {cause}")
-                    # Bad input will not get better; anything else is worth another try.
-                    terminal = isinstance(cause, TerminalError)
-                    self._retry(unit, queue, str(cause), transient=not terminal)
-                    idle.append(worker)
-                    continue
                 self.progress.advance(report)
                 idle.append(worker)
+        self._drain(running)
+
+    def _failed(self, unit: Unit, queue: deque[Unit], exc: RayTaskError) -> None:
+        cause = exc.cause if exc.cause is not None else exc
+        if isinstance(cause, RayActorError):
+            # An actor the unit called is gone. One the job cannot do without stops it
+            # (asked now, not at the next ping: the other units would fail the same way).
+            lost = self.watch.lost(wait_s=LOST_CHECK_S)
+            if lost is not None:
+                self.stop.set(lost)
+                return
+            self._retry(unit, queue, f"an actor it called was lost: {cause}", systemic=True)
+            return
+        self.progress.note(f"unit {unit.index} ({unit.source}) failed: {cause}")
+        # Bad input will not get better; anything else is worth another try.
+        terminal = isinstance(cause, TerminalError)
+        self._retry(unit, queue, str(cause), transient=not terminal)
+
+    def _drain(self, running: dict[Any, tuple[Any, Unit]]) -> None:
+        """The end of the run. After a stop, the workers start no more rows, calls in
+        flight get `run.stop_grace_s` (none once the stop is hard: a second Ctrl-C) and
+        what was answered is journalled; then every worker closes its sessions and ends."""
+        if running:
+            grace = self.spec.run.stop_grace_s
+            self.progress.note(
+                f"stopping: {self.stop.reason}; "
+                + ("now" if self.stop.hard else f"calls in flight get up to {grace:g} s")
+            )
+            told_hard = self.stop.hard
+            self._tell_stop(0.0 if told_hard else grace)
+            # The workers keep the grace themselves; this bound covers one that hangs.
+            end = time.monotonic() + (0.0 if told_hard else grace) + DRAIN_MARGIN_S
+            while running and time.monotonic() < end:
+                if self.stop.hard and not told_hard:  # asked again: cut the calls off now
+                    told_hard = True
+                    self._tell_stop(0.0)
+                    end = min(end, time.monotonic() + DRAIN_MARGIN_S)
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=WAIT_S)
+                for ref in ready:
+                    running.pop(ref)
+                    with contextlib.suppress(Exception):  # a failed unit is redone later
+                        report: UnitReport = ray.get(ref)
+                        if not report.stopped:
+                            self.progress.advance(report)
+        closing = [w.close.remote() for w in self.workers]
+        with contextlib.suppress(Exception):  # a dead or stuck worker has nothing to close
+            ray.wait(closing, num_returns=len(closing), timeout=CLOSE_S)
         for w in self.workers:
-            with contextlib.suppress(Exception):  # a dead worker has nothing to close
-                ray.get(w.close.remote(), timeout=10)
-            ray.kill(w)
+            with contextlib.suppress(Exception):
+                ray.kill(w)
+
+    def _tell_stop(self, grace_s: float) -> None:
+        for w in self.workers:
+            with contextlib.suppress(Exception):  # a dead worker has no calls in flight
+                w.stop.remote(grace_s)
 
     def _poll(self, busy: list[Any]) -> None:
         """Ask busy workers for live figures; a slow or dead one is simply left out."""
@@ -342,12 +343,25 @@ class _Dispatch:
         }
         self.progress.live(live)
 
-    def _retry(self, unit: Unit, queue: deque[Unit], reason: str, transient: bool = True) -> None:
+    def _retry(
+        self,
+        unit: Unit,
+        queue: deque[Unit],
+        reason: str,
+        transient: bool = True,
+        systemic: bool = False,
+    ) -> None:
+        """Hand the unit out again, up to `run.max_unit_handouts`; then fail it, or, when
+        the cause is not the unit's own (`systemic`: workers or actors dying), stop the
+        job naming the cause rather than let every unit loop on it."""
         self.tries[unit.index] = self.tries.get(unit.index, 0) + 1
-        if transient and self.tries[unit.index] < MAX_UNIT_TRIES:
+        tries = self.tries[unit.index]
+        if transient and tries < self.spec.run.max_unit_handouts:
             queue.append(unit)
-        else:
-            self.failed[unit.index] = reason
+            return
+        self.failed[unit.index] = reason
+        if systemic:
+            self.stop.set(f"unit {unit.index} was handed out {tries} times and {reason}")
 
 
 def run_job(
@@ -356,7 +370,9 @@ def run_job(
     output_uri: str | None = None,
     job_id: str | None = None,
     progress: Progress | None = None,
+    stop: StopRequest | None = None,
 ) -> JobSummary:
+    """Run (or resume) the job; `stop` lets a caller end it early, as a signal does."""
     progress = progress or QuietProgress()
     started = time.monotonic()
     preflight(spec)
@@ -369,10 +385,12 @@ def run_job(
     failed: dict[int, str] = {}
     retried = lost = 0
     canary: CanaryResult | None = None
+    stop = stop or StopRequest()
+    private = False
     if todo:
-        ensure_ray()
+        private = ensure_ray()
         endpoints: dict[str, str] = {}
-        sims: list[Any] = []
+        sims: dict[str, Any] = {}
         used = {d.provider for d in spec.deployments()}
         for name, p in spec.providers.items():
             if p.kind == "sim" and name in used:
@@ -382,7 +400,7 @@ def run_job(
                 )
                 actor = SimActor.options(scheduling_strategy=here).remote()  # type: ignore[attr-defined]
                 endpoints[name] = ray.get(actor.start.remote(sim_config_json(spec, name)))
-                sims.append(actor)
+                sims[name] = actor
         progress.start(
             plan.job_id,
             plan.rows_total,
@@ -397,7 +415,14 @@ def run_job(
         if spec.budget_usd:
             # The cap is for the whole job: what committed units cost already counts.
             # Held here: the actor lives as long as this handle does.
-            spent = spent_in_commits(plan.committed.values()) + _canary_spent(out_uri, plan.job_id)
+            # So do answers an interrupted run paid for, journalled but not committed,
+            # and what an earlier canary of this job cost.
+            folder = JobFolder.open(out_uri, plan.job_id)
+            spent = (
+                spent_in_commits(plan.committed.values())
+                + journalled_usd(folder, (u.index for u in todo))
+                + _canary_spent(out_uri, plan.job_id)
+            )
             budget = start_budget(plan.job_id, spec.budget_usd, spent)
         deadline = (
             deadline_at(spec.run.deadline, datetime.now(UTC)).timestamp()
@@ -412,19 +437,21 @@ def run_job(
             log.info("batch turnaround %.0f s: %s", turnaround, source)
         dispatch = _Dispatch(
             spec, plan, out_uri, endpoints, quotas, progress,
-            deadline_at=deadline, batch_turnaround_s=turnaround,
+            deadline_at=deadline, batch_turnaround_s=turnaround, stop=stop,
         )  # fmt: skip
+        watch_actors(dispatch.watch, spec, plan.job_id, budget, sims)
         try:
-            if spec.routing.canary is not None:
-                progress.note("canary: asking the golden set of every routed deployment")
-                canary = dispatch.canary()
-            if canary is None or canary.passed:
-                dispatch.run()
+            with stop.on_signals():
+                if spec.routing.canary is not None:
+                    progress.note("canary: asking the golden set of every routed deployment")
+                    canary = dispatch.canary()
+                if canary is None or canary.passed:
+                    dispatch.run()
         finally:
             progress.stop()
             if budget is not None:
                 ray.kill(budget)
-            for actor in sims:
+            for actor in sims.values():
                 with contextlib.suppress(Exception):
                     ray.get(actor.stop.remote(), timeout=10)
                 ray.kill(actor)
@@ -441,6 +468,17 @@ def run_job(
     )
     summary.units_retried, summary.workers_lost = retried, lost
     summary.canary = canary
+    summary.stopped = stop.reason
+    if stop.requested:
+        # What the stop kept beyond the commits: answers paid for, taken back by the rerun.
+        folder = JobFolder.open(out_uri, plan.job_id)
+        pending = [u.index for u in plan.units if u.index not in plan.committed]
+        summary.rows_journalled = journalled_rows(folder, pending)
+        summary.journalled_usd = journalled_usd(folder, pending)
+        if private:
+            # A stopped run leaves nothing behind: not its workers, not the quota actors
+            # (detached, so they outlive a driver), not the private Ray itself.
+            ray.shutdown()
     attach_forecast(summary, out_uri)
     if canary is not None and not canary.passed:
         write_summary(out_uri, plan.job_id, summary)

@@ -69,6 +69,23 @@ class JobSummary(BaseModel):
     workers_lost: int = Field(
         default=0, description="Worker processes that died and were replaced."
     )
+    rows_recovered: int = Field(
+        default=0,
+        description="Rows whose answer an earlier, interrupted run had paid for, taken from "
+        "the unit's answer journal instead of being asked (and paid) again.",
+    )
+    rows_journalled: int = Field(
+        default=0,
+        description="After a stop: answered rows of uncommitted units, kept in their "
+        "journals for the next run.",
+    )
+    journalled_usd: float = Field(
+        default=0.0, description="After a stop: what those journalled answers cost."
+    )
+    stopped: str | None = Field(
+        default=None,
+        description="Why this run stopped before its end (a signal, a lost actor), if it did.",
+    )
     calls: int = Field(description="Calls paid for (cost rows that are not reused answers).")
     cache_hits: int = Field(default=0, description="Rows answered from the response cache.")
     duplicates: int = Field(default=0, description="Rows answered by an identical row's call.")
@@ -124,6 +141,8 @@ class JobSummary(BaseModel):
         if self.canary is not None and not self.canary.passed:
             reasons.insert(0, "the canary failed (see summary.canary)")
         reasons += [f"file {f}: {why}" for f, why in sorted(self.bad_files.items())]
+        if self.stopped:
+            reasons.insert(0, self.stopped)
         if self.rows_pending:
             reasons.append(f"{self.rows_pending} rows not done")
         raise JobIncomplete(
@@ -254,6 +273,7 @@ def build_summary(
         rows_error=errors.height,
         rows_duplicate=rows_dup,
         rows_retryable=retryable,
+        rows_recovered=sum(c.rows_recovered for c in plan.committed.values()),
         rows_pending=plan.rows_total - committed_rows,
         units_total=len(plan.units),
         units_committed=len(plan.committed),

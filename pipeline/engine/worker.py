@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -27,13 +28,15 @@ import pyarrow.parquet as pq
 
 from jobs.base import get_job_kind
 from pipeline.calls.batching import BatchAwareLimiter, BatchingProvider, BatchPlan, SyncCall
-from pipeline.calls.cache import FREE_STATUSES, ResponseCache
+from pipeline.calls.cache import ResponseCache
 from pipeline.calls.execute import Limiter, RowExecutor, RowOutcome
 from pipeline.calls.retry import RetryPolicy
 from pipeline.calls.reuse import AnswerReuse, InFlight, split_rows
-from pipeline.costs import add_cost_column
+from pipeline.engine.journal import UnitJournal, take_back
+from pipeline.engine.outputs import row_costs, spend_by_model, unit_tables
 from pipeline.engine.plan import Unit
 from pipeline.engine.rows import ID, SENSITIVE, TEXT, TIER, prepare_unit, read_unit, unit_columns
+from pipeline.engine.stopping import RowGate
 from pipeline.errors import TierlineError
 from pipeline.jobfolder import BatchJournal, JobFolder, unit_files
 from pipeline.limits.budget import Budgets
@@ -47,10 +50,11 @@ from pipeline.store import Store, table_to_parquet_bytes
 from pipeline.tokens import chat_overhead_tokens, count_tokens, count_tokens_batch
 from schemas.job import CascadeSpec, Deployment, JobSpec
 from schemas.prices import PriceTable
-from schemas.records import COSTS, ERRORS, RESULTS, RETRYABLE_ERRORS, FileEntry, UnitCommit
+from schemas.records import COSTS, ERRORS, RESULTS, FileEntry, UnitCommit
 
 log = logging.getLogger(__name__)
 
+NOT_ASKED = "not_asked"  # a row a stop kept from its answer (never written: no commit)
 # Providers cache a prompt prefix from this length on (OpenAI's rule; Anthropic's smallest).
 PROMPT_CACHE_MIN_TOKENS = 1024
 
@@ -64,6 +68,7 @@ class UnitReport:
     calls: int
     cost_usd: float
     tiers: dict[str, int]
+    stopped: bool = False  # the run stopped: not committed, its answers journalled
 
 
 class UnitRunner:
@@ -113,6 +118,7 @@ class UnitRunner:
         self.batch_turnaround_s = batch_turnaround_s or spec.run.batch_turnaround_s
         self.batching: dict[str, BatchingProvider] = {}
         self.sync_providers: dict[str, Provider] = {}
+        self.gate = RowGate()
 
     def _budgets(self) -> Budgets:
         """The job's budget and the providers' daily budgets, as leases from their actors."""
@@ -301,7 +307,10 @@ class UnitRunner:
                 tokens[i] = int(c) + overhead
         return tokens, text_tokens
 
-    async def call_all(self, todo: pl.DataFrame) -> list[RowOutcome]:
+    async def call_all(
+        self, todo: pl.DataFrame, journal: UnitJournal | None = None
+    ) -> list[RowOutcome]:
+        """Every row's outcome; each answer goes to `journal` as it arrives."""
         assert self.executor is not None
         executor = self.executor
         # Batched calls wait in a provider batch, not in a connection: no bound here.
@@ -314,13 +323,21 @@ class UnitRunner:
 
         async def one(i: int, rid: str, text: str, tier: str, sensitive: bool) -> RowOutcome:
             only = allowed if sensitive else None
-            if longdocs is not None and longdocs.too_long(tier, tokens[i]):
-                # Map-reduce (or a longer-context tier): its calls share the limits below.
-                outcome = await longdocs.run(rid, text, tier, text_tokens[i], only)
-                self.metrics.row(outcome.tier, outcome.ok)
-                return outcome
-            async with sem:
-                outcome = await executor.run(rid, text, tier, tokens[i], only)
+
+            async def ask() -> RowOutcome | None:
+                if longdocs is not None and longdocs.too_long(tier, tokens[i]):
+                    # Map-reduce (or a longer-context tier): its calls share the limits below.
+                    return await longdocs.run(rid, text, tier, text_tokens[i], only)
+                async with sem:
+                    if self.gate.stopping:  # waited for a slot while the run was stopping
+                        return None
+                    return await executor.run(rid, text, tier, tokens[i], only)
+
+            outcome = await self.gate.run(ask)
+            if outcome is None:  # not asked, or cut off by the stop: the unit won't commit
+                return RowOutcome(id=rid, tier=tier, ok=False, error_type=NOT_ASKED)
+            if journal is not None:
+                journal.add(outcome)
             self.metrics.row(outcome.tier, outcome.ok)
             return outcome
 
@@ -343,10 +360,19 @@ class UnitRunner:
                 return await one(i, *rows[i]), True
             return self.reuse.duplicate(rows[i][0], leading), False
 
-        done, followed = await asyncio.gather(
-            asyncio.gather(*(asking.lead(keys[i], one(i, *rows[i])) for i in run)),
-            asyncio.gather(*(follow_one(i, f) for i, f in follow.items())),
+        # Every row runs to its end even when one raises (an actor it needs was lost):
+        # the answers of the others reach the journal before the unit fails.
+        led, trailed = await asyncio.gather(
+            asyncio.gather(
+                *(asking.lead(keys[i], one(i, *rows[i])) for i in run), return_exceptions=True
+            ),
+            asyncio.gather(*(follow_one(i, f) for i, f in follow.items()), return_exceptions=True),
         )
+        for x in (*led, *trailed):
+            if isinstance(x, BaseException):
+                raise x
+        done = [o for o in led if isinstance(o, RowOutcome)]
+        followed = [o for o in trailed if not isinstance(o, BaseException)]
         called = set(run)
         for i, o in zip(run, done, strict=True):
             outcomes[i] = o
@@ -367,66 +393,6 @@ class UnitRunner:
         self.reuse.remember([keys[i] for i in run], done)
         return final
 
-    def tables(self, unit: Unit, outcomes: list[RowOutcome]) -> tuple[pa.Table, pa.Table, pa.Table]:
-        now = datetime.now(UTC)
-        ok = [o for o in outcomes if o.ok]
-        bad = [o for o in outcomes if not o.ok]
-        results = pa.Table.from_pylist(
-            [
-                {
-                    "id": o.id,
-                    "output": o.output,
-                    "tier": o.tier,
-                    "routed_tier": o.routed_tier or o.tier,
-                    "provider": o.provider,
-                    "model": o.model,
-                    "prompt_version": o.prompt_version,
-                    "status": "ok",
-                    "attempts": o.attempts,
-                    "retries": o.retries,
-                    "rate_limited": o.rate_limited,
-                    "accepted_attempt": o.accepted_attempt,
-                    "accepted_reason": o.accepted_reason,
-                    "latency_ms": o.latency_ms,
-                    "unit": unit.index,
-                    "completed_at": now,
-                }
-                for o in ok
-            ],
-            schema=RESULTS,
-        )
-        errors = pa.Table.from_pylist(
-            [
-                {
-                    "id": o.id,
-                    "error_type": o.error_type,
-                    "message": o.message,
-                    "attempts": o.attempts,
-                    "tier": o.tier or None,
-                    "provider": o.provider,
-                    "model": o.model,
-                    "retryable": o.error_type in RETRYABLE_ERRORS,
-                    "unit": unit.index,
-                }
-                for o in bad
-            ],
-            schema=ERRORS,
-        )
-        call_rows = [c.cost_row(o.id, unit.index) for o in outcomes for c in o.calls]
-        costs = self._price(call_rows)
-        return results, costs, errors
-
-    def _price(self, call_rows: list[dict[str, object]]) -> pa.Table:
-        if not call_rows:
-            return COSTS.empty_table()
-        df = add_cost_column(pl.DataFrame(call_rows), self.prices)
-        # Reused answers cost nothing; their tokens stay, so savings can be priced.
-        free = pl.col("call_status").is_in(list(FREE_STATUSES))
-        df = df.with_columns(
-            pl.when(free).then(0.0).otherwise(pl.col("cost_usd")).alias("cost_usd")
-        )
-        return df.select(COSTS.names).to_arrow().cast(COSTS)
-
     def read_commit(self, commit: UnitCommit) -> tuple[pa.Table, pa.Table, pa.Table]:
         def read(path: str, schema: pa.Schema) -> pa.Table:
             table = pq.read_table(pa.BufferReader(self.out.read_bytes(path)))
@@ -445,6 +411,7 @@ class UnitRunner:
         costs: pa.Table,
         errors: pa.Table,
         previous: UnitCommit | None = None,
+        rows_recovered: int = 0,
     ) -> UnitCommit:
         generation = previous.generation + 1 if previous else 0
         names = unit_files(unit.index, generation)
@@ -472,6 +439,7 @@ class UnitRunner:
             rows_ok=results.num_rows,
             rows_error=errors.num_rows,
             rows_duplicate=max(0, unit.row_count - results.num_rows - errors.num_rows),
+            rows_recovered=rows_recovered + (previous.rows_recovered if previous else 0),
             cost_usd=float(pc.sum(costs["cost_usd"]).as_py() or 0.0),
             calls=costs.num_rows,
             results=entries["results"],
@@ -488,6 +456,35 @@ class UnitRunner:
                     self.out.delete(old.path)
         return commit
 
+    def row_costs(self, outcomes: Sequence[RowOutcome]) -> list[float]:
+        return row_costs(outcomes, self.prices)
+
+    def stop(self, grace_s: float) -> None:
+        """Start no more rows; cancel those in flight after `grace_s` (see `RowGate`)."""
+        self.gate.request(grace_s)
+
+    async def _flush_cache(self, unit: Unit) -> None:
+        try:
+            await self.reuse.flush()
+        except TierlineError as exc:
+            log.warning("response cache not written for unit %s: %s", unit.index, exc)
+
+    async def _take_back(
+        self, journal: UnitJournal, todo: pl.DataFrame
+    ) -> tuple[list[RowOutcome], pl.DataFrame]:
+        """Rows an earlier, interrupted run of this unit was answered for: taken from its
+        journal at $0 now (they were paid then), and the rows still to ask."""
+        earlier = await asyncio.to_thread(journal.read)
+        if not earlier:
+            return [], todo
+        rows = list(todo.select(ID, TEXT, TIER, SENSITIVE).iter_rows())
+        ids = [str(r[0]) for r in rows]
+        done, ask = take_back(ids, self.reuse.keys(rows), earlier)
+        for o in done.values():
+            self.metrics.row(o.tier, o.ok)
+        log.info("unit %s: %d answers taken back from its journal", journal.unit, len(done))
+        return list(done.values()), todo[ask]
+
     async def process(self, unit: Unit, previous: UnitCommit | None = None) -> UnitReport:
         """Do a unit; with `previous` (its committed state), only retry its retryable rows
         and write the next generation of its files. Several units may run at once on one
@@ -503,21 +500,38 @@ class UnitRunner:
             keep = [i not in done for i in old_errors["id"].to_pylist()]
             kept = (old_results, old_costs, old_errors.filter(pa.array(keep, pa.bool_())))
             early = []
-        outcomes = early + await self.call_all(todo)
+        journal = UnitJournal(
+            JobFolder(self.out),
+            unit.index,
+            self.row_costs,
+            every_rows=self.spec.run.journal_every_rows,
+            every_s=self.spec.run.journal_every_s,
+        )
+        recovered, todo = await self._take_back(journal, todo)
+        async with journal:
+            outcomes = early + recovered + await self.call_all(todo, journal)
+        if self.gate.stopping:
+            # Stopped: what was answered is in the journal; the unit is left uncommitted.
+            self.metrics.unit_rows -= sum(o.error_type != NOT_ASKED for o in outcomes)
+            await self._flush_cache(unit)
+            return UnitReport(unit.index, len(outcomes), 0, 0, 0, 0.0, {}, stopped=True)
         for o in early:
             self.metrics.row(o.tier, False)
-        results, costs, errors = self.tables(unit, outcomes)
-        for (prov, model), usd in _spend_by_model(costs).items():
+        results, costs, errors = unit_tables(unit.index, outcomes, self.prices)
+        for (prov, model), usd in spend_by_model(costs).items():
             self.metrics.spend(prov, model, usd)
         if kept is not None:
             results = pa.concat_tables([kept[0], results])
             costs = pa.concat_tables([kept[1], costs])
             errors = pa.concat_tables([kept[2], errors])
-        try:
-            await self.reuse.flush()  # before the marker: a committed row's answer is kept
+        await self._flush_cache(unit)  # before the marker: a committed row's answer is kept
+        commit = await asyncio.to_thread(
+            self.write, unit, results, costs, errors, previous, len(recovered)
+        )
+        try:  # the answers are in the committed files now; a stale journal is harmless
+            await asyncio.to_thread(journal.clear)
         except TierlineError as exc:
-            log.warning("response cache not written for unit %s: %s", unit.index, exc)
-        commit = await asyncio.to_thread(self.write, unit, results, costs, errors, previous)
+            log.warning("journal of unit %s not cleared: %s", unit.index, exc)
         self.metrics.unit_rows -= len(outcomes)  # the unit's rows are now in its report
         tiers: dict[str, int] = {}
         for o in outcomes:
@@ -531,12 +545,3 @@ class UnitRunner:
             cost_usd=commit.cost_usd,
             tiers=tiers,
         )
-
-
-def _spend_by_model(costs: pa.Table) -> dict[tuple[str, str], float]:
-    if costs.num_rows == 0:
-        return {}
-    df = pl.from_arrow(costs.select(["provider", "model", "cost_usd"]))
-    assert isinstance(df, pl.DataFrame)
-    grouped = df.group_by("provider", "model").agg(pl.col("cost_usd").sum())
-    return {(p, m): float(c) for p, m, c in grouped.iter_rows()}

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, Field
 
 from jobs.base import get_job_kind
-from pipeline.engine.plan import Unit
+from pipeline.engine.outputs import unit_tables
 from pipeline.engine.worker import UnitRunner
 from pipeline.evals.golden import EvalSet
 from pipeline.evals.prompts import PromptSet
@@ -107,8 +107,7 @@ async def _one(
     async with runner:
         todo, early = runner.prepare(golden.table)
         outcomes = early + await runner.call_all(todo)
-        unit = Unit(0, golden.uri, (0,), 0, golden.rows)
-        results, costs, errors = runner.tables(unit, outcomes)
+        results, costs, errors = unit_tables(0, outcomes, runner.prices)
     answers = dict(zip(results["id"].to_pylist(), results["output"].to_pylist(), strict=True))
     cost = float(pc.sum(costs["cost_usd"]).as_py() or 0.0) if costs.num_rows else 0.0
     return score(golden, answers), errors.num_rows, costs.num_rows, cost

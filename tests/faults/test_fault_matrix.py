@@ -220,10 +220,11 @@ def test_driver_killed_then_rerun_skips_committed_rows(tmp_path: Path, sim: Sim)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     prefix = str(next(p for p in (tmp_path / "out").iterdir() if not p.name.startswith("_")))
     assert_verified(prefix)
-    # The rerun asked the provider only for rows of units that had not been committed.
+    # The rerun asked the provider only for rows of units that had not been committed
+    # (and not even for those whose answers the killed run had journalled).
     summary = json.loads(Path(prefix, "summary.json").read_text())
     calls_committed_before = sum(c["calls"] for c in done)
-    assert sim.stats()["total"]["requests"] == summary["calls"] - calls_committed_before
+    assert sim.stats()["total"]["requests"] <= summary["calls"] - calls_committed_before
 
 
 def test_s3_failing_for_a_while_the_job_completes(

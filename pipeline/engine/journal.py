@@ -1,0 +1,215 @@
+"""Answers kept as they arrive, so an interrupted unit does not pay for them again.
+
+    journal = UnitJournal(folder, unit=7, price=row_costs)
+    earlier = journal.read()                 # id -> RowOutcome an earlier run paid for
+    async with journal:                      # writes every `every_rows` answers or `every_s`
+        journal.add(outcome)                 # ...and what is left when the block ends
+    journal.clear()                          # after the unit's commit marker
+
+A unit's rows count as done only when its marker is written (data first, marker last);
+until then its answers live in memory, and a crash, a stop or a lost node would throw
+away every answered row of every unit in flight. The journal writes them in small parts
+beside the unit's outputs (`_journal/unit-<n>/`, named by `pipeline.jobfolder`); the next
+run of the unit takes them back at $0 instead of asking again, and its commit records
+them once, with the cost the first run paid (`rows_recovered` in the summary).
+
+Only answers that cost money to redo are kept: an outcome with a billed call, and not a
+retryable error (a `budget_exhausted` or `deferred` row is meant to be asked again).
+A part is one JSON object per line: `{"id", "cost_usd", "outcome"}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, fields
+from types import TracebackType
+from typing import Any
+
+from pipeline.calls.cache import FREE_STATUSES
+from pipeline.calls.execute import CallRecord, RowOutcome
+from pipeline.calls.reuse import AnswerReuse
+from pipeline.errors import TierlineError
+from pipeline.jobfolder import JobFolder
+from schemas.records import RETRYABLE_ERRORS
+
+log = logging.getLogger(__name__)
+
+RowCosts = Callable[[Sequence[RowOutcome]], list[float]]  # USD per outcome, as billed
+_OUTCOME_FIELDS = {f.name for f in fields(RowOutcome)}
+
+
+def worth_keeping(outcome: RowOutcome) -> bool:
+    """A paid answer that a rerun would otherwise pay for again."""
+    if not outcome.ok and outcome.error_type in RETRYABLE_ERRORS:
+        return False
+    return any(c.call_status not in FREE_STATUSES for c in outcome.calls)
+
+
+def to_record(outcome: RowOutcome, cost_usd: float) -> dict[str, Any]:
+    return {"id": outcome.id, "cost_usd": cost_usd, "outcome": asdict(outcome)}
+
+
+def from_record(record: dict[str, Any]) -> RowOutcome:
+    doc = {k: v for k, v in record["outcome"].items() if k in _OUTCOME_FIELDS}
+    doc["calls"] = [CallRecord(**c) for c in doc.get("calls", [])]
+    return RowOutcome(**doc)
+
+
+class UnitJournal:
+    def __init__(
+        self,
+        folder: JobFolder,
+        unit: int,
+        price: RowCosts,
+        *,
+        every_rows: int = 32,
+        every_s: float = 2.0,
+    ) -> None:
+        self.folder, self.unit, self.price = folder, unit, price
+        # Each journal (one hand-out of a unit) names its own parts: never overwritten.
+        self.writer = uuid.uuid4().hex[:12]
+        self.every_rows, self.every_s = every_rows, every_s
+        self.pending: list[RowOutcome] = []
+        self.written = 0
+        self._seq = 0
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- reading ---------------------------------------------------------------------
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record of the unit's journal; a part that cannot be read is skipped
+        (its rows are asked again, as they would have been without a journal)."""
+        out: list[dict[str, Any]] = []
+        for path in self.folder.journal_parts(self.unit):
+            try:
+                text = self.folder.store.read_bytes(path).decode()
+                out.extend(json.loads(line) for line in text.splitlines() if line)
+            except (OSError, ValueError, TierlineError) as exc:
+                log.warning("journal part %s not read: %s", path, exc)
+        return out
+
+    def read(self) -> dict[str, RowOutcome]:
+        """id -> the answer an earlier run of this unit paid for."""
+        found: dict[str, RowOutcome] = {}
+        for record in self.records():
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                found[str(record["id"])] = from_record(record)
+        return found
+
+    def spent_usd(self) -> float:
+        """What the journalled answers cost: spent, though no marker records it yet."""
+        return sum(float(r.get("cost_usd") or 0.0) for r in self.records())
+
+    def clear(self) -> None:
+        self.folder.clear_journal(self.unit)
+
+    # --- writing ---------------------------------------------------------------------
+
+    def add(self, outcome: RowOutcome) -> None:
+        if worth_keeping(outcome):
+            self.pending.append(outcome)
+            if len(self.pending) >= self.every_rows:
+                self._wake.set()
+
+    async def flush(self) -> None:
+        """Write what is pending as one new part (in a thread: S3 or fsync)."""
+        async with self._lock:
+            batch, self.pending = self.pending, []
+            if not batch:
+                return
+            costs = self.price(batch)
+            lines = [json.dumps(to_record(o, c)) for o, c in zip(batch, costs, strict=True)]
+            path = self.folder.journal_part(self.unit, self.writer, self._seq)
+            self._seq += 1
+            data = ("\n".join(lines) + "\n").encode()
+            try:
+                await asyncio.to_thread(self.folder.store.write_bytes, path, data)
+            except TierlineError:
+                self.pending[:0] = batch  # kept for the next try; the unit goes on
+                raise
+            self.written += len(batch)
+
+    async def _run(self) -> None:
+        while True:
+            started = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.every_s)
+            self._wake.clear()
+            try:
+                await self.flush()
+            except TierlineError as exc:  # storage trouble: try again at the next turn
+                log.warning("journal of unit %s not written: %s", self.unit, exc)
+            # Never more than a few writes a second, however fast answers come.
+            await asyncio.sleep(max(0.0, 0.2 - (time.monotonic() - started)))
+
+    async def __aenter__(self) -> UnitJournal:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        try:
+            await self.flush()  # what came back before the end (a stop, an error) is kept
+        except TierlineError as e:  # the unit's own files hold them once it commits
+            log.warning("journal of unit %s not written: %s", self.unit, e)
+
+
+def journalled_usd(folder: JobFolder, units: Iterable[int]) -> float:
+    """What the journalled answers of `units` cost: money spent that no commit marker
+    records yet, so a rerun's budget counts it."""
+    return sum(UnitJournal(folder, u, _unpriced).spent_usd() for u in units)
+
+
+def journalled_rows(folder: JobFolder, units: Iterable[int]) -> int:
+    """Answers kept in the journals of `units`: what a rerun takes back at $0."""
+    return sum(len(UnitJournal(folder, u, _unpriced).read()) for u in units)
+
+
+def _unpriced(outcomes: Sequence[RowOutcome]) -> list[float]:
+    raise AssertionError("a journal opened for reading does not write")
+
+
+def take_back(
+    ids: Sequence[str], keys: Sequence[str | None], earlier: dict[str, RowOutcome]
+) -> tuple[dict[int, RowOutcome], list[int]]:
+    """Rows an earlier run answered (index -> its outcome; a row identical to one of them,
+    by request key, gets that answer as a $0 duplicate), and the indices still to ask.
+
+        done, ask = take_back(["a", "b", "c"], ["k1", "k1", "k2"], {"a": outcome})
+        # done == {0: outcome, 1: <duplicate of outcome for "b">}, ask == [2]
+    """
+    if not earlier:
+        return {}, list(range(len(ids)))
+    done: dict[int, RowOutcome] = {}
+    by_key: dict[str, RowOutcome] = {}
+    for i, rid in enumerate(ids):
+        if rid in earlier:
+            done[i] = earlier[rid]
+            if keys[i] is not None:
+                by_key.setdefault(keys[i], earlier[rid])  # type: ignore[arg-type]
+    ask = []
+    for i, rid in enumerate(ids):
+        if i in done:
+            continue
+        key = keys[i]
+        if key is not None and key in by_key:
+            done[i] = AnswerReuse.duplicate(rid, by_key[key])
+        else:
+            ask.append(i)
+    return done, ask

@@ -1,0 +1,234 @@
+"""A run ended part-way (killed, or stopped by a signal), then the same command again.
+
+What a user checks afterwards: the rerun finishes, `tierline verify` passes, and the
+provider was not paid twice for an answer. The simulator runs in this test process, so
+its counters span both runs: `repeated_answers` counts answers to a request it had
+already answered (a row paid twice); `ok` counts every answer it gave.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.faults.test_fault_matrix import (
+    REPO,
+    TIERS,
+    Sim,
+    assert_verified,
+    commits,
+    ray_worker_pids,
+    sim_provider,
+    wait_for,
+)
+from tests.faults.test_fault_matrix import _descends_from as descends_from
+from tests.integration.helpers import spec_for, write_shards
+
+pytestmark = pytest.mark.faults
+
+# Answers a SIGKILL can cost at most: those not yet in the journal (`journal_every_rows`)
+# and those the provider sent as the worker died (calls in flight, two units per worker).
+EVERY_ROWS = 4
+IN_FLIGHT = 4
+LOST_AT_MOST = 2 * EVERY_ROWS + 2 * IN_FLIGHT
+
+
+class Driver:
+    """`tierline run SPEC` in its own session (process group), as a user or a pod runs it."""
+
+    def __init__(self, tmp_path: Path, spec: dict[str, Any]) -> None:
+        self.spec_file = tmp_path / "spec.yaml"
+        self.spec_file.write_text(yaml.safe_dump(spec))
+        self.cmd = [sys.executable, "-m", "pipeline.cli.app", "run", str(self.spec_file)]
+        self.env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        self.log = tmp_path / "driver.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> subprocess.Popen[bytes]:
+        with self.log.open("w") as log:
+            self.proc = subprocess.Popen(
+                self.cmd,
+                cwd=REPO,
+                env=self.env,
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        return self.proc
+
+    def tail(self) -> str:
+        return self.log.read_text()[-3000:]
+
+    def rerun(self) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.cmd, cwd=REPO, env=self.env, capture_output=True, text=True, timeout=300
+        )
+
+
+def job_spec(tmp_path: Path, sim: Sim, **run: Any) -> dict[str, Any]:
+    write_shards(tmp_path / "in", shards=3, rows=200, row_group=50)
+    spec = spec_for(
+        str(tmp_path / "in"),
+        str(tmp_path / "out"),
+        providers=sim_provider(sim),
+        tiers=TIERS,
+        input={
+            "uri": str(tmp_path / "in"),
+            "id_column": "ticket_id",
+            "text_columns": ["subject", "body"],
+            "rows_per_unit": 200,  # long units: many answers wait for a commit
+        },
+        run={
+            "workers": 1,
+            "max_in_flight": IN_FLIGHT,
+            "journal_every_rows": EVERY_ROWS,
+            "journal_every_s": 0.5,
+            **run,
+        },
+    )
+    return spec.model_dump(mode="json")
+
+
+def job_folder(tmp_path: Path) -> Path:
+    return next(p for p in (tmp_path / "out").iterdir() if not p.name.startswith("_"))
+
+
+def answers(sim: Sim) -> int:
+    return int(sim.stats()["total"]["ok"])
+
+
+@pytest.mark.timeout(300)
+def test_driver_killed_mid_unit_rerun_pays_no_answer_twice(
+    tmp_path: Path,
+    sim: Sim,
+) -> None:
+    sim.post("/admin/config", {"latency": {"mean_ms": 100, "jitter_ms": 10}})
+    driver = Driver(tmp_path, job_spec(tmp_path, sim))
+    proc = driver.start()
+    try:
+        # Answers have come back, none of their units has committed: before the journal,
+        # a crash now threw every one of them away.
+        wait_for(lambda: answers(sim) >= 120, timeout=120)
+    except TimeoutError:
+        raise AssertionError(driver.tail()) from None
+    finally:
+        workers = ray_worker_pids(root=proc.pid)  # before the kill orphans them
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), timeout=60)
+    answered_before = answers(sim)
+    committed_before = len(commits(tmp_path / "out"))
+
+    sim.post("/admin/config", {"latency": {"mean_ms": 5, "jitter_ms": 1}})
+    rerun = driver.rerun()
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    prefix = job_folder(tmp_path)
+    assert_verified(str(prefix))
+    summary = json.loads((prefix / "summary.json").read_text())
+    stats = sim.stats()
+    # Every answer the provider gave is one paid call in the cost rows, except the few
+    # that were paid twice; and those are only what the kill caught unjournalled.
+    assert stats["total"]["ok"] == summary["calls"] + stats["repeated_answers"]
+    assert stats["repeated_answers"] <= LOST_AT_MOST, stats["repeated_answers"]
+    # The uncommitted answers came back from the journal at $0, not from the provider.
+    assert committed_before == 0 or summary["rows_recovered"] > 0
+    assert summary["rows_recovered"] >= answered_before - LOST_AT_MOST - 200 * committed_before
+    assert not list(prefix.glob("_journal/**/*.jsonl"))  # cleared once its units committed
+
+
+def descendants(root: int) -> list[int]:
+    """Every process under `root` (the driver): its private Ray and that Ray's workers."""
+    return [
+        int(e.name)
+        for e in Path("/proc").iterdir()
+        if e.name.isdigit() and descends_from(int(e.name), root)
+    ]
+
+
+def gone(pids: list[int]) -> bool:
+    return not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+@pytest.mark.timeout(300)
+def test_sigterm_stops_gracefully_then_rerun_pays_nothing_twice(tmp_path: Path, sim: Sim) -> None:
+    sim.post("/admin/config", {"latency": {"mean_ms": 100, "jitter_ms": 10}})
+    driver = Driver(tmp_path, job_spec(tmp_path, sim, stop_grace_s=10))
+    proc = driver.start()
+    try:
+        wait_for(lambda: answers(sim) >= 120, timeout=120)
+    except TimeoutError:
+        proc.kill()
+        raise AssertionError(driver.tail()) from None
+    ray_processes = descendants(proc.pid)
+    signalled = time.monotonic()
+    os.kill(proc.pid, signal.SIGTERM)  # what Kubernetes sends a pod it drains
+    assert proc.wait(timeout=60) == 1, driver.tail()
+    assert time.monotonic() - signalled < 10 + 15  # the grace, then a clean end
+    stderr = driver.log.read_text()
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("stopped by SIGTERM")]
+    assert len(lines) == 1, stderr[-3000:]
+    assert "answered rows in journals" in lines[0]
+    assert f"finish with: tierline run {driver.spec_file}" in lines[0]
+    assert "Unclosed client session" not in stderr
+    # The private Ray it started is gone with it: no orphaned actor or worker.
+    wait_for(lambda: gone(ray_processes), timeout=30)
+    answered_before = answers(sim)
+
+    sim.post("/admin/config", {"latency": {"mean_ms": 5, "jitter_ms": 1}})
+    rerun = driver.rerun()
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    prefix = job_folder(tmp_path)
+    assert_verified(str(prefix))
+    summary = json.loads((prefix / "summary.json").read_text())
+    stats = sim.stats()
+    # A graceful stop loses nothing: every answer the provider gave was paid once.
+    assert stats["repeated_answers"] == 0
+    assert stats["total"]["ok"] == summary["calls"]
+    assert summary["rows_recovered"] > 0
+    assert answered_before > 0
+
+
+@pytest.mark.timeout(300)
+def test_ctrl_c_twice_stops_at_once_then_rerun_finishes(tmp_path: Path, sim: Sim) -> None:
+    sim.post("/admin/config", {"latency": {"mean_ms": 100, "jitter_ms": 10}})
+    driver = Driver(tmp_path, job_spec(tmp_path, sim))  # the default 20 s grace
+    proc = driver.start()
+    try:
+        wait_for(lambda: answers(sim) >= 120, timeout=120)
+    except TimeoutError:
+        proc.kill()
+        raise AssertionError(driver.tail()) from None
+    ray_processes = descendants(proc.pid)
+    # A terminal's Ctrl-C goes to the whole foreground process group.
+    os.killpg(proc.pid, signal.SIGINT)
+    wait_for(lambda: "stopping: stopped by SIGINT" in driver.log.read_text(), timeout=10)
+    again = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=60) == 1, driver.tail()
+    assert time.monotonic() - again < 15  # not the 20 s grace: at once, then a clean end
+    stderr = driver.log.read_text()
+    assert sum(ln.startswith("stopped by SIGINT") for ln in stderr.splitlines()) == 1
+    assert "Traceback" not in stderr and "Unclosed client session" not in stderr
+    wait_for(lambda: gone(ray_processes), timeout=30)
+    committed_before = len(commits(tmp_path / "out"))
+
+    sim.post("/admin/config", {"latency": {"mean_ms": 5, "jitter_ms": 1}})
+    rerun = driver.rerun()
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    prefix = job_folder(tmp_path)
+    assert_verified(str(prefix))
+    summary = json.loads((prefix / "summary.json").read_text())
+    stats = sim.stats()
+    # Cut off at once: calls in flight then were paid and not kept, and no others.
+    assert stats["total"]["ok"] == summary["calls"] + stats["repeated_answers"]
+    assert stats["repeated_answers"] <= 2 * IN_FLIGHT
+    assert len(commits(tmp_path / "out")) >= committed_before

@@ -1,0 +1,75 @@
+"""The answer journal: what it keeps, how it is read back, and which rows it answers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline.calls.execute import CallRecord, RowOutcome
+from pipeline.engine.journal import UnitJournal, take_back, worth_keeping
+from pipeline.jobfolder import JobFolder
+from pipeline.store import Store
+
+
+def answered(rid: str, *, ok: bool = True, error: str | None = None) -> RowOutcome:
+    call = CallRecord("p", "gpt-4o-mini", "cheap", 120, 3, "ok" if ok else "invalid_output", 1)
+    out = RowOutcome(id=rid, tier="cheap", ok=ok, output="billing" if ok else None, calls=[call])
+    out.provider, out.model, out.error_type = "p", "gpt-4o-mini", error
+    return out
+
+
+def flat(outcomes: Sequence[RowOutcome]) -> list[float]:
+    return [0.01] * len(outcomes)
+
+
+async def written(j: UnitJournal, n: int) -> None:
+    while j.written < n:
+        await asyncio.sleep(0.01)
+
+
+def journal(tmp_path: Path, unit: int = 3, every_rows: int = 2) -> UnitJournal:
+    folder = JobFolder(Store.open(str(tmp_path)))
+    return UnitJournal(folder, unit, flat, every_rows=every_rows, every_s=0.05)
+
+
+def test_paid_answers_are_kept_retryable_and_free_ones_are_not() -> None:
+    assert worth_keeping(answered("a"))
+    assert worth_keeping(answered("b", ok=False, error="invalid_output"))  # billed all the same
+    assert not worth_keeping(answered("c", ok=False, error="budget_exhausted"))
+    unbilled = RowOutcome(id="d", tier="cheap", ok=False, error_type="bad_request")
+    assert not worth_keeping(unbilled)
+    cached = answered("e")
+    cached.calls = [CallRecord("p", "m", "cheap", 1, 1, "cached", 0)]
+    assert not worth_keeping(cached)
+
+
+def test_answers_written_as_they_come_are_read_back_whole(tmp_path: Path) -> None:
+    async def go() -> None:
+        j = journal(tmp_path)
+        async with j:
+            for rid in ("a", "b", "c"):
+                j.add(answered(rid))
+            j.add(answered("x", ok=False, error="deferred"))
+            # Two answers make a part, written in the background without waiting for the end.
+            await asyncio.wait_for(written(j, 2), timeout=5)
+        assert j.written == 3  # the rest is written when the block ends
+
+    asyncio.run(go())
+    back = journal(tmp_path).read()
+    assert sorted(back) == ["a", "b", "c"]
+    assert back["a"] == answered("a")
+    assert journal(tmp_path).spent_usd() == 0.03
+    assert journal(tmp_path, unit=4).read() == {}  # units do not see each other's answers
+    journal(tmp_path).clear()
+    assert journal(tmp_path).read() == {}
+
+
+def test_take_back_answers_its_rows_and_their_identical_rows() -> None:
+    earlier = {"a": answered("a")}
+    done, ask = take_back(["a", "b", "c", "d"], ["k1", "k1", "k2", None], earlier)
+    assert ask == [2, 3]
+    assert done[0] is earlier["a"]
+    assert done[1].id == "b" and done[1].output == "billing"
+    assert [c.call_status for c in done[1].calls] == ["duplicate"]  # $0: paid once, for "a"
+    assert take_back(["a"], [None], {}) == ({}, [0])
