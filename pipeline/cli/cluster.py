@@ -46,6 +46,11 @@ def secret_env_names(spec: JobSpec) -> list[str]:
     return sorted({p.api_key_env for p in spec.providers.values() if p.api_key_env})
 
 
+def stop_wait_s(spec: JobSpec) -> int:
+    """How long Ray waits after its SIGTERM: the run's grace, and time to write and end."""
+    return int(spec.run.stop_grace_s) + 15
+
+
 def submit(
     spec: JobSpec,
     spec_text: str,
@@ -58,7 +63,12 @@ def submit(
     workdir = Path(tempfile.mkdtemp(prefix="tierline-submit-"))
     try:
         (workdir / "spec.yaml").write_text(spec_text)
-        runtime_env: dict[str, Any] = {"working_dir": str(workdir)}
+        runtime_env: dict[str, Any] = {
+            "working_dir": str(workdir),
+            # `tierline stop` reaches the driver as SIGTERM; Ray kills it 3 s later unless
+            # told to wait, which would cut the run's graceful stop short.
+            "env_vars": {"RAY_JOB_STOP_WAIT_TIME_S": str(stop_wait_s(spec))},
+        }
         if package:
             runtime_env["pip"] = [package]
         sid = submission_id(spec)

@@ -25,6 +25,8 @@ from pipeline.ownpackages import ensure_own_packages
 from schemas.job import JobSpec
 from schemas.records import UnitCommit
 
+GUARD_TIMEOUT_S = 10.0  # a busy actor answers in milliseconds; silence this long is loss
+
 
 @ray.remote(num_cpus=0)
 class SimActor:
@@ -60,6 +62,7 @@ class WorkerActor:
         quota_actors: dict[str, str],
         deadline_at: float | None = None,
         batch_turnaround_s: float | None = None,
+        guards: dict[str, Any] | None = None,
     ) -> None:
         # A worker's sys.path starts with the job's working directory: say so plainly
         # when a folder there is named like one of our packages.
@@ -75,7 +78,9 @@ class WorkerActor:
             budget_actors=True,
             deadline_at=deadline_at,
             batch_turnaround_s=batch_turnaround_s,
+            before_commit=self._guards_alive if guards else None,
         )
+        self.guards = dict(guards or {})
         self.entered = False
         self.entering: asyncio.Lock | None = None
 
@@ -87,6 +92,13 @@ class WorkerActor:
                 await self.runner.__aenter__()
                 self.entered = True
         return await self.runner.process(unit, previous)
+
+    async def _guards_alive(self) -> None:
+        """Raises (`RayActorError`) when an actor the unit needed is gone: its rows may
+        have failed for that reason alone (calls to a dead simulator), and must be redone
+        by the next run instead of being committed as error rows."""
+        refs = [actor.__ray_ready__.remote() for actor in self.guards.values()]
+        await asyncio.wait_for(asyncio.gather(*refs), timeout=GUARD_TIMEOUT_S)
 
     async def stop(self, grace_s: float) -> None:
         """The run is stopping: start no more rows; calls in flight get `grace_s`."""

@@ -222,6 +222,7 @@ class _Dispatch:
             self.quota_actors,
             self.deadline_at,
             self.batch_turnaround_s,
+            self.watch.actors,
         )
 
     def run(self) -> None:

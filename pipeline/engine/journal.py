@@ -13,8 +13,8 @@ beside the unit's outputs (`_journal/unit-<n>/`, named by `pipeline.jobfolder`);
 run of the unit takes them back at $0 instead of asking again, and its commit records
 them once, with the cost the first run paid (`rows_recovered` in the summary).
 
-Only answers that cost money to redo are kept: an outcome with a billed call, and not a
-retryable error (a `budget_exhausted` or `deferred` row is meant to be asked again).
+Only answers that cost money to redo are kept: a result or an `invalid_output` error,
+with a billed call (an error met on the way, `budget_exhausted` say, is asked again).
 A part is one JSON object per line: `{"id", "cost_usd", "outcome"}`.
 """
 
@@ -36,17 +36,19 @@ from pipeline.calls.execute import CallRecord, RowOutcome
 from pipeline.calls.reuse import AnswerReuse
 from pipeline.errors import TierlineError
 from pipeline.jobfolder import JobFolder
-from schemas.records import RETRYABLE_ERRORS
 
 log = logging.getLogger(__name__)
 
+ANSWER_ERRORS = frozenset({"invalid_output"})  # errors that asking again would not change
 RowCosts = Callable[[Sequence[RowOutcome]], list[float]]  # USD per outcome, as billed
 _OUTCOME_FIELDS = {f.name for f in fields(RowOutcome)}
 
 
 def worth_keeping(outcome: RowOutcome) -> bool:
-    """A paid answer that a rerun would otherwise pay for again."""
-    if not outcome.ok and outcome.error_type in RETRYABLE_ERRORS:
+    """A paid answer that a rerun would otherwise pay for again: a result, or an error
+    the answer itself decided (`invalid_output`). An error from the way there (a provider
+    down, a timeout, a lost simulator, a budget) is asked again by the next run."""
+    if not outcome.ok and outcome.error_type not in ANSWER_ERRORS:
         return False
     return any(c.call_status not in FREE_STATUSES for c in outcome.calls)
 

@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -86,8 +86,11 @@ class UnitRunner:
         budget_actors: bool = False,
         deadline_at: float | None = None,
         batch_turnaround_s: float | None = None,
+        before_commit: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.spec = spec
+        # Raises when the unit must not commit (an actor it needed was lost meanwhile).
+        self.before_commit = before_commit
         self.job_id = job_id
         self.input = Store.open(spec.input.uri)
         self.out = Store.open(output_uri).child(job_id)
@@ -525,6 +528,8 @@ class UnitRunner:
             costs = pa.concat_tables([kept[1], costs])
             errors = pa.concat_tables([kept[2], errors])
         await self._flush_cache(unit)  # before the marker: a committed row's answer is kept
+        if self.before_commit is not None:
+            await self.before_commit()
         commit = await asyncio.to_thread(
             self.write, unit, results, costs, errors, previous, len(recovered)
         )

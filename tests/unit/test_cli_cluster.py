@@ -45,6 +45,8 @@ def test_submit_sends_the_spec_and_only_the_names_of_secrets(
     assert sub["metadata"]["secret_env_vars"] == "OPENAI_API_KEY"
     assert "sk-live" not in repr(sub) and "sk-live" not in "".join(fake.files.values())
     assert "name: nightly-tickets" in fake.files["spec.yaml"]
+    # `tierline stop` (SIGTERM from Ray) leaves the run its graceful stop, not Ray's 3 s.
+    assert int(sub["runtime_env"]["env_vars"]["RAY_JOB_STOP_WAIT_TIME_S"]) >= 20 + 10
     # The same night submitted twice gets the same id: Ray refuses the duplicate.
     CliRunner().invoke(app, ["submit", str(REFERENCE), "--input", day])
     assert fake.submitted[1]["submission_id"] == sub["submission_id"]

@@ -37,6 +37,9 @@ def test_paid_answers_are_kept_retryable_and_free_ones_are_not() -> None:
     assert worth_keeping(answered("a"))
     assert worth_keeping(answered("b", ok=False, error="invalid_output"))  # billed all the same
     assert not worth_keeping(answered("c", ok=False, error="budget_exhausted"))
+    # An error met on the way (the provider gone after a paid, rejected answer) is asked
+    # again by the next run, not kept as the row's final word.
+    assert not worth_keeping(answered("f", ok=False, error="connection_failed"))
     unbilled = RowOutcome(id="d", tier="cheap", ok=False, error_type="bad_request")
     assert not worth_keeping(unbilled)
     cached = answered("e")
