@@ -31,6 +31,7 @@ def test_signals_are_routed_to_the_request_only_inside_the_block() -> None:
 def test_rows_in_flight_finish_within_the_grace_and_are_cut_off_after_it() -> None:
     async def go() -> None:
         gate = RowGate()
+
         async def answer(delay: float) -> str:
             await asyncio.sleep(delay)
             return "answered"
