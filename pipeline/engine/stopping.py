@@ -38,14 +38,16 @@ PING_EVERY_S = 1.0
 
 
 class StopRequest:
-    """A thread-safe flag with a reason; `hard` once asked twice."""
+    """A thread-safe flag with a reason; `hard` once a signal comes while stopping.
+
+    Only a signal makes a stop hard (a second Ctrl-C): a watch that reports the same lost
+    actor at every turn must not cut off the calls whose answers the grace is there for."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.reason: str | None = None
         self.hard = False
-        self.signalled = False  # the stop came from a signal (exit code follows it)
-        self._asked = 0
+        self.signalled = False  # a signal asked for the stop
 
     @property
     def requested(self) -> bool:
@@ -55,14 +57,15 @@ class StopRequest:
         if reason is None:
             return
         with self._lock:
-            self._asked += 1
             self.reason = self.reason or reason
-            self.hard = self.hard or hard or self._asked > 1
+            self.hard = self.hard or hard
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
+        # Asked again while stopping (a second Ctrl-C, or Ctrl-C during a stop the job
+        # began itself): now.
+        again = self.requested
         self.signalled = True
-        self.set(f"stopped by {name}")
+        self.set(f"stopped by {signal.Signals(signum).name}", hard=again)
 
     @contextlib.contextmanager
     def on_signals(self) -> Iterator[None]:

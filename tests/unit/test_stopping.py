@@ -9,14 +9,17 @@ import signal
 from pipeline.engine.stopping import RowGate, StopRequest
 
 
-def test_a_second_request_makes_the_stop_hard_and_the_first_reason_stays() -> None:
+def test_a_stop_turns_hard_on_a_signal_not_on_the_same_reason_again() -> None:
     stop = StopRequest()
     stop.set(None)  # nothing to say: no stop
     assert not stop.requested
-    stop.set("stopped by SIGTERM")
-    assert stop.requested and not stop.hard
-    stop.set("the simulator actor of provider 'sim' was lost")
-    assert stop.hard and stop.reason == "stopped by SIGTERM"
+    lost = "the simulator actor of provider 'sim' was lost"
+    stop.set(lost)
+    stop.set(lost)  # the watch says it again at its next turn: still graceful
+    assert stop.requested and not stop.hard and stop.reason == lost
+    with stop.on_signals():
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while stopping: now
+    assert stop.hard and stop.reason == lost
 
 
 def test_signals_are_routed_to_the_request_only_inside_the_block() -> None:
@@ -24,7 +27,9 @@ def test_signals_are_routed_to_the_request_only_inside_the_block() -> None:
     before = signal.getsignal(signal.SIGINT)
     with stop.on_signals():
         os.kill(os.getpid(), signal.SIGINT)  # no KeyboardInterrupt: a stop instead
-        assert stop.reason == "stopped by SIGINT" and stop.signalled
+        assert stop.reason == "stopped by SIGINT" and stop.signalled and not stop.hard
+        os.kill(os.getpid(), signal.SIGINT)  # the second Ctrl-C
+        assert stop.hard
     assert signal.getsignal(signal.SIGINT) is before
 
 
