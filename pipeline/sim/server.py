@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -274,5 +275,11 @@ def serve(
         finally:
             await sim.stop()
 
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C stops it even when it was started with SIGINT ignored or blocked (a
+        # parent's disposition and mask are inherited: nohup, some supervisors, a test
+        # runner's threads).
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
