@@ -30,7 +30,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from pipeline.errors import BadRequest, ProviderUnavailable, TierlineError
 from pipeline.jobfolder import BatchIntent
@@ -50,6 +50,8 @@ MAX_REQUEUES = 2
 # (the provider's clock and ours may differ by that much).
 CLOCK_SLACK_S = 600.0
 GROUP_KEY = "tierline_group"
+POLL_ATTEMPTS = 8  # transient failures in a row before a batch's poll gives up
+T = TypeVar("T")
 
 SyncCall = Callable[["aiohttp.ClientSession", ChatRequest], Awaitable[ChatResponse]]
 
@@ -276,7 +278,9 @@ class BatchingProvider:
                 else how
             )
             self.journal.ended(self.name, batch_id, how, status.created_at, status.ended_at)
-        outcomes = await self.batches.results(session, batch_id, expected=cids)
+        outcomes = await self._patiently(
+            lambda: self.batches.results(session, batch_id, expected=cids)
+        )
         for o in outcomes:
             fut = taken[o.custom_id][1]
             if fut.done():
@@ -317,14 +321,28 @@ class BatchingProvider:
     async def _wait(self, session: aiohttp.ClientSession, batch_id: str) -> BatchStatus:
         cancelled = False
         while True:
-            status = await self.batches.retrieve(session, batch_id)
+            status = await self._patiently(lambda: self.batches.retrieve(session, batch_id))
             if status.ended:
                 return status
             if not cancelled and self.plan.must_take_back(self.clock()):
                 log.warning("%s: deadline near; taking batch %s back", self.name, batch_id)
-                await self.batches.cancel(session, batch_id)
+                await self._patiently(lambda: self.batches.cancel(session, batch_id))
                 cancelled = True
             await self.sleep(self.plan.poll_s)
+
+    async def _patiently(self, ask: Callable[[], Awaitable[T]]) -> T:
+        """A poll of a batch in flight, asked again after a transient failure (a timeout,
+        a 5xx): the batch lives on at the provider, and giving up on it would have its
+        requests asked (and paid) a second time."""
+        for attempt in range(1, POLL_ATTEMPTS + 1):
+            try:
+                return await ask()
+            except TierlineError as exc:
+                if not exc.transient or attempt == POLL_ATTEMPTS:
+                    raise
+                log.info("%s: batch poll failed (%s); asking again", self.name, exc)
+                await self.sleep(min(self.plan.poll_s * attempt, 60.0))
+        raise AssertionError("unreachable")
 
     async def _sync_rest(
         self,

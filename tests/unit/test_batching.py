@@ -254,3 +254,40 @@ def test_requests_missing_from_a_batch_output_are_asked_again_unknown_ones_ignor
         assert "dropped 1 results for custom_ids not asked for" in caplog.text
 
     asyncio.run(main())
+
+
+class FlakyPolls:
+    """The real adapter, except that its first polls and its first results call time out
+    (a loaded provider, a network blip)."""
+
+    def __init__(self, inner: Any, failures: int) -> None:
+        self.inner, self.left = inner, {"retrieve": failures, "results": 1}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def _blip(self, what: str) -> None:
+        if self.left[what] > 0:
+            self.left[what] -= 1
+            raise ProviderUnavailable(f"{what}: read timed out")
+
+    async def retrieve(self, session: Any, batch_id: str) -> Any:
+        self._blip("retrieve")
+        return await self.inner.retrieve(session, batch_id)
+
+    async def results(self, session: Any, batch_id: str, *, expected: Any = None) -> Any:
+        self._blip("results")
+        return await self.inner.results(session, batch_id, expected=expected)
+
+
+def test_a_failed_poll_is_asked_again_not_the_batch_paid_twice() -> None:
+    async def main() -> None:
+        async with SimServer(_config()) as sim:
+            p = _provider(sim.base_url, MemoryJournal(), FAST)
+            p.batches = FlakyPolls(p.batches, failures=3)  # type: ignore[assignment]
+            answers = await _ask_all(p, 5)
+            stats = sim.stats.snapshot()["batches"]
+        assert [a.mode for a in answers] == ["batch"] * 5
+        assert stats["created"] == 1 and stats["custom_ids_answered_twice"] == 0  # type: ignore[index]
+
+    asyncio.run(main())
