@@ -106,6 +106,11 @@ def answers(sim: Sim) -> int:
     return int(sim.stats()["total"]["ok"])
 
 
+@pytest.mark.xfail(
+    reason="known hang, open in issue 19: about 1 run in 13, the rerun after the driver's "
+    "process group is SIGKILLed never ends (seen twice; cause not found yet)",
+    strict=False,
+)
 @pytest.mark.timeout(300)
 def test_driver_killed_mid_unit_rerun_pays_no_answer_twice(
     tmp_path: Path,
