@@ -291,15 +291,24 @@ class BatchJournal:
     def __init__(self, folder: JobFolder) -> None:
         self.folder = folder
         self._known: dict[str, dict[str, str]] = {}  # provider -> custom_id -> batch id
+        # Documents already read or written, by path: each flush lists the folder, but
+        # reads only what another process wrote since (one GET per new file on S3).
+        self._seen: dict[str, dict[str, Any]] = {}
 
     def _docs(self, provider: str) -> list[tuple[str, dict[str, Any]]]:
         store, out = self.folder.store, []
         for info in store.list_files(f"{BATCHES_DIR}/{provider}", suffix=".json"):
-            try:
-                out.append((info.path, json.loads(store.read_bytes(info.path))))
-            except (OSError, ValueError):
-                continue
+            if info.path not in self._seen:
+                try:
+                    self._seen[info.path] = json.loads(store.read_bytes(info.path))
+                except (OSError, ValueError):
+                    continue
+            out.append((info.path, self._seen[info.path]))
         return out
+
+    def _write(self, rel: str, doc: dict[str, Any]) -> None:
+        self.folder.store.write_bytes(rel, _dumps(doc))
+        self._seen[rel] = doc
 
     def _load(self, provider: str) -> dict[str, str]:
         known = self._known.setdefault(provider, {})
@@ -322,7 +331,7 @@ class BatchJournal:
 
     def intend(self, provider: str, intent: BatchIntent) -> None:
         doc = {"token": intent.token, "custom_ids": list(intent.custom_ids), "at": intent.at}
-        self.folder.store.write_bytes(self._intent_path(provider, intent.token), _dumps(doc))
+        self._write(self._intent_path(provider, intent.token), doc)
 
     def intents(self, provider: str) -> list[BatchIntent]:
         return [
@@ -333,16 +342,19 @@ class BatchJournal:
 
     def forget(self, provider: str, token: str) -> None:
         """An intent whose batch never reached the provider."""
-        self.folder.store.delete(self._intent_path(provider, token))
+        rel = self._intent_path(provider, token)
+        self.folder.store.delete(rel)
+        self._seen.pop(rel, None)
 
     def ended(
         self, provider: str, batch_id: str, status: str, created_at: float, ended_at: float
     ) -> None:
         """When a batch ended, for the forecast's and the planner's turnaround."""
         rel = f"{BATCHES_DIR}/{provider}/{_safe(batch_id)}.json"
-        doc = json.loads(self.folder.store.read_bytes(rel))
+        known = self._seen.get(rel)
+        doc = dict(known) if known is not None else json.loads(self.folder.store.read_bytes(rel))
         doc.update(status=status, created_at=created_at, ended_at=ended_at)
-        self.folder.store.write_bytes(rel, _dumps(doc))
+        self._write(rel, doc)
 
     def turnarounds(self) -> list[float]:
         """Seconds from creation to end of the batches that completed (not those taken
@@ -361,9 +373,7 @@ class BatchJournal:
         self, provider: str, batch_id: str, custom_ids: list[str], token: str | None = None
     ) -> None:
         doc = {"provider": provider, "batch_id": batch_id, "custom_ids": custom_ids}
-        self.folder.store.write_bytes(
-            f"{BATCHES_DIR}/{provider}/{_safe(batch_id)}.json", _dumps(doc)
-        )
+        self._write(f"{BATCHES_DIR}/{provider}/{_safe(batch_id)}.json", doc)
         if token is not None:
             self.forget(provider, token)
         known = self._known.setdefault(provider, {})
