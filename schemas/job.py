@@ -385,6 +385,14 @@ class RunOptions(Strict):
         "finish before the run ends; their answers are journalled and kept. Under "
         "Kubernetes' 30 s termination grace by default.",
     )
+    stall_timeout_s: float | None = Field(
+        default=900.0,
+        gt=0,
+        description="A run in which no row is answered and no unit ends for this long "
+        "stops (exit 1) naming what it waited for, instead of hanging; what was answered "
+        "is kept for the rerun. Time spent waiting on provider batches does not count. "
+        "null: never.",
+    )
     max_unit_handouts: int = Field(
         default=3,
         ge=1,

@@ -95,6 +95,12 @@ class FileEntry(BaseModel):
     path: str = Field(description="Path relative to the job prefix.")
     rows: int = Field(ge=0, description="Rows in the file.")
     sha256: str = Field(description="SHA-256 of the file's bytes.")
+    bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Size of the file: a resume checks it against one listing instead of "
+        "reading every file's footer (absent in markers written before it existed).",
+    )
 
 
 class UnitCommit(BaseModel):

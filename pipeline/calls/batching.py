@@ -148,6 +148,11 @@ class BatchingProvider:
     def __repr__(self) -> str:
         return f"BatchingProvider(name={self.name!r}, mode={self.plan.mode!r})"
 
+    @property
+    def waiting(self) -> int:
+        """Requests gathering for a batch, and batches submitted but not yet answered."""
+        return len(self._pending) + len(self._tasks)
+
     async def complete(self, session: aiohttp.ClientSession, request: ChatRequest) -> ChatResponse:
         if not self.plan.may_batch(self.clock()):
             return await self.sync_call(session, request)

@@ -117,7 +117,9 @@ class WorkerActor:
 
     async def stats(self) -> dict[str, Any]:
         """Live figures for the driver's progress display (runs beside `process`)."""
-        return self.runner.metrics.snapshot()
+        snap = self.runner.metrics.snapshot()
+        snap["batch_waiting"] = sum(b.waiting for b in self.runner.batching.values())
+        return snap
 
     async def close(self) -> None:
         if self.entered:

@@ -34,6 +34,7 @@ from pipeline.engine.canary import GoldenRow, run_canary
 from pipeline.engine.checks import key_problems
 from pipeline.engine.journal import journalled_rows, journalled_usd
 from pipeline.engine.plan import Plan, Unit, make_plan
+from pipeline.engine.stall import StallWatch
 from pipeline.engine.stopping import ActorWatch, StopRequest
 from pipeline.engine.summary import JobSummary, attach_forecast, build_summary, write_summary
 from pipeline.engine.worker import UnitReport
@@ -234,6 +235,7 @@ class _Dispatch:
         idle = [w for _ in range(UNITS_PER_WORKER) for w in self.workers]
         dead: set[int] = set()
         last_poll = time.monotonic()
+        stall = StallWatch(self.spec.run.stall_timeout_s)
         while (queue or running) and not self.stop.requested:
             while idle and queue:
                 w, u = idle.pop(0), queue.popleft()
@@ -242,9 +244,10 @@ class _Dispatch:
             if time.monotonic() - last_poll >= POLL_S:
                 last_poll = time.monotonic()
                 busy = {id(w): w for w, _ in running.values()}
-                self._poll(list(busy.values()))
-            self.stop.set(self.watch.lost())
+                stall.observe(self._poll(list(busy.values())), workers=len(busy))
+            self.stop.set(self.watch.lost() or stall.stalled())
             for ref in ready:
+                stall.unit_ended()
                 worker, unit = running.pop(ref)
                 try:
                     report: UnitReport = ray.get(ref)
@@ -328,7 +331,7 @@ class _Dispatch:
             with contextlib.suppress(Exception):  # a dead worker has no calls in flight
                 w.stop.remote(grace_s)
 
-    def _poll(self, busy: list[Any]) -> None:
+    def _poll(self, busy: list[Any]) -> list[dict[str, Any]]:
         """Ask busy workers for live figures; a slow or dead one is simply left out."""
         refs = [w.stats.remote() for w in busy]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0.5)
@@ -343,6 +346,7 @@ class _Dispatch:
             "retries": _add(s["retries"] for s in snaps),
         }
         self.progress.live(live)
+        return snaps
 
     def _retry(
         self,

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from pipeline.errors import ConfigError
 from pipeline.jobfolder import MANIFEST, JobFolder, read_parquet_footer
 from pipeline.routing.policy import routing_columns
-from pipeline.store import FileInfo, Store
+from pipeline.store import FileInfo, Store, concurrently
 from schemas.job import JobSpec
 from schemas.records import UnitCommit
 
@@ -173,11 +174,18 @@ def make_plan(spec: JobSpec, *, output_uri: str | None = None, job_id: str | Non
 
     units: list[Unit] = []
     bad: list[BadFile] = []
-    for f in files:
+
+    def footer(f: FileInfo) -> pq.FileMetaData | str:
         try:
-            meta = read_parquet_footer(inp, f.path)
+            return read_parquet_footer(inp, f.path)
         except (OSError, pa.ArrowException) as exc:
-            bad.append(BadFile(f.path, f"cannot read Parquet footer: {str(exc).splitlines()[0]}"))
+            return f"cannot read Parquet footer: {str(exc).splitlines()[0]}"
+
+    # One listing, then every footer read concurrently (thousands of shards on S3).
+    footers = concurrently(footer, files, workers=inp.parallel_reads)
+    for f, meta in zip(files, footers, strict=True):
+        if isinstance(meta, str):
+            bad.append(BadFile(f.path, meta))
             continue
         problem = check_schema(meta.schema.to_arrow_schema(), spec)
         if problem:

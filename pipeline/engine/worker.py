@@ -427,7 +427,10 @@ class UnitRunner:
             data = table_to_parquet_bytes(table)
             self.out.write_bytes(path, data)
             entries[key] = FileEntry(
-                path=path, rows=table.num_rows, sha256=hashlib.sha256(data).hexdigest()
+                path=path,
+                rows=table.num_rows,
+                sha256=hashlib.sha256(data).hexdigest(),
+                bytes=len(data),
             )
         retryable = int(pc.sum(errors["retryable"]).as_py() or 0) if errors.num_rows else 0
         commit = UnitCommit(
