@@ -158,15 +158,15 @@ class JobFolder:
         return found
 
     def _files_agree(self, commit: UnitCommit, sizes: dict[str, int]) -> bool:
-        for entry in (commit.results, commit.costs, commit.errors):
-            if entry.path not in sizes:
-                return False
-            if entry.bytes is not None:
-                if sizes[entry.path] != entry.bytes:
-                    return False
-            elif not self._file_agrees(entry.path, entry.rows):
-                return False
-        return True
+        return all(
+            entry.path in sizes
+            and (
+                sizes[entry.path] == entry.bytes
+                if entry.bytes is not None
+                else self._file_agrees(entry.path, entry.rows)
+            )
+            for entry in (commit.results, commit.costs, commit.errors)
+        )
 
     def _file_agrees(self, rel: str, rows: int) -> bool:
         try:

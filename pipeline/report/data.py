@@ -12,7 +12,6 @@ job-level figures; without it they are derived from the committed units.
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
@@ -28,7 +27,7 @@ from pipeline.drift.canary import CanaryResult
 from pipeline.drift.shift import ShiftReport
 from pipeline.errors import InputError
 from pipeline.jobfolder import JobFolder
-from pipeline.store import Store
+from pipeline.store import Store, concurrently
 from schemas.prices import load_prices
 from schemas.records import COSTS, ERRORS, RESULTS, UnitCommit
 
@@ -428,8 +427,7 @@ def _read_units(store: Store, commits: list[UnitCommit], notes: list[str]) -> _F
         return r, k, e
 
     # Units are small; reading several at once hides the S3 round trips.
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        loaded = list(pool.map(load, commits))
+    loaded = concurrently(load, commits, workers=8)
     notes.extend(x for x in loaded if isinstance(x, str))
     parts = [x for x in loaded if not isinstance(x, str)]
     frames = [

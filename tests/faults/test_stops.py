@@ -71,7 +71,7 @@ class Driver:
         return self.log.read_text()[-3000:]
 
     def rerun(self, timeout: float = 150) -> subprocess.CompletedProcess[str]:
-        """The same command again; if it does not end, the test fails with where it waits:
+        """The same command again; if it does not end, the test reports where it waits:
         the stacks of the driver's threads (faulthandler, on SIGABRT) and of the processes
         of its private Ray (py-spy, where installed)."""
         env = {**self.env, "PYTHONFAULTHANDLER": "1"}
@@ -94,9 +94,9 @@ class Driver:
             finally:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-            # A known intermittent hang (issue 19, about one rerun in 40 and never seen
-            # twice in a row): reported with where every process waits, not hidden; any
-            # other failure of these tests fails them.
+            # The known intermittent hang of issue 19 (rare, cause not found yet):
+            # reported with where every process waits, not hidden; any other failure of
+            # these tests fails them.
             pytest.xfail(
                 f"known intermittent hang (issue 19): the rerun did not end within "
                 f"{timeout:.0f} s\n{stacks}\ndriver stderr:\n{err[-12000:]}"
