@@ -141,8 +141,9 @@ class Store:
     @property
     def parallel_reads(self) -> int:
         """How many small reads to keep going at once: S3 answers each in tens of
-        milliseconds and serves many in parallel; a local disk gains little past a few."""
-        return 4 if self.is_local else 32
+        milliseconds and serves many in parallel; a local disk answers in microseconds,
+        and threads only slowed planning 1,000 local files (0.10 s against 0.05 s)."""
+        return 1 if self.is_local else 32
 
     def full(self, rel: str) -> str:
         rel = rel.strip("/")
