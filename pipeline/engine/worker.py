@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,8 +33,9 @@ from pipeline.calls.cache import ResponseCache
 from pipeline.calls.execute import Limiter, RowExecutor, RowOutcome
 from pipeline.calls.retry import RetryPolicy
 from pipeline.calls.reuse import AnswerReuse, InFlight, split_rows
+from pipeline.engine.figures import unit_figures
 from pipeline.engine.journal import UnitJournal, take_back
-from pipeline.engine.outputs import row_costs, spend_by_model, unit_tables
+from pipeline.engine.outputs import conform_table, row_costs, unit_tables
 from pipeline.engine.plan import Unit
 from pipeline.engine.rows import ID, SENSITIVE, TEXT, TIER, prepare_unit, read_unit, unit_columns
 from pipeline.engine.stopping import RowGate
@@ -48,6 +50,7 @@ from pipeline.providers import registry
 from pipeline.providers.base import ChatRequest, ChatResponse, Provider
 from pipeline.store import Store, table_to_parquet_bytes
 from pipeline.tokens import chat_overhead_tokens, count_tokens, count_tokens_batch
+from schemas.figures import UnitFigures
 from schemas.job import CascadeSpec, Deployment, JobSpec
 from schemas.prices import PriceTable
 from schemas.records import COSTS, ERRORS, RESULTS, FileEntry, UnitCommit
@@ -289,8 +292,9 @@ class UnitRunner:
     def prepare(self, table: pa.Table, unit: int = 0) -> tuple[pl.DataFrame, list[RowOutcome]]:
         """Rows to call (id, text, tier) and the rows that fail before any call."""
         prep = prepare_unit(table, self.spec, unit)
+        now = time.time()
         early = [
-            RowOutcome(id=rid, tier=tier, ok=False, error_type=etype, message=msg)
+            RowOutcome(id=rid, tier=tier, ok=False, error_type=etype, message=msg, completed_at=now)
             for rid, tier, etype, msg in prep.early.iter_rows()
         ]
         return prep.todo, early
@@ -339,6 +343,7 @@ class UnitRunner:
             outcome = await self.gate.run(ask)
             if outcome is None:  # not asked, or cut off by the stop: the unit won't commit
                 return RowOutcome(id=rid, tier=tier, ok=False, error_type=NOT_ASKED)
+            outcome.completed_at = time.time()
             if journal is not None:
                 journal.add(outcome)
             self.metrics.row(outcome.tier, outcome.ok)
@@ -356,6 +361,7 @@ class UnitRunner:
         outcomes: list[RowOutcome | None] = [None] * len(rows)
         for i, hit in split.cached.items():
             outcomes[i] = self.reuse.cached(rows[i], hit)
+            outcomes[i].completed_at = time.time()  # type: ignore[union-attr]
 
         async def follow_one(i: int, fut: asyncio.Future[RowOutcome]) -> tuple[RowOutcome, bool]:
             leading = await InFlight.follow(fut)
@@ -398,8 +404,7 @@ class UnitRunner:
 
     def read_commit(self, commit: UnitCommit) -> tuple[pa.Table, pa.Table, pa.Table]:
         def read(path: str, schema: pa.Schema) -> pa.Table:
-            table = pq.read_table(pa.BufferReader(self.out.read_bytes(path)))
-            return table.select(schema.names).cast(schema)
+            return conform_table(pq.read_table(pa.BufferReader(self.out.read_bytes(path))), schema)
 
         return (
             read(commit.results.path, RESULTS),
@@ -415,6 +420,7 @@ class UnitRunner:
         errors: pa.Table,
         previous: UnitCommit | None = None,
         rows_recovered: int = 0,
+        figures: UnitFigures | None = None,
     ) -> UnitCommit:
         generation = previous.generation + 1 if previous else 0
         names = unit_files(unit.index, generation)
@@ -444,11 +450,12 @@ class UnitRunner:
             rows_duplicate=max(0, unit.row_count - results.num_rows - errors.num_rows),
             rows_recovered=rows_recovered + (previous.rows_recovered if previous else 0),
             cost_usd=float(pc.sum(costs["cost_usd"]).as_py() or 0.0),
-            calls=costs.num_rows,
+            calls=figures.calls if figures is not None else costs.num_rows,
             results=entries["results"],
             costs=entries["costs"],
             errors=entries["errors"],
             written_at=datetime.now(UTC).isoformat(),
+            figures=figures,
         )
         # Data first, marker last: a crash before this line leaves the unit to be redone.
         JobFolder(self.out).write_commit(commit)
@@ -521,32 +528,35 @@ class UnitRunner:
         for o in early:
             self.metrics.row(o.tier, False)
         results, costs, errors = unit_tables(unit.index, outcomes, self.prices)
-        for (prov, model), usd in spend_by_model(costs).items():
-            self.metrics.spend(prov, model, usd)
+        added = self._figures(results, costs, errors)  # what this run adds to the unit
+        figures = added
         if kept is not None:
             results = pa.concat_tables([kept[0], results])
             costs = pa.concat_tables([kept[1], costs])
             errors = pa.concat_tables([kept[2], errors])
+            figures = self._figures(results, costs, errors)
         await self._flush_cache(unit)  # before the marker: a committed row's answer is kept
         if self.before_commit is not None:
             await self.before_commit()
-        commit = await asyncio.to_thread(
-            self.write, unit, results, costs, errors, previous, len(recovered)
+        await asyncio.to_thread(
+            self.write, unit, results, costs, errors, previous, len(recovered), figures
         )
+        self.metrics.committed(added)
         try:  # the answers are in the committed files now; a stale journal is harmless
             await asyncio.to_thread(journal.clear)
         except TierlineError as exc:
             log.warning("journal of unit %s not cleared: %s", unit.index, exc)
         self.metrics.unit_rows -= len(outcomes)  # the unit's rows are now in its report
-        tiers: dict[str, int] = {}
-        for o in outcomes:
-            tiers[o.tier] = tiers.get(o.tier, 0) + 1
         return UnitReport(
             unit=unit.index,
             rows=len(outcomes),
-            rows_ok=commit.rows_ok,
-            rows_error=commit.rows_error,
-            calls=commit.calls,
-            cost_usd=commit.cost_usd,
-            tiers=tiers,
+            rows_ok=added.rows_ok,
+            rows_error=added.rows_error,
+            calls=added.calls,
+            cost_usd=added.cost_usd,
+            tiers={tier: t.rows for tier, t in added.by_tier.items()},
         )
+
+    def _figures(self, results: pa.Table, costs: pa.Table, errors: pa.Table) -> UnitFigures:
+        frames = [pl.DataFrame(pl.from_arrow(t)) for t in (results, costs, errors)]
+        return unit_figures(*frames, prices=self.prices)
