@@ -165,7 +165,7 @@ class UnitCommit(BaseModel):
         default=0, ge=0, description="Rows answered by an interrupted earlier run (its journal)."
     )
     cost_usd: float
-    calls: int
+    calls: int = Field(description="Paid calls (reused answers are not calls).")
     results: FileEntry
     costs: FileEntry
     errors: FileEntry

@@ -424,7 +424,7 @@ def run_job(
             spent = (
                 spent_in_commits(plan.committed.values())
                 + journalled_usd(folder, (u.index for u in todo))
-                + _canary_spent(out_uri, plan.job_id)
+                + folder.canary_spent_usd()
             )
             budget = start_budget(plan.job_id, spec.budget_usd, spent)
         deadline = (
@@ -491,15 +491,6 @@ def run_job(
     write_summary(out_uri, plan.job_id, summary)
     _export_drift(summary)
     return summary
-
-
-def _canary_spent(out_uri: str, job_id: str) -> float:
-    """What an earlier canary of this job cost: spent, so counted against the budget."""
-    doc = JobFolder.open(out_uri, job_id).read_canary_result()
-    try:
-        return float(doc["cost_usd"]) if doc else 0.0
-    except (KeyError, TypeError, ValueError):
-        return 0.0
 
 
 def _shift(spec: JobSpec, out_uri: str, summary: JobSummary) -> ShiftReport:

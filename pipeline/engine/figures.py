@@ -23,7 +23,6 @@ import polars as pl
 
 from pipeline.calls.cache import CACHED, DUPLICATE, FREE_STATUSES, reused_answers_usd
 from pipeline.costs import add_cost_column
-from pipeline.drift.shift import ESCALATED
 from pipeline.jobfolder import JobFolder
 from schemas.figures import (
     ERROR_EXAMPLES,
@@ -40,6 +39,9 @@ from schemas.figures import (
 )
 from schemas.prices import PriceTable, UnknownPrice
 from schemas.records import COSTS, ERRORS, RESULTS, RETRYABLE_ERRORS, UnitCommit
+
+# Cost rows of answers a cascade did not keep: their row was sent above its tier.
+ESCALATED = ("escalated", "disagreed")
 
 
 def forecast_error_pct(forecast: float, actual: float) -> float | None:

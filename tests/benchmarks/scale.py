@@ -190,12 +190,28 @@ def growth(results: list[dict[str, Any]], part: str) -> float | None:
     return round(large / small, 2) if small and large else None
 
 
+HEAD = (
+    f"  {'rows':>10} {'units':>6} {'job s':>7} {'rows/s':>7} {'driver MB':>10} "
+    f"{'report MB':>10} {'report s':>9} {'verify MB':>10} {'verify s':>9} {'markers KB':>11}"
+)
+
+
+def row_line(r: dict[str, Any]) -> str:
+    j, rep, ver = r["job"], r.get("report", {}), r.get("verify", {})
+    return (
+        f"  {r['rows']:>10,} {r.get('units', 0):>6} {j['wall_s']:>7} {j['rows_per_s']:>7} "
+        f"{j['peak_rss_mb'] or 'n/a':>10} {rep.get('peak_rss_mb') or 'n/a':>10} "
+        f"{rep.get('wall_s', ''):>9} {ver.get('peak_rss_mb') or 'n/a':>10} "
+        f"{ver.get('wall_s', ''):>9} {r.get('marker_bytes', 0) // 1024:>11}"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="10,000 and 100,000 rows")
     ap.add_argument("--sizes", type=int, nargs="+", help="row counts, smallest first")
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per job")
-    ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--json", type=Path, help="write the figures here (after each size)")
     args = ap.parse_args()
     sizes = args.sizes or ([10_000, 100_000] if args.quick else [100_000, 1_000_000])
     import ray
@@ -204,45 +220,41 @@ def main() -> int:
     started = time.monotonic()
     ctx = ray.init(address="local", include_dashboard=False, log_to_driver=False)
     address = ctx.address_info["gcs_address"]
-    results: list[dict[str, Any]] = []
-    problems: list[str] = []
+    doc: dict[str, Any] = {"sizes": sizes, "results": [], "problems": [], "cpus": os.cpu_count()}
+    results, problems = doc["results"], doc["problems"]
+    print(HEAD, flush=True)
     try:
         with tempfile.TemporaryDirectory(prefix="tl-scale-bench-") as tmp:
             for rows in sizes:
+                # Each size is printed and saved as it ends: a size too large for the
+                # machine can be stopped without losing the ones before it.
                 r = one_size(Path(tmp), rows, address, args.timeout)
                 results.append(r)
+                print(row_line(r), flush=True)
                 if r["job"]["status"] != "complete":
                     problems.append(f"{rows:,} rows: job {r['job']['status']} {r['job']['detail']}")
                 v = r.get("verify", {})
                 if not str(v.get("figures", "")).startswith("True"):
                     problems.append(f"{rows:,} rows: verify {v}")
+                doc["figures"] = {
+                    f"{part}.rss_growth": growth(results, part)
+                    for part in ("job", "report", "verify")
+                }
+                doc["wall_s"] = round(time.monotonic() - started, 1)
+                if args.json:
+                    args.json.write_text(json.dumps(doc, indent=2, default=str))
     finally:
         ray.shutdown()
-    figures = {f"{part}.rss_growth": growth(results, part) for part in ("job", "report", "verify")}
-    doc = {"sizes": sizes, "results": results, "figures": figures, "problems": problems,
-           "wall_s": round(time.monotonic() - started, 1), "cpus": os.cpu_count()}  # fmt: skip
-
+    figures = doc["figures"]
     print(f"\nscale benchmark, {doc['wall_s']} s, {os.cpu_count()} cpus")
-    head = f"  {'rows':>10} {'units':>6} {'job s':>7} {'rows/s':>7} {'driver MB':>10} "
-    print(
-        head
-        + f"{'report MB':>10} {'report s':>9} {'verify MB':>10} {'verify s':>9} {'markers KB':>11}"
-    )
+    print(HEAD)
     for r in results:
-        j, rep, ver = r["job"], r.get("report", {}), r.get("verify", {})
-        print(
-            f"  {r['rows']:>10,} {r.get('units', 0):>6} {j['wall_s']:>7} {j['rows_per_s']:>7} "
-            f"{j['peak_rss_mb'] or 'n/a':>10} {rep.get('peak_rss_mb') or 'n/a':>10} "
-            f"{rep.get('wall_s', ''):>9} {ver.get('peak_rss_mb') or 'n/a':>10} "
-            f"{ver.get('wall_s', ''):>9} {r.get('marker_bytes', 0) // 1024:>11}"
-        )
+        print(row_line(r))
     for name, value in figures.items():
         ok = value is not None and value <= GROWTH_TARGET
         print(f"  {name:<20} {value}  target <= {GROWTH_TARGET}  {'ok' if ok else 'MISSED'}")
     for p in problems:
         print(f"  PROBLEM: {p}")
-    if args.json:
-        args.json.write_text(json.dumps(doc, indent=2, default=str))
     missed = [n for n, v in figures.items() if v is None or v > GROWTH_TARGET]
     return 1 if missed or problems else 0
 
