@@ -197,10 +197,7 @@ def build_report(prefix_uri: str) -> ReportData:
         last_commit_at=max((c.written_at for c in commits), default=None),
         by_tier=_spend(f.by_tier, tiers=True),
         by_model=_spend(f.by_model),
-        by_tier_model=_spend(
-            {k.split("/", 1)[1]: t for k, t in f.by_deployment.items() if "/" in k},
-            groups={k.split("/", 1)[1]: k.split("/", 1)[0] for k in f.by_deployment if "/" in k},
-        ),
+        by_tier_model=_spend(f.by_deployment, grouped=True),
         by_mode=_spend(f.by_mode),
         latency=latency_histograms(f.latency),
         timeline=timeline(f.timelines),
@@ -218,13 +215,14 @@ def build_report(prefix_uri: str) -> ReportData:
 
 
 def _spend(
-    tallies: dict[str, Tally], *, tiers: bool = False, groups: dict[str, str] | None = None
+    tallies: dict[str, Tally], *, tiers: bool = False, grouped: bool = False
 ) -> tuple[Spend, ...]:
-    """Tiers in routing order; anything else by cost, largest first (within its tier)."""
-    out = [
-        Spend(key, t.rows, t.calls, t.cost_usd, (groups or {}).get(key, ""), t.reused)
-        for key, t in tallies.items()
-    ]
+    """Tiers in routing order; anything else by cost, largest first (within its tier).
+    `grouped`: keys are 'tier/provider/model', shown as provider/model within the tier."""
+    out = []
+    for key, t in tallies.items():
+        group, name = key.split("/", 1) if grouped and "/" in key else ("", key)
+        out.append(Spend(name, t.rows, t.calls, t.cost_usd, group, t.reused))
     if tiers:
         return tuple(sorted(out, key=lambda s: (_tier_rank(s.key), s.key)))
     return tuple(sorted(out, key=lambda s: (_tier_rank(s.group), -s.cost_usd, s.key)))

@@ -243,6 +243,9 @@ def test_figures_come_from_the_committed_units(job: FakeJob, data: ReportData) -
     assert data.cost_usd == pytest.approx(float(job.costs["cost_usd"].sum()))
     assert sum(s.cost_usd for s in data.by_tier) == pytest.approx(data.cost_usd)
     assert sum(s.cost_usd for s in data.by_model) == pytest.approx(data.cost_usd)
+    assert sum(s.calls for s in data.by_tier_model) == data.calls
+    pairs = job.costs.select("tier", pl.format("{}/{}", "provider", "model")).unique().rows()
+    assert {(s.group, s.key) for s in data.by_tier_model} == set(pairs)
     assert [s.key for s in data.by_tier] == ["cheap", "mid", "flagship"]
     routed = pl.concat([job.results.select("tier"), job.errors.select("tier")])
     assert {s.key: s.rows for s in data.by_tier} == dict(routed.group_by("tier").len().rows())
