@@ -4,9 +4,12 @@
     html = render_html(data)              # pipeline.report.html: one self-contained page
     print_report_table(data, Console())   # pipeline.cli.report: the key figures
 
-Only unit files named by a commit marker are read, so the report of a running or crashed
-job shows exactly what is committed. summary.json (written when the job ends) supplies the
-job-level figures; without it they are derived from the committed units.
+Its figures are the sum of the commit markers' unit figures (`pipeline.engine.figures`,
+as summary.json's are), so the report of a running or crashed job shows exactly what is
+committed, and a job of any size is reported without reading its rows (a marker of an
+older version, without figures: its unit's files, one unit at a time). summary.json
+supplies the job-level facts (status, wall time, baseline); without it they are derived
+from the committed units.
 """
 
 from __future__ import annotations
