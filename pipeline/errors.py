@@ -143,6 +143,11 @@ class CanaryFailed(TerminalError):
 
 class JobIncomplete(TerminalError):
     """A job ended with units not done (`JobSummary.raise_for_status()`); rerunning the
-    same job resumes them. `context["units_failed"]` maps unit -> reason."""
+    same job resumes them. `context["units_failed"]` maps unit -> reason; `reasons` lists
+    every reason, as summary.json's `reasons` does."""
 
     error_type = "job_incomplete"
+
+    @property
+    def reasons(self) -> list[str]:
+        return list(self.context.get("reasons") or [])

@@ -259,6 +259,14 @@ class JobFolder:
         except ValueError:
             return None
 
+    def canary_spent_usd(self) -> float:
+        """What an earlier canary of this job cost (spent: it counts against the budget)."""
+        doc = self.read_canary_result()
+        try:
+            return float(doc["cost_usd"]) if doc else 0.0
+        except (KeyError, TypeError, ValueError):
+            return 0.0
+
 
 def forecast_rows_usd(doc: dict[str, Any], quantile: str) -> float:
     """A forecast's cost of the job's rows: its total less the canary's calls."""

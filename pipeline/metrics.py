@@ -5,8 +5,11 @@
         ...                                            # in flight, then latency observed
     m.snapshot()                                       # what the driver's progress shows
 
-Exported names (Ray adds the `ray_` prefix on its metrics port; see infra/grafana):
-tierline_rows_total{job,tier,status}, tierline_spend_usd_total{job,provider,model},
+Exported names (Ray adds the `ray_` prefix on its metrics port; see infra/grafana), the
+first four when a unit commits, from the figures its marker carries (so they add up to
+summary.json: `metric_samples`): tierline_rows_total{job,tier,status},
+tierline_spend_usd_total{job,provider,model}, tierline_calls_total{job,tier,provider,model}
+(paid calls), tierline_reused_rows_total{job,tier} (answered without a call); live:
 tierline_calls_in_flight{provider}, tierline_retries_total{provider,reason},
 tierline_rate_limited_total{provider}, tierline_call_latency_seconds{provider,model},
 tierline_quota_pauses_total{provider}; set by the driver after the drift checks:
@@ -23,6 +26,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from schemas.figures import UnitFigures
+
+Tags = tuple[tuple[str, str], ...]
 LATENCY_BUCKETS_S = [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120]
 
 
@@ -39,8 +45,8 @@ class _Noop:
 
 def _instruments() -> dict[str, Any]:
     noop = _Noop()
-    names = ("rows", "spend", "in_flight", "retries", "rate_limited", "latency", "pauses",
-             "canary_accuracy", "shift_delta", "shift_flagged")  # fmt: skip
+    names = ("rows", "spend", "calls", "reused", "in_flight", "retries", "rate_limited",
+             "latency", "pauses", "canary_accuracy", "shift_delta", "shift_flagged")  # fmt: skip
     try:
         import ray
         from ray.util.metrics import Counter as RayCounter
@@ -54,6 +60,14 @@ def _instruments() -> dict[str, Any]:
         "rows": RayCounter("tierline_rows_total", "Rows finished.", ("job", "tier", "status")),
         "spend": RayCounter(
             "tierline_spend_usd_total", "Spend in USD.", ("job", "provider", "model")
+        ),
+        "calls": RayCounter(
+            "tierline_calls_total", "Paid calls.", ("job", "tier", "provider", "model")
+        ),
+        "reused": RayCounter(
+            "tierline_reused_rows_total",
+            "Rows answered without a call (cache, identical row).",
+            ("job", "tier"),
         ),
         "in_flight": Gauge("tierline_calls_in_flight", "Provider calls in flight.", ("provider",)),
         "retries": RayCounter(
@@ -125,15 +139,16 @@ class Metrics:
         self.m["pauses"].inc(1.0, {"provider": provider})
 
     def row(self, tier: str, ok: bool) -> None:
+        """A row finished (for the live progress; exported when its unit commits)."""
         self.rows_done += 1
         self.unit_rows += 1
-        self.m["rows"].inc(
-            1.0, {"job": self.job, "tier": tier or "none", "status": "ok" if ok else "error"}
-        )
 
-    def spend(self, provider: str, model: str, usd: float) -> None:
-        if usd > 0:
-            self.m["spend"].inc(usd, {"job": self.job, "provider": provider, "model": model})
+    def committed(self, figures: UnitFigures) -> None:
+        """Export a committed unit's figures: the ones its marker carries, so the metrics
+        add up to the summary (a unit redone after a crash is counted once)."""
+        for (name, tags), value in metric_samples(self.job, figures).items():
+            if value:
+                self.m[name].inc(value, dict(tags))
 
     def canary(self, deployment: str, tier: str, accuracy: float) -> None:
         tags = {"job": self.job, "deployment": deployment, "tier": tier}
@@ -151,3 +166,23 @@ class Metrics:
             "rate_limited": dict(self.rate_limited),
             "retries": dict(self.retries),
         }
+
+
+def metric_samples(job: str, figures: UnitFigures) -> dict[tuple[str, Tags], float]:
+    """The counters one unit's figures add: rows by tier and status, paid calls and
+    spend by deployment, reused rows by tier. (instrument, tags) -> increment."""
+    out: dict[tuple[str, Tags], float] = {}
+
+    def add(name: str, value: float, **tags: str) -> None:
+        key = (name, (("job", job), *sorted(tags.items())))
+        out[key] = out.get(key, 0.0) + value
+
+    for tier, t in figures.by_tier.items():
+        add("rows", t.rows - t.errors, tier=tier, status="ok")
+        add("rows", t.errors, tier=tier, status="error")
+        add("reused", t.reused, tier=tier)
+    for key, t in figures.by_deployment.items():
+        tier, provider, model = ([*key.split("/", 2), "", ""])[:3]
+        add("calls", t.calls, tier=tier, provider=provider, model=model)
+        add("spend", t.cost_usd, provider=provider, model=model)
+    return out

@@ -83,15 +83,49 @@ def _models_in(annotation: object) -> list[type]:
     return sorted(set(found), key=lambda c: c.__name__)
 
 
+def output_columns_markdown() -> str:
+    """The columns of results/, costs/ and errors/ as Markdown tables, from the Arrow
+    schemas' own descriptions (the README embeds this; a test keeps it in sync)."""
+    from schemas.records import COSTS, ERRORS, RESULTS
+
+    out = []
+    for folder, schema in (("results", RESULTS), ("costs", COSTS), ("errors", ERRORS)):
+        rows = [
+            f"`{folder}/unit-<n>.parquet`",
+            "",
+            "| column | type | meaning |",
+            "| --- | --- | --- |",
+        ]
+        for field in schema:
+            doc = (field.metadata or {}).get(b"description", b"").decode()
+            rows.append(f"| `{field.name}` | {field.type} | {doc.replace('|', '/')} |")
+        out.append("\n".join(rows))
+    return "\n\n".join(out) + "\n"
+
+
+README_SECTIONS = {
+    "config-reference": spec_reference_markdown,
+    "output-columns": output_columns_markdown,
+}
+
+
+def readme_section(text: str, name: str) -> str:
+    start, end = f"<!-- {name}:start -->\n", f"<!-- {name}:end -->"
+    return text[text.index(start) + len(start) : text.index(end)]
+
+
 def update_readme(path: str = "README.md") -> None:
-    """Rewrite the README's configuration reference section (`make docs`)."""
+    """Rewrite the README's generated sections: the configuration reference and the
+    output columns (`make docs`)."""
     from pathlib import Path
 
-    start, end = "<!-- config-reference:start -->\n", "<!-- config-reference:end -->"
     p = Path(path)
     text = p.read_text()
-    i, j = text.index(start) + len(start), text.index(end)
-    p.write_text(text[:i] + spec_reference_markdown() + text[j:])
+    for name, make in README_SECTIONS.items():
+        start, end = f"<!-- {name}:start -->\n", f"<!-- {name}:end -->"
+        i, j = text.index(start) + len(start), text.index(end)
+        text = text[:i] + make() + text[j:]
+    p.write_text(text)
 
 
 if __name__ == "__main__":

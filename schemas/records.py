@@ -14,74 +14,121 @@ from __future__ import annotations
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.figures import UnitFigures
+
 _TS = pa.timestamp("us", tz="UTC")
+
+
+def _col(name: str, kind: pa.DataType, doc: str, *, nullable: bool = True) -> pa.Field:
+    """A column with its meaning in the field's metadata: written into every Parquet
+    file, and the source of the README's column lists (`schemas.export`)."""
+    return pa.field(name, kind, nullable=nullable, metadata={"description": doc})
+
 
 RESULTS = pa.schema(
     [
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("output", pa.string()),
-        # The tier that answered; `routed_tier` is where routing sent the row first.
-        pa.field("tier", pa.string()),
-        pa.field("routed_tier", pa.string()),
-        pa.field("provider", pa.string()),
-        pa.field("model", pa.string()),
-        # The version of the prompt variant the kept answer was asked with (p-<8 hex>).
-        pa.field("prompt_version", pa.string()),
-        pa.field("status", pa.string()),
-        pa.field("attempts", pa.int32()),
-        pa.field("retries", pa.int32()),
-        pa.field("rate_limited", pa.int32()),
-        # Which call's answer was kept, and why (valid, agree, vote, final_tier (...)).
-        pa.field("accepted_attempt", pa.int32()),
-        pa.field("accepted_reason", pa.string()),
-        pa.field("latency_ms", pa.float64()),
-        pa.field("unit", pa.int32()),
-        pa.field("completed_at", _TS),
+        _col("id", pa.string(), "The input row's id, as a string.", nullable=False),
+        _col("output", pa.string(), "The answer: a label, a summary, an extraction."),
+        _col(
+            "answered_tier",
+            pa.string(),
+            "The tier whose answer was kept. It differs from routed_tier when the row was "
+            "escalated (a cascade, or its tier was down).",
+        ),
+        _col("routed_tier", pa.string(), "The tier routing sent the row to first."),
+        _col("tier", pa.string(), "The same as answered_tier (the name older versions use)."),
+        _col("provider", pa.string(), "The provider that gave the kept answer."),
+        _col("model", pa.string(), "The model that gave the kept answer."),
+        _col("prompt_version", pa.string(), "The prompt variant the answer was asked with."),
+        _col("status", pa.string(), "Always ok (failed rows are in errors/)."),
+        _col(
+            "attempts",
+            pa.int32(),
+            "Calls this row made, retries included; 0 for an answer reused from the cache "
+            "or an identical row.",
+        ),
+        _col("retries", pa.int32(), "Of those, retries after a transient failure."),
+        _col("rate_limited", pa.int32(), "Of those, answers that were 429 (rate limited)."),
+        _col(
+            "accepted_attempt",
+            pa.int32(),
+            "Which call's answer was kept (1 = the first); 0 for a reused answer.",
+        ),
+        _col(
+            "accepted_reason",
+            pa.string(),
+            "Why it was kept: valid, agree, vote, final_tier, cached, ...",
+        ),
+        _col("latency_ms", pa.float64(), "How long the row waited for its answer, milliseconds."),
+        _col(
+            "cost_usd",
+            pa.float64(),
+            "What the row's calls cost in all (escalated answers included; 0 when reused).",
+        ),
+        _col("unit", pa.int32(), "The work unit the row belongs to."),
+        _col("completed_at", _TS, "When the row's answer arrived (not when its unit committed)."),
     ]
 )
 
 COSTS = pa.schema(
     [
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("provider", pa.string()),
-        pa.field("model", pa.string()),
-        pa.field("tier", pa.string()),
-        pa.field("input_tokens", pa.int64()),
-        pa.field("output_tokens", pa.int64()),
-        # Parts of input_tokens read from / written to the provider's prompt cache, billed
-        # at the cached-input and cache-write prices (pipeline.costs).
-        pa.field("cached_input_tokens", pa.int64()),
-        pa.field("cache_write_tokens", pa.int64()),
-        # sync (one request) or batch (the provider's batch API, at the batch price).
-        pa.field("mode", pa.string()),
-        pa.field("cost_usd", pa.float64()),
-        pa.field("price_version", pa.string()),
-        # The version of the prompt variant this call sent (schemas.prompts).
-        pa.field("prompt_version", pa.string()),
-        # One row per billed call: ok, invalid_output, or, for answers a cascade did not
-        # keep, escalated / disagreed.
-        pa.field("call_status", pa.string()),
-        pa.field("attempt", pa.int32()),
-        # Long documents: which step the call was (direct, map, reduce) and its chunk.
-        pa.field("step", pa.string()),
-        pa.field("chunk", pa.int32()),
-        pa.field("token_method", pa.string()),
-        pa.field("unit", pa.int32()),
+        _col("id", pa.string(), "The row the call was for.", nullable=False),
+        _col("provider", pa.string(), "The provider called."),
+        _col("model", pa.string(), "The model called."),
+        _col("tier", pa.string(), "The tier the call was made in."),
+        _col("input_tokens", pa.int64(), "Input tokens billed (cached and written included)."),
+        _col("output_tokens", pa.int64(), "Output tokens billed."),
+        _col(
+            "cached_input_tokens",
+            pa.int64(),
+            "Of the input tokens, read from the provider's prompt cache (cached-input price).",
+        ),
+        _col(
+            "cache_write_tokens",
+            pa.int64(),
+            "Of the input tokens, written to the provider's prompt cache (cache-write price).",
+        ),
+        _col("mode", pa.string(), "sync (one request) or batch (the batch API's price)."),
+        _col("cost_usd", pa.float64(), "What the call cost; 0 for a reused answer."),
+        _col("price_version", pa.string(), "The price table the cost was computed with."),
+        _col("prompt_version", pa.string(), "The prompt variant this call sent."),
+        _col(
+            "call_status",
+            pa.string(),
+            "ok or invalid_output; escalated / disagreed for answers a cascade did not keep; "
+            "cached / duplicate for answers reused from the cache or an identical row (not "
+            "calls: $0, tokens kept to price what they saved).",
+        ),
+        _col("attempt", pa.int32(), "Which call of the row this was (0: a reused answer)."),
+        _col("step", pa.string(), "Long documents: direct, map or reduce."),
+        _col("chunk", pa.int32(), "Long documents: the chunk a map call read."),
+        _col("token_method", pa.string(), "Where the token counts come from."),
+        _col("unit", pa.int32(), "The work unit the row belongs to."),
     ]
 )
 
 ERRORS = pa.schema(
     [
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("error_type", pa.string()),
-        pa.field("message", pa.string()),
-        pa.field("attempts", pa.int32()),
-        pa.field("tier", pa.string()),
-        pa.field("provider", pa.string()),
-        pa.field("model", pa.string()),
-        # True for errors a rerun should try again (deferred, budget_exhausted).
-        pa.field("retryable", pa.bool_()),
-        pa.field("unit", pa.int32()),
+        _col("id", pa.string(), "The input row's id, as a string.", nullable=False),
+        _col("error_type", pa.string(), "empty_text, too_long, invalid_output, timeout, ..."),
+        _col("message", pa.string(), "What went wrong, with the field or the fix."),
+        _col("attempts", pa.int32(), "Calls the row made (0: it failed before any call)."),
+        _col(
+            "tier",
+            pa.string(),
+            "The tier of the row's last call; null when it never reached one (empty text, "
+            "too long for every tier, ...).",
+        ),
+        _col("routed_tier", pa.string(), "The tier routing sent the row to first."),
+        _col("provider", pa.string(), "The provider of the last call, if any."),
+        _col("model", pa.string(), "The model of the last call, if any."),
+        _col(
+            "retryable",
+            pa.bool_(),
+            "True for errors a rerun tries again (deferred, budget_exhausted).",
+        ),
+        _col("unit", pa.int32(), "The work unit the row belongs to."),
+        _col("completed_at", _TS, "When the row finally failed."),
     ]
 )
 
@@ -124,8 +171,13 @@ class UnitCommit(BaseModel):
         default=0, ge=0, description="Rows answered by an interrupted earlier run (its journal)."
     )
     cost_usd: float
-    calls: int
+    calls: int = Field(description="Paid calls (reused answers are not calls).")
     results: FileEntry
     costs: FileEntry
     errors: FileEntry
     written_at: str
+    figures: UnitFigures | None = Field(
+        default=None,
+        description="The unit's figures (schemas.figures), so a job's are summed from its "
+        "markers; markers of older versions lack them and their unit's files are read.",
+    )

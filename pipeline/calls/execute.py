@@ -117,6 +117,7 @@ class RowOutcome:
     max_tokens: int | None = None  # answer cap when not the task's (long-document steps)
     long_document: bool = False  # answered by map-reduce or a longer-context tier
     prompt_version: str | None = None  # of the answer kept
+    completed_at: float | None = None  # unix seconds its answer (or final failure) arrived
 
 
 class Breaker:

@@ -141,16 +141,20 @@ def summary_table(s: JobSummary) -> Table:
     t = Table(title=f"{s.job_id}  ({s.status})", show_header=True, header_style="bold")
     t.add_column("")
     t.add_column("rows", justify="right")
+    t.add_column("reused", justify="right")
     t.add_column("calls", justify="right")
     t.add_column("cost USD", justify="right")
+    # calls: paid calls; reused: rows answered without one (cache, identical row). The
+    # report's table and summary.json count them the same way (pipeline.engine.figures).
     for tier, b in s.by_tier.items():
-        t.add_row(f"tier {tier}", str(b.rows), str(b.calls), f"{b.cost_usd:.6f}")
+        t.add_row(f"tier {tier}", str(b.rows), str(b.reused), str(b.calls), f"{b.cost_usd:.6f}")
     for model, b in s.by_model.items():
-        t.add_row(f"model {model}", str(b.rows), str(b.calls), f"{b.cost_usd:.6f}")
+        t.add_row(f"model {model}", str(b.rows), str(b.reused), str(b.calls), f"{b.cost_usd:.6f}")
     t.add_section()
-    t.add_row("total", f"{s.rows_ok} ok / {s.rows_error} error", str(s.calls), f"{s.cost_usd:.6f}")
-    t.add_row(f"all on {s.flagship_model}", "", "", f"{s.flagship_baseline_usd:.6f}")
-    t.add_row("savings", "", "", f"{s.savings_pct:.1f}%")
+    done = f"{s.rows_ok} ok / {s.rows_error} error"
+    t.add_row("total", done, str(s.rows_reused), str(s.calls), f"{s.cost_usd:.6f}")
+    t.add_row(f"all on {s.flagship_model}", "", "", "", f"{s.flagship_baseline_usd:.6f}")
+    t.add_row("savings", "", "", "", f"{s.savings_pct:.1f}%")
     return t
 
 
@@ -197,10 +201,12 @@ def print_summary(s: JobSummary, console: Console | None = None) -> None:
     console.print(", ".join(extra))
     f = s.forecast_vs_actual
     if f:
-        cost_err = f.get("cost_error_pct")
+        cost_err, time_err = f.get("cost_error_pct"), f.get("duration_error_pct")
         console.print(
             f"forecast ${f['forecast_cost_usd']:.4f} against actual ${f['actual_cost_usd']:.4f}"
             + (f" ({cost_err:+.1f}%)" if cost_err is not None else "")
+            + f", {f['forecast_duration_s']:.1f} s against {f['actual_duration_s']:.1f} s"
+            + (f" ({time_err:+.1f}%)" if time_err is not None else "")
         )
     _print_drift(s, console)
     for etype, n in s.errors_by_type.items():

@@ -59,7 +59,8 @@ def print_report_table(data: ReportData, console: Console) -> None:
     """The report's key figures: spend by tier and model, savings, latency, retries, forecast."""
     spend = Table(title=escape(f"{data.job_id}  ({data.status})"), header_style="bold")
     spend.add_column("")
-    for col in ("rows", "calls", "cost", "share"):
+    # calls: paid calls; reused: rows answered without one. As in `tierline run`'s table.
+    for col in ("rows", "reused", "calls", "cost", "share"):
         spend.add_column(col, justify="right")
     for label, rows in (("tier", data.by_tier), ("model", data.by_model)):
         for s in rows:
@@ -67,25 +68,28 @@ def print_report_table(data: ReportData, console: Console) -> None:
             spend.add_row(
                 escape(f"{label} {s.key}"),
                 f"{s.rows:,}",
+                f"{s.reused:,}",
                 f"{s.calls:,}",
                 fmt_usd(s.cost_usd),
                 share,
             )
         spend.add_section()
     done = f"{data.rows_ok:,} ok / {data.rows_error:,} error"
-    spend.add_row("total", done, f"{data.calls:,}", fmt_usd(data.cost_usd), "")
+    reused = f"{data.cache_hits + data.duplicates:,}"
+    spend.add_row("total", done, reused, f"{data.calls:,}", fmt_usd(data.cost_usd), "")
     if data.flagship_model:
         base = fmt_usd(data.flagship_baseline_usd)
-        spend.add_row(escape(f"all on {data.flagship_model}"), "", "", base, "")
+        spend.add_row(escape(f"all on {data.flagship_model}"), "", "", "", base, "")
     saved = "n/a" if data.savings_pct is None else f"{data.savings_pct:.1f}%"
-    spend.add_row("savings", "", "", saved, "")
+    spend.add_row("savings", "", "", "", saved, "")
     if any(m.key == "batch" for m in data.by_mode):
         for m in data.by_mode:
-            spend.add_row(f"mode {m.key or 'sync'}", "", f"{m.calls:,}", fmt_usd(m.cost_usd), "")
+            mode = f"mode {m.key or 'sync'}"
+            spend.add_row(mode, "", "", f"{m.calls:,}", fmt_usd(m.cost_usd), "")
     if data.cache_hits or data.duplicates:
         kept = "n/a" if data.reuse_saved_usd is None else fmt_usd(data.reuse_saved_usd)
         reused = f"{data.cache_hits:,} cached + {data.duplicates:,} identical"
-        spend.add_row("answers reused (not paid)", reused, "", kept, "")
+        spend.add_row("answers reused (not paid)", reused, "", "", kept, "")
     console.print(spend)
 
     run = Table(show_header=False, box=None, padding=(0, 2, 0, 0))

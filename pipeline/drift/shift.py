@@ -1,16 +1,17 @@
 """How this run's routing compares with the previous run of the same job name.
 
-    rates = routing_rates(results, costs, errors)        # escalation, disagreement
     found = previous_summary(Store.open("out/"), "nightly-tickets", job_id, finished_at)
     report = shift_report(found, summary_doc, threshold=0.1)
     report.flagged                                         # ['tier_share.flagship']
 
 Measured as the absolute change of a share between the two runs (0.1 = ten points):
 each tier's share of the run's rows (result and error rows, by the tier that answered or
-failed them), the escalation rate (rows sent above the tier routing chose: a call marked
-`escalated` or `disagreed`, or an answer from another tier) and the disagreement rate
-(rows whose agreement check disagreed), each over the same rows. A metric moving by more
-than the threshold is flagged. "Previous" is the summary.json of another job folder
+failed them; rows that reached no tier left out), the escalation rate (rows sent above
+the tier routing chose: a call marked `escalated` or `disagreed`, or an answer from
+another tier) and the disagreement rate (rows whose agreement check disagreed), each over
+the same rows. A metric moving by more
+than the threshold is flagged. The rates come from summary.json, which counts them per
+unit (`pipeline.engine.figures`). "Previous" is the summary.json of another job folder
 named `<name>-*` under the same output that finished last before this run.
 """
 
@@ -21,14 +22,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import polars as pl
 import pyarrow.fs as pafs
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.jobfolder import SUMMARY_JSON
 from pipeline.store import Store, with_retries
-
-ESCALATED = ("escalated", "disagreed")
+from schemas.figures import NO_TIER
 
 
 class ShiftItem(BaseModel):
@@ -61,27 +60,12 @@ MEASURED = (
 )
 
 
-def routing_rates(
-    results: pl.DataFrame, costs: pl.DataFrame, errors: pl.DataFrame
-) -> tuple[float, float]:
-    """(escalation rate, disagreement rate) over the run's result and error rows."""
-    rows = results.height + errors.height
-    if rows == 0:
-        return 0.0, 0.0
-    escalated_ids = set(costs.filter(pl.col("call_status").is_in(ESCALATED))["id"].to_list())
-    moved = results.filter(
-        pl.col("routed_tier").is_not_null() & (pl.col("routed_tier") != pl.col("tier"))
-    )
-    escalated_ids |= set(moved["id"].to_list())
-    disagreed = costs.filter(pl.col("call_status") == "disagreed")["id"].n_unique()
-    return len(escalated_ids) / rows, disagreed / rows
-
-
 def run_metrics(doc: Mapping[str, Any]) -> dict[str, float]:
     """The compared figures of one summary (as a dict): tier shares and the two rates
     (a rate an older summary lacks is left out)."""
     by_tier = doc.get("by_tier") or {}
-    rows = {t: int((b or {}).get("rows", 0)) for t, b in by_tier.items()}
+    # Rows that reached no tier (empty text, say) say nothing about routing.
+    rows = {t: int((b or {}).get("rows", 0)) for t, b in by_tier.items() if t != NO_TIER}
     total = sum(rows.values())
     out: dict[str, float] = {}
     if total:

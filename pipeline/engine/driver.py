@@ -31,14 +31,14 @@ from pipeline.drift.canary import CanaryAnswer, CanaryResult, CanaryTarget, fail
 from pipeline.drift.shift import ShiftReport, previous_summary, shift_report
 from pipeline.engine.actors import SimActor, WorkerActor
 from pipeline.engine.canary import GoldenRow, run_canary
-from pipeline.engine.checks import key_problems
+from pipeline.engine.checks import check_spec
 from pipeline.engine.journal import journalled_rows, journalled_usd
 from pipeline.engine.plan import Plan, Unit, make_plan
 from pipeline.engine.stall import StallWatch
 from pipeline.engine.stopping import ActorWatch, StopRequest
 from pipeline.engine.summary import JobSummary, attach_forecast, build_summary, write_summary
 from pipeline.engine.worker import UnitReport
-from pipeline.errors import CanaryFailed, ConfigError, TerminalError, TierlineError
+from pipeline.errors import CanaryFailed, TerminalError, TierlineError
 from pipeline.jobfolder import JobFolder, batch_turnaround, history_dirs
 from pipeline.limits.budget_actor import (
     job_actor_name,
@@ -49,7 +49,7 @@ from pipeline.limits.budget_actor import (
 from pipeline.limits.quota_actor import account_key, ensure_quota_actor
 from pipeline.metrics import Metrics
 from pipeline.store import Store
-from schemas.job import JobSpec, deadline_at
+from schemas.job import JobSpec, SpecError, deadline_at
 
 log = logging.getLogger("tierline")
 
@@ -110,10 +110,12 @@ class QuietProgress:
 
 
 def preflight(spec: JobSpec) -> None:
-    """Fail before any call: every used provider's key variable must be set."""
-    missing = key_problems(spec)
-    if missing:
-        raise ConfigError("; ".join(missing))
+    """Fail before Ray starts or any call: the checks `tierline validate` and
+    `pipeline.check` make (prices, routers, the canary's set, key variables), whoever
+    calls `run_job`. Raises `SpecError` listing every problem."""
+    problems = check_spec(spec)
+    if problems:
+        raise SpecError("<JobSpec>", problems)
 
 
 def ensure_ray() -> bool:
@@ -426,7 +428,7 @@ def run_job(
             spent = (
                 spent_in_commits(plan.committed.values())
                 + journalled_usd(folder, (u.index for u in todo))
-                + _canary_spent(out_uri, plan.job_id)
+                + folder.canary_spent_usd()
             )
             budget = start_budget(plan.job_id, spec.budget_usd, spent)
         deadline = (
@@ -485,6 +487,7 @@ def run_job(
             # (detached, so they outlive a driver), not the private Ray itself.
             ray.shutdown()
     attach_forecast(summary, out_uri)
+    summary.reasons = summary.why_incomplete()
     if canary is not None and not canary.passed:
         write_summary(out_uri, plan.job_id, summary)
         raise CanaryFailed(failure_message(canary), job_id=plan.job_id)
@@ -492,15 +495,6 @@ def run_job(
     write_summary(out_uri, plan.job_id, summary)
     _export_drift(summary)
     return summary
-
-
-def _canary_spent(out_uri: str, job_id: str) -> float:
-    """What an earlier canary of this job cost: spent, so counted against the budget."""
-    doc = JobFolder.open(out_uri, job_id).read_canary_result()
-    try:
-        return float(doc["cost_usd"]) if doc else 0.0
-    except (KeyError, TypeError, ValueError):
-        return 0.0
 
 
 def _shift(spec: JobSpec, out_uri: str, summary: JobSummary) -> ShiftReport:

@@ -29,30 +29,16 @@ def unit_tables(
 ) -> tuple[pa.Table, pa.Table, pa.Table]:
     """A unit's results, costs (priced) and errors, one row per outcome (and per call)."""
     now = datetime.now(UTC)
-    ok = [o for o in outcomes if o.ok]
-    bad = [o for o in outcomes if not o.ok]
+    costs = price_calls(call_rows(outcomes, unit), prices)
+    spent: dict[str, float] = {}
+    for rid, usd in zip(costs["id"].to_pylist(), costs["cost_usd"].to_pylist(), strict=True):
+        spent[rid] = spent.get(rid, 0.0) + float(usd or 0.0)
+
+    def at(o: RowOutcome) -> datetime:
+        return now if o.completed_at is None else datetime.fromtimestamp(o.completed_at, UTC)
+
     results = pa.Table.from_pylist(
-        [
-            {
-                "id": o.id,
-                "output": o.output,
-                "tier": o.tier,
-                "routed_tier": o.routed_tier or o.tier,
-                "provider": o.provider,
-                "model": o.model,
-                "prompt_version": o.prompt_version,
-                "status": "ok",
-                "attempts": o.attempts,
-                "retries": o.retries,
-                "rate_limited": o.rate_limited,
-                "accepted_attempt": o.accepted_attempt,
-                "accepted_reason": o.accepted_reason,
-                "latency_ms": o.latency_ms,
-                "unit": unit,
-                "completed_at": now,
-            }
-            for o in ok
-        ],
+        [_result_row(o, unit, spent.get(o.id, 0.0), at(o)) for o in outcomes if o.ok],
         schema=RESULTS,
     )
     errors = pa.Table.from_pylist(
@@ -62,18 +48,61 @@ def unit_tables(
                 "error_type": o.error_type,
                 "message": o.message,
                 "attempts": o.attempts,
-                "tier": o.tier or None,
+                # A row that failed before any call (empty text, say) reached no tier.
+                "tier": (o.tier or None) if o.attempts or o.calls else None,
+                "routed_tier": o.routed_tier or o.tier or None,
                 "provider": o.provider,
                 "model": o.model,
                 "retryable": o.error_type in RETRYABLE_ERRORS,
                 "unit": unit,
+                "completed_at": at(o),
             }
-            for o in bad
+            for o in outcomes
+            if not o.ok
         ],
         schema=ERRORS,
     )
-    costs = price_calls(call_rows(outcomes, unit), prices)
     return results, costs, errors
+
+
+def is_reused(o: RowOutcome) -> bool:
+    """Answered without a call of its own: from the cache or by an identical row's call."""
+    return bool(o.calls) and all(c.call_status in FREE_STATUSES for c in o.calls)
+
+
+def _result_row(o: RowOutcome, unit: int, cost: float, at: datetime) -> dict[str, object]:
+    # A reused answer made no call here: 0 attempts, and 0 (no call of its own) as the
+    # attempt whose answer was kept, as its $0 cost rows say.
+    reused = is_reused(o)
+    return {
+        "id": o.id,
+        "output": o.output,
+        "answered_tier": o.tier,
+        "routed_tier": o.routed_tier or o.tier,
+        "tier": o.tier,
+        "provider": o.provider,
+        "model": o.model,
+        "prompt_version": o.prompt_version,
+        "status": "ok",
+        "attempts": 0 if reused else o.attempts,
+        "retries": 0 if reused else o.retries,
+        "rate_limited": 0 if reused else o.rate_limited,
+        "accepted_attempt": 0 if reused else o.accepted_attempt,
+        "accepted_reason": o.accepted_reason,
+        "latency_ms": o.latency_ms,
+        "cost_usd": cost,
+        "unit": unit,
+        "completed_at": at,
+    }
+
+
+def conform_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with `schema`'s columns in its order; one an older writer lacks is null."""
+    cols = [
+        table[f.name] if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(cols, names=schema.names).cast(schema)
 
 
 def call_rows(outcomes: list[RowOutcome], unit: int) -> list[dict[str, object]]:

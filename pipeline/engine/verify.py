@@ -7,7 +7,8 @@ Checks, for every committed unit: its files exist with the row counts and SHA-25
 marker records; every input id of the unit is in results or errors exactly once (ids
 repeated in the input count once); cost rows belong to the unit's ids and add up to the
 marker's cost; every result has a billed call of its model. Then the summary's totals
-against the files. Units not yet committed are reported as pending, not as lost.
+against the files, and the figures each marker carries (what the summary and the report
+add up) against its unit's files. Units not yet committed are reported as pending, not as lost.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from pipeline.engine.figures import conform, unit_figures
 from pipeline.engine.plan import Unit
 from pipeline.engine.rows import read_unit
 from pipeline.jobfolder import MANIFEST, JobFolder
 from pipeline.store import Store
-from schemas.records import UnitCommit
+from schemas.records import COSTS, ERRORS, RESULTS, UnitCommit
 
 MAX_IDS_SHOWN = 20
 
@@ -108,12 +110,41 @@ def _check_unit(out: Store, inp: Store, id_col: str, c: UnitCommit, report: Veri
             f"unit {c.unit}: cost rows add up to {costs['cost_usd'].sum()}, "
             f"marker says {c.cost_usd}"
         )
+    _check_figures(c, results, costs, errors, report)
     answered = pl.col("call_status").is_in(["ok", "cached", "duplicate"])
     billed = costs.filter(answered).select("id", "provider", "model").unique()
     unbilled = results.join(billed, on=["id", "provider", "model"], how="anti")
     if unbilled.height:
         ids = unbilled["id"].to_list()
         report.add(f"unit {c.unit}: {len(ids)} results without a billed call: {_ids(ids)}")
+
+
+def _check_figures(
+    c: UnitCommit,
+    results: pl.DataFrame,
+    costs: pl.DataFrame,
+    errors: pl.DataFrame,
+    report: VerifyReport,
+) -> None:
+    """The figures the marker carries (what the summary and the report add up) against
+    the same figures computed from the unit's files."""
+    if c.figures is None:
+        return  # an older marker: its figures are computed from these files anyway
+    got = unit_figures(conform(results, RESULTS), conform(costs, COSTS), conform(errors, ERRORS))
+    want = c.figures
+    for name in ("rows_ok", "rows_error", "calls", "cache_hits", "duplicates"):
+        if getattr(got, name) != getattr(want, name):
+            report.add(
+                f"unit {c.unit}: its marker says {name} {getattr(want, name)}, "
+                f"its files {getattr(got, name)}"
+            )
+    if abs(got.cost_usd - want.cost_usd) > 1e-9 + 1e-9 * want.cost_usd:
+        report.add(
+            f"unit {c.unit}: its marker's figures say ${want.cost_usd}, files ${got.cost_usd}"
+        )
+    tiers = {k: (t.rows, t.calls) for k, t in got.by_tier.items()}
+    if tiers != {k: (t.rows, t.calls) for k, t in want.by_tier.items()}:
+        report.add(f"unit {c.unit}: its marker's rows and calls by tier differ from its files")
 
 
 def verify_job(prefix: str) -> VerifyReport:
@@ -153,6 +184,9 @@ def _check_summary(folder: JobFolder, commits: dict[int, UnitCommit], report: Ve
             f"summary.json says {s.get('rows_ok')} ok / {s.get('rows_error')} error rows, "
             f"the committed files hold {rows_ok} / {rows_error}"
         )
+    calls = sum(c.figures.calls for c in commits.values() if c.figures is not None)
+    if all(c.figures is not None for c in commits.values()) and s.get("calls") != calls:
+        report.add(f"summary.json says {s.get('calls')} calls, the units' markers {calls}")
     if abs(float(s.get("cost_usd", 0.0)) - cost) > 1e-6:
         report.add(f"summary.json cost_usd {s.get('cost_usd')} differs from the cost rows' {cost}")
     tier_rows = sum(b.get("rows", 0) for b in s.get("by_tier", {}).values())

@@ -12,19 +12,17 @@ the commit marker is written only after all three data files are durable.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import TracebackType
 
 import aiohttp
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from jobs.base import get_job_kind
 from pipeline.calls.batching import BatchAwareLimiter, BatchingProvider, BatchPlan, SyncCall
@@ -32,13 +30,15 @@ from pipeline.calls.cache import ResponseCache
 from pipeline.calls.execute import Limiter, RowExecutor, RowOutcome
 from pipeline.calls.retry import RetryPolicy
 from pipeline.calls.reuse import AnswerReuse, InFlight, split_rows
+from pipeline.engine.commit import read_commit, write_unit
+from pipeline.engine.figures import unit_figures
 from pipeline.engine.journal import UnitJournal, take_back
-from pipeline.engine.outputs import row_costs, spend_by_model, unit_tables
+from pipeline.engine.outputs import row_costs, unit_tables
 from pipeline.engine.plan import Unit
 from pipeline.engine.rows import ID, SENSITIVE, TEXT, TIER, prepare_unit, read_unit, unit_columns
 from pipeline.engine.stopping import RowGate
 from pipeline.errors import TierlineError
-from pipeline.jobfolder import BatchJournal, JobFolder, unit_files
+from pipeline.jobfolder import BatchJournal, JobFolder
 from pipeline.limits.budget import Budgets
 from pipeline.limits.limiter import LocalLimiter
 from pipeline.limits.quota_actor import ClusterLimiter
@@ -46,11 +46,12 @@ from pipeline.longdoc.run import LongDocs
 from pipeline.metrics import Metrics
 from pipeline.providers import registry
 from pipeline.providers.base import ChatRequest, ChatResponse, Provider
-from pipeline.store import Store, table_to_parquet_bytes
+from pipeline.store import Store
 from pipeline.tokens import chat_overhead_tokens, count_tokens, count_tokens_batch
+from schemas.figures import UnitFigures
 from schemas.job import CascadeSpec, Deployment, JobSpec
 from schemas.prices import PriceTable
-from schemas.records import COSTS, ERRORS, RESULTS, FileEntry, UnitCommit
+from schemas.records import UnitCommit
 
 log = logging.getLogger(__name__)
 
@@ -289,8 +290,9 @@ class UnitRunner:
     def prepare(self, table: pa.Table, unit: int = 0) -> tuple[pl.DataFrame, list[RowOutcome]]:
         """Rows to call (id, text, tier) and the rows that fail before any call."""
         prep = prepare_unit(table, self.spec, unit)
+        now = time.time()
         early = [
-            RowOutcome(id=rid, tier=tier, ok=False, error_type=etype, message=msg)
+            RowOutcome(id=rid, tier=tier, ok=False, error_type=etype, message=msg, completed_at=now)
             for rid, tier, etype, msg in prep.early.iter_rows()
         ]
         return prep.todo, early
@@ -339,6 +341,7 @@ class UnitRunner:
             outcome = await self.gate.run(ask)
             if outcome is None:  # not asked, or cut off by the stop: the unit won't commit
                 return RowOutcome(id=rid, tier=tier, ok=False, error_type=NOT_ASKED)
+            outcome.completed_at = time.time()
             if journal is not None:
                 journal.add(outcome)
             self.metrics.row(outcome.tier, outcome.ok)
@@ -356,6 +359,7 @@ class UnitRunner:
         outcomes: list[RowOutcome | None] = [None] * len(rows)
         for i, hit in split.cached.items():
             outcomes[i] = self.reuse.cached(rows[i], hit)
+            outcomes[i].completed_at = time.time()  # type: ignore[union-attr]
 
         async def follow_one(i: int, fut: asyncio.Future[RowOutcome]) -> tuple[RowOutcome, bool]:
             leading = await InFlight.follow(fut)
@@ -396,72 +400,6 @@ class UnitRunner:
         self.reuse.remember([keys[i] for i in run], done)
         return final
 
-    def read_commit(self, commit: UnitCommit) -> tuple[pa.Table, pa.Table, pa.Table]:
-        def read(path: str, schema: pa.Schema) -> pa.Table:
-            table = pq.read_table(pa.BufferReader(self.out.read_bytes(path)))
-            return table.select(schema.names).cast(schema)
-
-        return (
-            read(commit.results.path, RESULTS),
-            read(commit.costs.path, COSTS),
-            read(commit.errors.path, ERRORS),
-        )
-
-    def write(
-        self,
-        unit: Unit,
-        results: pa.Table,
-        costs: pa.Table,
-        errors: pa.Table,
-        previous: UnitCommit | None = None,
-        rows_recovered: int = 0,
-    ) -> UnitCommit:
-        generation = previous.generation + 1 if previous else 0
-        names = unit_files(unit.index, generation)
-        entries: dict[str, FileEntry] = {}
-        for key, path, table in (
-            ("results", names.results, results),
-            ("costs", names.costs, costs),
-            ("errors", names.errors, errors),
-        ):
-            data = table_to_parquet_bytes(table)
-            self.out.write_bytes(path, data)
-            entries[key] = FileEntry(
-                path=path,
-                rows=table.num_rows,
-                sha256=hashlib.sha256(data).hexdigest(),
-                bytes=len(data),
-            )
-        retryable = int(pc.sum(errors["retryable"]).as_py() or 0) if errors.num_rows else 0
-        commit = UnitCommit(
-            job_id=self.job_id,
-            unit=unit.index,
-            generation=generation,
-            rows_retryable=retryable,
-            source=unit.source,
-            row_groups=list(unit.row_groups),
-            row_offset=unit.row_offset,
-            row_count=unit.row_count,
-            rows_ok=results.num_rows,
-            rows_error=errors.num_rows,
-            rows_duplicate=max(0, unit.row_count - results.num_rows - errors.num_rows),
-            rows_recovered=rows_recovered + (previous.rows_recovered if previous else 0),
-            cost_usd=float(pc.sum(costs["cost_usd"]).as_py() or 0.0),
-            calls=costs.num_rows,
-            results=entries["results"],
-            costs=entries["costs"],
-            errors=entries["errors"],
-            written_at=datetime.now(UTC).isoformat(),
-        )
-        # Data first, marker last: a crash before this line leaves the unit to be redone.
-        JobFolder(self.out).write_commit(commit)
-        if previous is not None:
-            # The new marker names the new files; the previous generation is garbage now.
-            for old in (previous.results, previous.costs, previous.errors):
-                if old.path not in (names.results, names.costs, names.errors):
-                    self.out.delete(old.path)
-        return commit
-
     def row_costs(self, outcomes: Sequence[RowOutcome]) -> list[float]:
         return row_costs(outcomes, self.prices)
 
@@ -499,7 +437,9 @@ class UnitRunner:
         todo, early = self.prepare(table, unit.index)
         kept: tuple[pa.Table, pa.Table, pa.Table] | None = None
         if previous is not None:
-            old_results, old_costs, old_errors = await asyncio.to_thread(self.read_commit, previous)
+            old_results, old_costs, old_errors = await asyncio.to_thread(
+                read_commit, self.out, previous
+            )
             retry = old_errors.filter(pc.field("retryable"))["id"].to_pylist()
             todo = todo.filter(pl.col("id").is_in(retry))
             done = set(todo["id"].to_list())
@@ -524,32 +464,36 @@ class UnitRunner:
         for o in early:
             self.metrics.row(o.tier, False)
         results, costs, errors = unit_tables(unit.index, outcomes, self.prices)
-        for (prov, model), usd in spend_by_model(costs).items():
-            self.metrics.spend(prov, model, usd)
+        added = self._figures(results, costs, errors)  # what this run adds to the unit
+        figures = added
         if kept is not None:
             results = pa.concat_tables([kept[0], results])
             costs = pa.concat_tables([kept[1], costs])
             errors = pa.concat_tables([kept[2], errors])
+            figures = self._figures(results, costs, errors)
         await self._flush_cache(unit)  # before the marker: a committed row's answer is kept
         if self.before_commit is not None:
             await self.before_commit()
-        commit = await asyncio.to_thread(
-            self.write, unit, results, costs, errors, previous, len(recovered)
+        tables = (results, costs, errors)
+        await asyncio.to_thread(
+            write_unit, self.out, self.job_id, unit, tables, figures, previous, len(recovered)
         )
+        self.metrics.committed(added)
         try:  # the answers are in the committed files now; a stale journal is harmless
             await asyncio.to_thread(journal.clear)
         except TierlineError as exc:
             log.warning("journal of unit %s not cleared: %s", unit.index, exc)
         self.metrics.unit_rows -= len(outcomes)  # the unit's rows are now in its report
-        tiers: dict[str, int] = {}
-        for o in outcomes:
-            tiers[o.tier] = tiers.get(o.tier, 0) + 1
         return UnitReport(
             unit=unit.index,
             rows=len(outcomes),
-            rows_ok=commit.rows_ok,
-            rows_error=commit.rows_error,
-            calls=commit.calls,
-            cost_usd=commit.cost_usd,
-            tiers=tiers,
+            rows_ok=added.rows_ok,
+            rows_error=added.rows_error,
+            calls=added.calls,
+            cost_usd=added.cost_usd,
+            tiers={tier: t.rows for tier, t in added.by_tier.items()},
         )
+
+    def _figures(self, results: pa.Table, costs: pa.Table, errors: pa.Table) -> UnitFigures:
+        frames = [pl.DataFrame(pl.from_arrow(t)) for t in (results, costs, errors)]
+        return unit_figures(*frames, prices=self.prices)

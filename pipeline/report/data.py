@@ -4,9 +4,12 @@
     html = render_html(data)              # pipeline.report.html: one self-contained page
     print_report_table(data, Console())   # pipeline.cli.report: the key figures
 
-Only unit files named by a commit marker are read, so the report of a running or crashed
-job shows exactly what is committed. summary.json (written when the job ends) supplies the
-job-level figures; without it they are derived from the committed units.
+Its figures are the sum of the commit markers' unit figures (`pipeline.engine.figures`,
+as summary.json's are), so the report of a running or crashed job shows exactly what is
+committed, and a job of any size is reported without reading its rows (a marker of an
+older version, without figures: its unit's files, one unit at a time). summary.json
+supplies the job-level facts (status, wall time, baseline); without it they are derived
+from the committed units.
 """
 
 from __future__ import annotations
@@ -16,33 +19,29 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-import polars as pl
-import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.calls.cache import CACHED, DUPLICATE, FREE_STATUSES, reused_answers_usd
 from pipeline.drift.canary import CanaryResult
 from pipeline.drift.shift import ShiftReport
+from pipeline.engine.figures import forecast_error_pct, job_figures
 from pipeline.errors import InputError
 from pipeline.jobfolder import JobFolder
-from pipeline.store import Store, concurrently
-from schemas.prices import load_prices
-from schemas.records import COSTS, ERRORS, RESULTS, UnitCommit
+from pipeline.store import Store
+from schemas.figures import (
+    TIMELINE_STEPS_S,
+    Completions,
+    ErrorSample,
+    Latency,
+    Tally,
+    UnitFigures,
+    latency_edge,
+)
+from schemas.prices import PriceTable, load_prices
+from schemas.records import UnitCommit
 
-_RESULT_COLS = ("id", "tier", "routed_tier", "provider", "model", "attempts", "rate_limited",
-                "latency_ms", "completed_at")  # fmt: skip
-_COST_COLS = (
-    "id", "provider", "model", "tier", "cost_usd", "call_status", "input_tokens",
-    "output_tokens", "mode",
-)  # fmt: skip
-_ERROR_COLS = ("id", "error_type", "message", "tier")
 TIER_ORDER = ("cheap", "mid", "flagship")
 # Timeline bucket widths, seconds: the smallest that gives at most 60 buckets is used.
-_STEPS_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0,
-            1800.0, 3600.0, 21600.0, 86400.0)  # fmt: skip
-LATENCY_BINS = 30
 
 
 class NotAJob(InputError):
@@ -58,6 +57,7 @@ class Spend:
     calls: int
     cost_usd: float
     group: str = ""  # the tier, in the tier-by-model breakdown
+    reused: int = 0  # rows answered without a call (cache, identical row): not in calls
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,12 @@ class ReportData:
 
 
 def build_report(prefix_uri: str) -> ReportData:
-    """Read one job prefix (`<output>/<job_id>/`, local or s3://) into report figures."""
+    """Read one job prefix (`<output>/<job_id>/`, local or s3://) into report figures.
+
+    Every figure is the sum of the committed units' figures (`pipeline.engine.figures`,
+    the function summary.json is built with): the markers are read, not the rows, so the
+    report of a job of any size fits in memory. A marker of an older version, without
+    figures, has its unit's files read instead, one unit at a time."""
     folder = JobFolder.at(prefix_uri)
     store = folder.store
     notes: list[str] = []
@@ -155,15 +160,14 @@ def build_report(prefix_uri: str) -> ReportData:
     if summary is None and not markers:
         raise NotAJob(_no_job_message(store))
     commits = _read_commits(folder, [m.path for m in markers], notes)
-    results, costs, errors = _read_units(store, commits, notes)
+    prices = _prices(notes)
+    f = job_figures(folder, commits, prices, skipped=notes)
     if summary is None:
         notes.append("no summary.json (job running or interrupted): figures cover committed units")
         job_id = commits[0].job_id if commits else _tail(store)
         summary = _Summary(job_id=job_id, rows_total=sum(c.row_count for c in commits))
     s = summary
-    cost = float(costs["cost_usd"].sum())
-    status = costs["call_status"]
-    cached, duplicates = int((status == CACHED).sum()), int((status == DUPLICATE).sum())
+    cost = f.cost_usd
     canary = _section(CanaryResult, s.canary, "canary", notes)
     shift = _section(ShiftReport, s.shift, "shift", notes)
     base = s.flagship_baseline_usd
@@ -176,32 +180,32 @@ def build_report(prefix_uri: str) -> ReportData:
         status=s.status,
         prefix=store.display(),
         rows_total=s.rows_total,
-        rows_ok=results.height,
-        rows_error=errors.height,
+        rows_ok=f.rows_ok,
+        rows_error=f.rows_error,
         rows_pending=s.rows_pending,
-        rows_escalated=results.filter(pl.col("routed_tier") != pl.col("tier")).height,
+        rows_escalated=f.rows_escalated,
         units_committed=len(commits),
         units_total=s.units_total,
-        calls=costs.height - cached - duplicates,
+        calls=f.calls,
         cost_usd=cost,
         budget_usd=s.budget_usd,
-        cache_hits=cached,
-        duplicates=duplicates,
-        reuse_saved_usd=_reuse_saved(s, costs, cached + duplicates, notes),
+        cache_hits=f.cache_hits,
+        duplicates=f.duplicates,
+        reuse_saved_usd=_reuse_saved(s, f, prices),
         flagship_model=s.flagship_model,
         flagship_baseline_usd=baseline,
         savings_pct=(1.0 - cost / baseline) * 100.0 if baseline else None,
         price_version=s.price_version,
         wall_s=s.wall_s,
         last_commit_at=max((c.written_at for c in commits), default=None),
-        by_tier=spend_by(costs, pl.concat([results, errors], how="diagonal"), ("tier",)),
-        by_model=spend_by(costs, results, ("provider", "model")),
-        by_tier_model=spend_by(costs, None, ("tier", "provider", "model")),
-        by_mode=spend_by(costs, None, ("mode",)),
-        latency=latency_histograms(results),
-        timeline=timeline(results, errors, {c.unit: c.written_at for c in commits}),
-        errors=error_types(errors),
-        error_types_total=errors["error_type"].n_unique() if errors.height else 0,
+        by_tier=_spend(f.by_tier, tiers=True),
+        by_model=_spend(f.by_model),
+        by_tier_model=_spend(f.by_deployment, grouped=True),
+        by_mode=_spend(f.by_mode),
+        latency=latency_histograms(f.latency),
+        timeline=timeline(f.timelines),
+        errors=error_types(f.errors),
+        error_types_total=len(f.errors),
         forecast=_read_forecast(folder, cost, s.wall_s, notes),
         problems=_problems(s, canary, shift),
         notes=tuple(notes),
@@ -210,29 +214,19 @@ def build_report(prefix_uri: str) -> ReportData:
     )
 
 
-# --- aggregations (pure: frames in, figures out) ---------------------------------------
+# --- from the job's figures to the report's (pure) --------------------------------------
 
 
-def spend_by(
-    costs: pl.DataFrame, rows: pl.DataFrame | None, keys: tuple[str, ...]
+def _spend(
+    tallies: dict[str, Tally], *, tiers: bool = False, grouped: bool = False
 ) -> tuple[Spend, ...]:
-    """Paid calls and cost from the cost rows, rows routed from `rows`, grouped by `keys`.
-
-    Tiers come in routing order; anything else by cost, largest first."""
-    ks = list(keys)
-    paid = ~pl.col("call_status").is_in(list(FREE_STATUSES)).fill_null(False)
-    spent = costs.group_by(ks).agg(calls=paid.sum(), cost_usd=pl.col("cost_usd").sum())
-    if rows is not None:
-        counted = rows.group_by(ks).agg(rows=pl.len())
-        spent = spent.join(counted, on=ks, how="full", coalesce=True, nulls_equal=True)
-    else:
-        spent = spent.with_columns(rows=pl.lit(0))
+    """Tiers in routing order; anything else by cost, largest first (within its tier).
+    `grouped`: keys are 'tier/provider/model', shown as provider/model within the tier."""
     out = []
-    for r in spent.fill_null(0).iter_rows(named=True):
-        name = "/".join(str(r[k] or "none") for k in ks if k != "tier") or str(r["tier"] or "none")
-        group = str(r["tier"] or "none") if len(ks) > 1 and "tier" in ks else ""
-        out.append(Spend(name, int(r["rows"]), int(r["calls"]), float(r["cost_usd"]), group))
-    if ks == ["tier"]:
+    for key, t in tallies.items():
+        group, name = key.split("/", 1) if grouped and "/" in key else ("", key)
+        out.append(Spend(name, t.rows, t.calls, t.cost_usd, group, t.reused))
+    if tiers:
         return tuple(sorted(out, key=lambda s: (_tier_rank(s.key), s.key)))
     return tuple(sorted(out, key=lambda s: (_tier_rank(s.group), -s.cost_usd, s.key)))
 
@@ -241,93 +235,56 @@ def _tier_rank(tier: str) -> int:
     return TIER_ORDER.index(tier) if tier in TIER_ORDER else len(TIER_ORDER)
 
 
-def latency_histograms(results: pl.DataFrame) -> tuple[LatencyHistogram, ...]:
-    """Per-provider histograms over shared log-spaced bins (latency has a long tail)."""
-    lat = results.select("provider", "latency_ms").drop_nulls().filter(pl.col("latency_ms") > 0)
-    if lat.is_empty():
+def latency_histograms(latency: dict[str, Latency]) -> tuple[LatencyHistogram, ...]:
+    """Per-provider histograms on the figures' fixed log-spaced buckets, trimmed to the
+    range any provider used (so every provider shares its edges)."""
+    used = [b for h in latency.values() for b, n in h.counts.items() if n]
+    if not used:
         return ()
-    lo_raw, hi_raw = float(lat["latency_ms"].min()), float(lat["latency_ms"].max())  # type: ignore[arg-type]
-    lo = 10 ** math.floor(math.log10(lo_raw))
-    hi = max(10 ** math.ceil(math.log10(hi_raw)), lo * 10)
-    span = math.log(hi / lo)
-    edges = tuple(lo * math.exp(span * i / LATENCY_BINS) for i in range(LATENCY_BINS + 1))
-    binned = lat.with_columns(
-        bin=((pl.col("latency_ms") / lo).log() / span * LATENCY_BINS)
-        .floor()
-        .clip(0, LATENCY_BINS - 1)
-        .cast(pl.Int64)
-    )
-    out = []
-    for provider, group in sorted(binned.group_by("provider"), key=lambda g: str(g[0][0])):
-        counts = [0] * LATENCY_BINS
-        for b, n in group.group_by("bin").len().iter_rows():
-            counts[b] = n
-        q = group["latency_ms"]
-        out.append(
-            LatencyHistogram(
-                provider=str(provider[0]),
-                edges_ms=edges,
-                counts=tuple(counts),
-                n=group.height,
-                p50=float(q.quantile(0.5) or 0),
-                p95=float(q.quantile(0.95) or 0),
-                p99=float(q.quantile(0.99) or 0),
-            )
+    lo, hi = min(used), max(used) + 1
+    edges = tuple(latency_edge(b) for b in range(lo, hi + 1))
+    return tuple(
+        LatencyHistogram(
+            provider=provider,
+            edges_ms=edges,
+            counts=tuple(h.counts.get(b, 0) for b in range(lo, hi)),
+            n=h.n,
+            p50=h.quantile(0.5),
+            p95=h.quantile(0.95),
+            p99=h.quantile(0.99),
         )
-    return tuple(out)
-
-
-def timeline(results: pl.DataFrame, errors: pl.DataFrame, unit_times: dict[int, str]) -> Timeline:
-    """Rows done, rows retried (attempts > 1) and 429 answers per bucket of completion time.
-
-    429s are the per-row counts on results, plus one for each row that finally failed as
-    rate_limited, placed at its unit's commit time (error rows carry no time of their own).
-    Files written before per-row counts existed have none: `per_call_429` is then False."""
-    per_call = bool(results["rate_limited"].is_not_null().any())
-    done = results.filter(pl.col("completed_at").is_not_null()).select(
-        t=pl.col("completed_at").dt.epoch("us"),
-        rows=pl.lit(1),
-        retried=(pl.col("attempts").fill_null(1) > 1).cast(pl.Int64),
-        rl=pl.col("rate_limited").fill_null(0).cast(pl.Int64),
+        for provider, h in sorted(latency.items())
+        if h.n
     )
-    when = pl.DataFrame(
-        {"unit": list(unit_times), "at": list(unit_times.values())},
-        schema={"unit": pl.Int32, "at": pl.String},
-    ).with_columns(t=pl.col("at").str.to_datetime(time_zone="UTC").dt.epoch("us"))
-    limited = errors.filter(pl.col("error_type") == "rate_limited").join(when, on="unit")
-    failed = limited.select("t", rows=pl.lit(0), retried=pl.lit(0), rl=pl.lit(1))
-    events = pl.concat([done, failed], how="vertical_relaxed").drop_nulls("t")
-    if events.is_empty():
+
+
+def timeline(parts: list[Completions]) -> Timeline:
+    """The units' completion buckets on one time axis: the smallest step that gives at
+    most 60 buckets (never finer than a unit's own)."""
+    per_call = all(p.per_call_429 for p in parts)
+    events = [(t, v) for p in parts for t, v in p.events()]
+    if not events:
         return Timeline(None, 1.0, (), (), (), per_call)
-    t0, t1 = int(events["t"].min()), int(events["t"].max())  # type: ignore[arg-type]
-    step_s = next((s for s in _STEPS_S if (t1 - t0) / 1e6 / s < 60), _STEPS_S[-1])
-    step = int(step_s * 1e6)
-    start = t0 // step * step
-    n = (t1 - start) // step + 1
-    per = events.group_by(b=(pl.col("t") - start) // step).agg(
-        pl.col("rows").sum(), pl.col("retried").sum(), pl.col("rl").sum()
+    t0, t1 = min(t for t, _ in events), max(t for t, _ in events)
+    finest = max(p.step_s for p in parts)
+    step_s = next(
+        (s for s in TIMELINE_STEPS_S if s >= finest and (t1 - t0) / s < 60), TIMELINE_STEPS_S[-1]
     )
+    start = math.floor(t0 / step_s) * step_s
+    n = int((t1 - start) // step_s) + 1
     rows, retried, rl = [0] * n, [0] * n, [0] * n
-    for b, r, rt, x in per.iter_rows():
-        rows[b], retried[b], rl[b] = r, rt, x
-    at = datetime.fromtimestamp(start / 1e6, tz=UTC)
+    for t, (r, rt, x) in events:
+        b = min(n - 1, int((t - start) // step_s))
+        rows[b] += r
+        retried[b] += rt
+        rl[b] += x
+    at = datetime.fromtimestamp(start, tz=UTC)
     return Timeline(at, step_s, tuple(rows), tuple(retried), tuple(rl), per_call)
 
 
-def error_types(errors: pl.DataFrame, top: int = 10, examples: int = 5) -> tuple[ErrorType, ...]:
-    g = (
-        errors.group_by(t=pl.col("error_type").fill_null("unknown"))
-        .agg(
-            n=pl.len(),
-            ids=pl.col("id").head(examples),
-            msg=pl.col("message").drop_nulls().first(),
-        )
-        .sort(["n", "t"], descending=[True, False])
-        .head(top)
-    )
-    return tuple(
-        ErrorType(t, n, tuple(str(i) for i in ids), msg or "") for t, n, ids, msg in g.iter_rows()
-    )
+def error_types(errors: dict[str, ErrorSample], top: int = 10) -> tuple[ErrorType, ...]:
+    ranked = sorted(errors.items(), key=lambda kv: (-kv[1].count, kv[0]))[:top]
+    return tuple(ErrorType(t, e.count, tuple(e.ids), e.message) for t, e in ranked)
 
 
 # --- reading ------------------------------------------------------------------------
@@ -373,18 +330,22 @@ def _section(model: type[_M], doc: dict[str, Any] | None, name: str, notes: list
         return None
 
 
-def _reuse_saved(s: _Summary, costs: pl.DataFrame, reused: int, notes: list[str]) -> float | None:
-    """What the reused answers would have cost: the summary's figure, else priced here
-    from their cost rows (tokens as the original call billed them)."""
-    if not reused:
+def _prices(notes: list[str]) -> PriceTable | None:
+    """The price table, to price reused answers of units whose markers lack figures."""
+    try:
+        return load_prices()
+    except (OSError, ValueError) as exc:
+        notes.append(f"price table not readable: {exc}")
+        return None
+
+
+def _reuse_saved(s: _Summary, f: UnitFigures, prices: PriceTable | None) -> float | None:
+    """What the reused answers would have cost: the summary's figure, else the units'."""
+    if not f.reused:
         return 0.0
     if s.cache_saved_usd is not None:
         return s.cache_saved_usd
-    try:
-        return reused_answers_usd(costs, load_prices())
-    except (KeyError, ValueError) as exc:
-        notes.append(f"savings of reused answers unknown: {exc}")
-        return None
+    return f.reused_saved_usd if prices is not None else None
 
 
 def _read_summary(folder: JobFolder, notes: list[str]) -> _Summary | None:
@@ -405,57 +366,6 @@ def _read_commits(folder: JobFolder, paths: list[str], notes: list[str]) -> list
         except (ValidationError, ValueError, FileNotFoundError):
             notes.append(f"{path} is not a valid commit marker; its unit is left out")
     return sorted(commits, key=lambda c: c.unit)
-
-
-_Frames = tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]
-_FILES = ((RESULTS, _RESULT_COLS), (COSTS, _COST_COLS), (ERRORS, _ERROR_COLS))
-
-
-def _read_units(store: Store, commits: list[UnitCommit], notes: list[str]) -> _Frames:
-    def load(c: UnitCommit) -> _Frames | str:
-        try:
-            r, k, e = (
-                _read_file(store, entry.path, entry.rows, schema, cols).with_columns(
-                    unit=pl.lit(c.unit, pl.Int32)
-                )
-                for entry, (schema, cols) in zip(
-                    (c.results, c.costs, c.errors), _FILES, strict=True
-                )
-            )
-        except (FileNotFoundError, pa.ArrowInvalid, ValueError) as exc:
-            return f"unit {c.unit} left out: {exc}"
-        return r, k, e
-
-    # Units are small; reading several at once hides the S3 round trips.
-    loaded = concurrently(load, commits, workers=8)
-    notes.extend(x for x in loaded if isinstance(x, str))
-    parts = [x for x in loaded if not isinstance(x, str)]
-    frames = [
-        pl.concat([p[i] for p in parts], how="diagonal_relaxed")
-        if parts
-        else _typed(schema.empty_table(), schema, cols).with_columns(unit=pl.lit(0, pl.Int32))
-        for i, (schema, cols) in enumerate(_FILES)
-    ]
-    return frames[0], frames[1], frames[2]
-
-
-def _read_file(
-    store: Store, rel: str, rows: int, schema: pa.Schema, cols: tuple[str, ...]
-) -> pl.DataFrame:
-    pf = pq.ParquetFile(pa.BufferReader(store.read_bytes(rel)))
-    if pf.metadata.num_rows != rows:
-        raise ValueError(f"{rel} has {pf.metadata.num_rows} rows, its marker says {rows}")
-    have = set(pf.schema_arrow.names)
-    return _typed(pf.read(columns=[c for c in cols if c in have]), schema, cols)
-
-
-def _typed(table: pa.Table, schema: pa.Schema, cols: tuple[str, ...]) -> pl.DataFrame:
-    """The columns the report reads, typed as `schema` says; a missing one reads as null."""
-    df = pl.DataFrame(pl.from_arrow(table))
-    want = pl.DataFrame(pl.from_arrow(schema.empty_table().select(list(cols)))).schema
-    return df.with_columns(
-        pl.col(c).cast(t) if c in df.columns else pl.lit(None, t).alias(c) for c, t in want.items()
-    ).select(cols)
 
 
 def _read_forecast(
@@ -564,7 +474,9 @@ def fmt_usd(v: float | None) -> str:
 
 
 def fmt_delta(actual: float | None, forecast: float | None) -> str:
-    """'+12%': how far the actual figure came from the forecast."""
-    if actual is None or not forecast:
+    """'+12.0%': how far the actual figure came from the forecast, as summary.json's
+    forecast_vs_actual and `tierline run` say it ((actual - forecast) / forecast)."""
+    if actual is None or forecast is None:
         return ""
-    return f"{actual / forecast - 1:+.0%}"
+    pct = forecast_error_pct(forecast, actual)
+    return "" if pct is None else f"{pct:+.1f}%"

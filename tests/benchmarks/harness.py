@@ -248,6 +248,7 @@ class JobRun:
     job_id: str
     detail: str = ""
     notes: tuple[str, ...] = ()  # what the driver reported on the way (units redone...)
+    peak_rss_mb: float | None = None  # the child driver's own peak resident set
 
     @property
     def stalled(self) -> bool:
@@ -275,8 +276,21 @@ def run_job_child(spec_json: str, out: Path, address: str, timeout_s: float) -> 
         return JobRun(0.0, 0, 0, "failed", "", detail)
     d = json.loads(result.read_text())
     return JobRun(
-        d["wall_s"], d["rows_ok"], d["rows_error"], d["status"], d["job_id"], "", tuple(d["notes"])
-    )
+        d["wall_s"], d["rows_ok"], d["rows_error"], d["status"], d["job_id"], "",
+        tuple(d["notes"]), d.get("peak_rss_mb"),
+    )  # fmt: skip
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident set since it started (VmHWM; not ru_maxrss, which on
+    Linux keeps the peak of the parent it was forked from), None where /proc has none."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 def _job_main(spec_path: str, out: str, address: str, result: str) -> None:
@@ -307,6 +321,7 @@ def _job_main(spec_path: str, out: str, address: str, result: str) -> None:
                 "status": summary.status,
                 "job_id": summary.job_id,
                 "notes": progress.notes,
+                "peak_rss_mb": peak_rss_mb(),
             }
         )
     )

@@ -403,13 +403,15 @@ def test_small_inputs_are_counted_in_process_and_tasks_are_bounded() -> None:
 
 
 def test_compare_forecast_gives_signed_errors() -> None:
+    # One convention everywhere: (actual - forecast) / forecast, positive when the run
+    # cost or took more than forecast.
     summary = JobSummary.model_construct(cost_usd=2.0, wall_s=50.0)
-    got = compare_forecast({"cost_usd": {"p50": 2.1}, "duration_s": {"p50": 40.0}}, summary)
-    assert got["cost_error_pct"] == pytest.approx(5.0)
-    assert got["duration_error_pct"] == pytest.approx(-20.0)
-    free = JobSummary.model_construct(cost_usd=0.0, wall_s=1.0)
+    got = compare_forecast({"cost_usd": {"p50": 2.5}, "duration_s": {"p50": 40.0}}, summary)
+    assert got["cost_error_pct"] == pytest.approx(-20.0)
+    assert got["duration_error_pct"] == pytest.approx(25.0)
+    nothing = JobSummary.model_construct(cost_usd=1.0, wall_s=1.0)
     assert (
-        compare_forecast({"cost_usd": {"p50": 1.0}, "duration_s": {"p50": 1.0}}, free)[
+        compare_forecast({"cost_usd": {"p50": 0.0}, "duration_s": {"p50": 1.0}}, nothing)[
             "cost_error_pct"
         ]
         is None

@@ -243,6 +243,9 @@ def test_figures_come_from_the_committed_units(job: FakeJob, data: ReportData) -
     assert data.cost_usd == pytest.approx(float(job.costs["cost_usd"].sum()))
     assert sum(s.cost_usd for s in data.by_tier) == pytest.approx(data.cost_usd)
     assert sum(s.cost_usd for s in data.by_model) == pytest.approx(data.cost_usd)
+    assert sum(s.calls for s in data.by_tier_model) == data.calls
+    pairs = job.costs.select("tier", pl.format("{}/{}", "provider", "model")).unique().rows()
+    assert {(s.group, s.key) for s in data.by_tier_model} == set(pairs)
     assert [s.key for s in data.by_tier] == ["cheap", "mid", "flagship"]
     routed = pl.concat([job.results.select("tier"), job.errors.select("tier")])
     assert {s.key: s.rows for s in data.by_tier} == dict(routed.group_by("tier").len().rows())
@@ -277,13 +280,18 @@ def test_reused_answers_and_what_they_saved(job: FakeJob, data: ReportData) -> N
 
 
 def test_latency_retries_and_429s(job: FakeJob, data: ReportData) -> None:
-    per_provider = dict(job.results.group_by("provider").len().rows())
+    # Latency is of rows that made calls: a reused answer waited for none of its own.
+    reused = job.costs.filter(pl.col("call_status").is_in(["cached", "duplicate"]))["id"]
+    called = job.results.filter(~pl.col("id").is_in(reused.implode()))
+    per_provider = dict(called.group_by("provider").len().rows())
     assert {h.provider: sum(h.counts) for h in data.latency} == per_provider
     for h in data.latency:
         assert len(h.edges_ms) == len(h.counts) + 1 and h.p50 <= h.p95 <= h.p99
     anthropic = next(h for h in data.latency if h.provider == "anthropic")
-    expected = job.results.filter(pl.col("provider") == "anthropic")["latency_ms"].median()
-    assert anthropic.p50 == pytest.approx(expected, rel=0.02)
+    lat = called.filter(pl.col("provider") == "anthropic")["latency_ms"]
+    # Read from fixed buckets 12% wide (they add up across units): within a bucket.
+    assert anthropic.p50 == pytest.approx(lat.median(), rel=0.06)
+    assert anthropic.p95 == pytest.approx(lat.quantile(0.95), rel=0.12)
     tl = data.timeline
     assert sum(tl.retried) == job.results.filter(pl.col("attempts") > 1).height > 0
     failed = job.errors.filter(pl.col("error_type") == "rate_limited").height

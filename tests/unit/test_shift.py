@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from pipeline.drift.shift import compare, previous_summary, routing_rates, run_metrics, shift_report
+from pipeline.drift.shift import compare, previous_summary, run_metrics, shift_report
 from pipeline.store import Store
 
 
@@ -70,7 +70,10 @@ def test_the_first_run_says_there_is_nothing_to_compare() -> None:
     assert "no previous run" in report.note and "absolute change" in report.measured
 
 
-def test_escalation_and_disagreement_rates_are_shares_of_all_rows() -> None:
+def test_escalation_and_disagreement_are_counted_per_row() -> None:
+    from pipeline.engine.figures import conform, unit_figures
+    from schemas.records import COSTS, ERRORS, RESULTS
+
     results = pl.DataFrame({"id": ["a", "b", "c"], "tier": ["cheap", "flagship", "mid"],
                             "routed_tier": ["cheap", "cheap", "cheap"]})  # fmt: skip
     errors = pl.DataFrame({"id": ["d"], "tier": ["cheap"]})
@@ -78,8 +81,10 @@ def test_escalation_and_disagreement_rates_are_shares_of_all_rows() -> None:
         {"id": ["b", "b", "c", "d"], "call_status": ["disagreed", "ok", "ok", "escalated"]}
     )
     # b (disagreed, answered up), c (answered by mid: a tier down), d (escalated, then failed).
-    assert routing_rates(results, costs, errors) == (0.75, 0.25)
-    assert routing_rates(results.clear(), costs.clear(), errors.clear()) == (0.0, 0.0)
+    f = unit_figures(conform(results, RESULTS), conform(costs, COSTS), conform(errors, ERRORS))
+    assert (f.rows_escalated, f.rows_disagreed, f.rows) == (3, 1, 4)
+    empty = unit_figures(*(conform(pl.DataFrame(), s) for s in (RESULTS, COSTS, ERRORS)))
+    assert (empty.rows_escalated, empty.rows_disagreed, empty.rows) == (0, 0, 0)
 
 
 def write(root: Path, job: str, body: dict[str, Any]) -> None:

@@ -117,6 +117,21 @@ def test_readme_configuration_reference_is_current() -> None:
     )
 
 
+def test_readme_output_columns_are_the_arrow_schemas() -> None:
+    from schemas.export import output_columns_markdown, readme_section
+    from schemas.records import COSTS, ERRORS, RESULTS
+
+    readme = (REPO / "README.md").read_text()
+    assert readme_section(readme, "output-columns") == output_columns_markdown(), (
+        "README's output columns are stale: run "
+        "`python -c 'from schemas.export import update_readme; update_readme()'`"
+    )
+    for schema in (RESULTS, COSTS, ERRORS):
+        for field in schema:  # every column says what it means
+            assert (field.metadata or {}).get(b"description"), field.name
+            assert f"| `{field.name}` | {field.type} |" in readme
+
+
 def test_price_overrides_change_costs_and_version_and_bad_ones_are_reported() -> None:
     doc = base()
     doc["tiers"]["cheap"] = ["sim/our-finetune-7b"]
