@@ -13,6 +13,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from schemas.job import JobSpec, SpecError
 
@@ -34,9 +35,9 @@ Address = Annotated[
 
 def spec_failed(source: object, problems: list[str]) -> NoReturn:
     """Print every problem of a spec (field path and the whole reason) and exit 2."""
-    err.print(f"[red]invalid spec[/] {source}:")
+    err.print(f"[red]invalid spec[/] {escape(str(source))}:")
     for p in problems:
-        err.print(f"  - {p}")
+        err.print(f"  - {escape(p)}")
     raise typer.Exit(2)
 
 

@@ -144,4 +144,4 @@ def test_price_overrides_change_costs_and_version_and_bad_ones_are_reported() ->
     with pytest.raises(SpecError) as err:
         parse_spec(doc)
     for field in ("context_window", "max_output_tokens", "provider_family"):
-        assert f"prices.new-model.{field}: Field required" in str(err.value)
+        assert f"prices.new-model.{field}: required for a model" in str(err.value)
