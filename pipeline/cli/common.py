@@ -48,13 +48,18 @@ def load_or_exit(
     output_uri: str | None = None,
     checks: bool = False,
     need_keys: bool = True,
+    rehearse: bool = False,
 ) -> JobSpec:
     """Load a spec (with the command line's input/output in place of the spec's); with
-    `checks`, also what stops a job before it spends (prices, routers, key variables)."""
+    `checks`, also what stops a job before it spends (prices, routers, key variables);
+    with `rehearse`, its rehearsal on the simulator (schemas.rehearsal)."""
     from pipeline.api import check, load_spec
+    from schemas.rehearsal import rehearsal
 
     try:
         spec = load_spec(spec_path, input=input_uri, output=output_uri)
+        if rehearse:
+            spec = rehearsal(spec)
     except SpecError as exc:
         spec_failed(exc.source, exc.problems)
     if checks:
