@@ -67,3 +67,22 @@ def load_or_exit(
         if problems:
             spec_failed(spec_path, problems)
     return spec
+
+
+def probe_or_exit(spec: JobSpec, *, output_uri: str | None = None) -> None:
+    """Before Ray starts or a call is made: the input can be listed and the output (and
+    the response cache) written, each asked once with a short timeout. Exits 2 with one
+    line per location: the URI, what was tried and the fix."""
+    from pipeline.storeprobe import probe_storage
+
+    with err.status("checking storage", spinner="dots"):
+        problems = probe_storage(
+            input_uri=spec.input.uri,
+            output_uri=output_uri or spec.output.uri,
+            cache_uri=spec.cache_uri if spec.cache != "off" else None,
+        )
+    if problems:
+        err.print("[red]storage not usable[/]:")
+        for p in problems:
+            err.print(f"  - {escape(p)}")
+        raise typer.Exit(2)

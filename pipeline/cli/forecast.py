@@ -146,7 +146,7 @@ def forecast_command(
     rehearse: bool = False,
 ) -> None:
     """Forecast a job and print it; raises `typer.Exit` with 2 on a bad spec."""
-    from pipeline.cli.common import load_or_exit
+    from pipeline.cli.common import load_or_exit, probe_or_exit
     from pipeline.dryrun.forecast import forecast_job
     from pipeline.errors import TierlineError
     from schemas.prices import UnknownPrice
@@ -158,6 +158,7 @@ def forecast_command(
         raise typer.Exit(2)
     # Missing API keys do not stop a forecast (it makes no calls); unknown prices do.
     job = load_or_exit(spec, input_uri=input_uri, checks=True, need_keys=False, rehearse=rehearse)
+    probe_or_exit(job, output_uri=output)
     try:
         fc = forecast_job(job, output_uri=output, job_id=job_id)
     except (UnknownPrice, TierlineError) as exc:

@@ -19,15 +19,26 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from pipeline.cli.common import OutputFormat, SpecArg, err, load_or_exit, out
+from pipeline.cli.common import OutputFormat, SpecArg, err, load_or_exit, out, probe_or_exit
 
 
-def validate(spec: SpecArg) -> None:
-    """Check a spec without running it: fields, tiers, rules, prices, key variables.
+def validate(
+    spec: SpecArg,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline", help="Check the spec alone; do not ask its input and output storage."
+        ),
+    ] = False,
+) -> None:
+    """Check a spec without running it: fields, tiers, rules, prices, key variables, and
+    that its input can be listed and its output written (each asked once, briefly).
 
     Example:  tierline validate jobs/examples/classify.yaml
     """
     s = load_or_exit(spec, checks=True)
+    if not offline:
+        probe_or_exit(s)
     out.print(f"{spec}: ok ({s.task.kind}, {sum(len(d) for d in s.tiers.values())} deployments)")
 
 
@@ -77,6 +88,7 @@ def run(
         )
         return
     s = load_or_exit(spec, input_uri=input_uri, checks=True, rehearse=rehearse)
+    probe_or_exit(s, output_uri=output)  # seconds, where a run's retries take a minute
     bind_private_ray_to_loopback()  # before the driver imports Ray
     from pipeline.engine.driver import run_job
 
