@@ -3,7 +3,7 @@
     problems = probe_storage(input_uri="s3://acme/tickets/2026-12-04/",
                              output_uri="s3://acme/tierline/")     # [] when both are fine
 
-Each S3 location is asked once, with a short timeout and no retries: are credentials
+Each S3 location is asked once, with a short timeout and one retry: are credentials
 found, is the endpoint reachable, does the bucket exist, may the prefix be listed, and
 (for outputs) may an object be written and deleted there. The same calls a run makes
 would otherwise retry for about a minute before failing; a probe fails in seconds with
@@ -109,8 +109,10 @@ class _S3:
             )
             return self._problem
         t = self.timeout_s
+        # Two attempts: a moment's throttling (503 SlowDown) must not fail a job, and an
+        # endpoint that does not answer fails within two timeouts.
         config = Config(
-            connect_timeout=t, read_timeout=t, retries={"max_attempts": 1, "mode": "standard"}
+            connect_timeout=t, read_timeout=t, retries={"max_attempts": 2, "mode": "standard"}
         )
         self._client = session.client("s3", endpoint_url=endpoint or None, config=config)
         return None

@@ -38,10 +38,17 @@ def _keys(endpoint: str, bucket: str) -> list[str]:
     return [o["Key"] for o in listed.get("Contents", [])]
 
 
-def test_usable_storage_passes_and_leaves_nothing_behind(buckets: str) -> None:
+def test_usable_storage_passes_and_leaves_nothing_behind(
+    buckets: str, s3_server: FaultyS3Server
+) -> None:
     problems = probe_storage(input_uri="s3://probe-in/day/", output_uri="s3://probe-out/out/")
     assert problems == []
     assert _keys(buckets, "probe-out") == []
+    s3_server.fail_next(1)  # a moment's throttling does not fail the job
+    try:
+        assert probe_storage(input_uri="s3://probe-in/day/", output_uri="s3://probe-out/o/") == []
+    finally:
+        s3_server.heal()
 
 
 def test_a_missing_bucket_is_one_line_with_the_fix(buckets: str) -> None:
