@@ -122,6 +122,10 @@ class JobFolder:
             or bool(self.commit_markers())
         )
 
+    def has_run(self) -> bool:
+        """A summary or commit markers: more than a forecast (which writes the manifest)."""
+        return self.store.exists(SUMMARY_JSON) or bool(self.commit_markers())
+
     def last_touched(self) -> float:
         """When the job last started or ended, seconds since the epoch (0 when unknown):
         the newer of its manifest and its summary, so `--latest` finds the job run last."""

@@ -22,10 +22,15 @@ SUFFIX = "-rehearsal"
 MAX_NAME = 63  # JobSpec.name's limit
 
 
+def rehearsal_name(name: str) -> str:
+    """The name a rehearsal of job `name` runs under."""
+    return name[: MAX_NAME - len(SUFFIX)] + SUFFIX
+
+
 def rehearsal(spec: JobSpec) -> JobSpec:
     """The spec, every non-sim provider replaced by the simulator with its account's limits."""
     doc: dict[str, Any] = spec.model_dump(mode="json")
-    doc["name"] = spec.name[: MAX_NAME - len(SUFFIX)] + SUFFIX
+    doc["name"] = rehearsal_name(spec.name)
     for name, provider in spec.providers.items():
         if provider.kind == "sim":
             continue

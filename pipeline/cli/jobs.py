@@ -145,11 +145,16 @@ Latest = Annotated[
     bool,
     typer.Option("--latest", help="Of each output root or spec, only the job run last."),
 ]
+Rehearsals = Annotated[
+    bool,
+    typer.Option("--rehearse", help="A spec stands for its rehearsals (run --rehearse)."),
+]
 
 
 def verify(
     prefixes: JobsArg,
     latest: Latest = False,
+    rehearse: Rehearsals = False,
     output_format: Annotated[OutputFormat, typer.Option(help="How to print the answer.")] = (
         OutputFormat.table
     ),
@@ -165,7 +170,9 @@ def verify(
     from pipeline.cli.targets import job_targets
     from pipeline.engine.verify import VerifyReport, verify_job
 
-    reports: list[VerifyReport] = [verify_job(f) for f in job_targets(prefixes, latest=latest)]
+    reports: list[VerifyReport] = [
+        verify_job(f) for f in job_targets(prefixes, latest=latest, rehearse=rehearse)
+    ]
     if output_format is OutputFormat.json:
         docs = [
             {
@@ -202,6 +209,7 @@ def verify(
 def report(
     prefixes: JobsArg,
     latest: Latest = False,
+    rehearse: Rehearsals = False,
     out_path: Annotated[
         Path | None,
         typer.Option(
@@ -225,7 +233,7 @@ def report(
     from pipeline.cli.report import report_command
     from pipeline.cli.targets import job_targets
 
-    folders = job_targets(prefixes, latest=latest)
+    folders = job_targets(prefixes, latest=latest, rehearse=rehearse)
     several = len(folders) > 1
     for folder in folders:
         if several and out_path is not None:

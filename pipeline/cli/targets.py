@@ -21,18 +21,19 @@ from pipeline.cli.common import err, load_or_exit
 from pipeline.errors import TierlineError
 from pipeline.jobfolder import JobFolder, job_folders_below
 from pipeline.store import Store
+from schemas.rehearsal import rehearsal_name
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 SHOWN = 8
 
 
-def job_targets(given: list[str], *, latest: bool) -> list[str]:
+def job_targets(given: list[str], *, latest: bool, rehearse: bool = False) -> list[str]:
     """The job folders `given` stands for, in the order given, each once; exits 2 when
-    one of them holds no job."""
+    one of them holds no job. With `rehearse`, a spec stands for its rehearsals."""
     found: list[str] = []
     for arg in given:
         try:
-            folders = _expand(arg)
+            folders = _expand(arg, rehearse)
         except TierlineError as exc:
             _fail(f"cannot look at {arg}: {exc}", code=1)
         if latest and len(folders) > 1:
@@ -41,24 +42,40 @@ def job_targets(given: list[str], *, latest: bool) -> list[str]:
     return found
 
 
-def _expand(arg: str) -> list[JobFolder]:
+def _expand(arg: str, rehearse: bool) -> list[JobFolder]:
     if arg.endswith(SPEC_SUFFIXES) and Path(arg).is_file():
-        spec = load_or_exit(Path(arg))
+        spec = load_or_exit(Path(arg), rehearse=rehearse)
         root = Store.open(spec.output.uri)
-        jobs = [f for f in job_folders_below(root) if _name(f) == spec.name]
+        below = job_folders_below(root)
+        jobs = _ran([f for f in below if _name(f) == spec.name])
         if not jobs:
+            flag = " --rehearse" if rehearse else ""
+            rehearsals = [f for f in below if _name(f) == rehearsal_name(spec.name)]
+            hint = " (it has rehearsals: add --rehearse)" if rehearsals and not rehearse else ""
             _fail(
-                f"no job of spec {arg} (name {spec.name!r}) under {root.display()} yet; "
-                f"run it first: tierline run {arg}"
+                f"no job of spec {arg} (name {spec.name!r}) has run under {root.display()} "
+                f"yet{hint}; run it first: tierline run {arg}{flag}"
             )
         return jobs
     folder = JobFolder.at(arg)
     if folder.holds_job():
         return [folder]
     below = job_folders_below(folder.store)
-    if below:
-        return below
-    _fail(_no_job(folder.store))
+    if not below:
+        _fail(_no_job(folder.store))
+    jobs = _ran(below)
+    if not jobs:
+        _fail(f"no job under {arg} has run yet (only forecasts); run it first")
+    return jobs
+
+
+def _ran(folders: list[JobFolder]) -> list[JobFolder]:
+    """Of the jobs below a root, those that ran: a forecast alone has nothing to check."""
+    ran = [f for f in folders if f.has_run()]
+    for f in folders:
+        if f not in ran:
+            err.print(f"[dim]skipped {escape(f.display())}: forecast only, never run[/]")
+    return ran
 
 
 def _name(folder: JobFolder) -> str | None:

@@ -25,7 +25,9 @@ def _job(root: Path, job_id: str, name: str, when: float) -> Path:
     folder = root / job_id
     folder.mkdir(parents=True)
     (folder / "_job.json").write_text(json.dumps({"job_id": job_id, "name": name}))
-    os.utime(folder / "_job.json", (when, when))
+    (folder / "summary.json").write_text(json.dumps({"job_id": job_id, "name": name}))
+    for f in ("_job.json", "summary.json"):
+        os.utime(folder / f, (when, when))
     return folder
 
 
@@ -37,6 +39,9 @@ def root(tmp_path: Path) -> Path:
     _job(out, "other-cccc", "other", when=2_000)
     (out / "_cache").mkdir()  # the response cache is not a job
     (out / "notes").mkdir()  # nor is a folder tierline did not write
+    forecast_only = out / "nightly-dddd"  # a forecast writes the manifest, nothing to check
+    forecast_only.mkdir()
+    (forecast_only / "_job.json").write_text(json.dumps({"name": "nightly"}))
     return out
 
 
