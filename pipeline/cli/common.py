@@ -27,6 +27,20 @@ class OutputFormat(StrEnum):
 
 
 SpecArg = Annotated[Path, typer.Argument(help="Job spec (YAML).", show_default=False)]
+InputOpt = Annotated[
+    str | None,
+    typer.Option("--input", metavar="URI", help="Input folder or s3:// URI (overrides the spec)."),
+]
+OutputOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--output", metavar="URI", help="Output folder or s3:// URI (overrides the spec)."
+    ),
+]
+JobIdOpt = Annotated[
+    str | None,
+    typer.Option("--job-id", metavar="ID", help="Job id; default derived from spec and input."),
+]
 Address = Annotated[
     str | None,
     typer.Option(help="Ray dashboard address (default $RAY_ADDRESS or http://127.0.0.1:8265)."),

@@ -19,7 +19,17 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from pipeline.cli.common import OutputFormat, SpecArg, err, load_or_exit, out, probe_or_exit
+from pipeline.cli.common import (
+    InputOpt,
+    JobIdOpt,
+    OutputFormat,
+    OutputOpt,
+    SpecArg,
+    err,
+    load_or_exit,
+    out,
+    probe_or_exit,
+)
 
 
 def validate(
@@ -44,16 +54,9 @@ def validate(
 
 def run(
     spec: SpecArg,
-    output: Annotated[
-        str | None, typer.Option(help="Output folder or s3:// URI (overrides the spec).")
-    ] = None,
-    input_uri: Annotated[
-        str | None,
-        typer.Option("--input", help="Input folder or s3:// URI (overrides the spec)."),
-    ] = None,
-    job_id: Annotated[
-        str | None, typer.Option(help="Job id; default derived from spec and input.")
-    ] = None,
+    output: OutputOpt = None,
+    input_uri: InputOpt = None,
+    job_id: JobIdOpt = None,
     output_format: Annotated[
         OutputFormat, typer.Option(help="How to print the summary.")
     ] = OutputFormat.table,
@@ -110,13 +113,12 @@ def run(
 
 def forecast(
     spec: SpecArg,
-    output: Annotated[str | None, typer.Option(help="Output folder (overrides the spec).")] = None,
-    input_uri: Annotated[
-        str | None,
-        typer.Option("--input", help="Input folder or s3:// URI (overrides the spec)."),
+    output: OutputOpt = None,
+    input_uri: InputOpt = None,
+    job_id: JobIdOpt = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", metavar="PATH", help="Also write JSON here.")
     ] = None,
-    job_id: Annotated[str | None, typer.Option(help="Job id; default as for run.")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
     output_format: Annotated[OutputFormat, typer.Option(help="How to print it.")] = (
         OutputFormat.table
     ),
