@@ -47,11 +47,13 @@ Address = Annotated[
 ]
 
 
-def spec_failed(source: object, problems: list[str]) -> NoReturn:
+def spec_failed(source: object, problems: list[str], hint: str | None = None) -> NoReturn:
     """Print every problem of a spec (field path and the whole reason) and exit 2."""
     err.print(f"[red]invalid spec[/] {escape(str(source))}:")
     for p in problems:
         err.print(f"  - {escape(p)}")
+    if hint:
+        err.print(escape(hint))
     raise typer.Exit(2)
 
 
@@ -79,7 +81,13 @@ def load_or_exit(
     if checks:
         problems = check(spec, need_keys=need_keys)
         if problems:
-            spec_failed(spec_path, problems)
+            hint = None
+            if any(".api_key_env:" in p for p in problems):
+                hint = (
+                    f"No key yet? `tierline run {spec_path} --rehearse` runs this job on the "
+                    "built-in simulator: same models, prices and limits, no key, nothing paid."
+                )
+            spec_failed(spec_path, problems, hint)
     return spec
 
 

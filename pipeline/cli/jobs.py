@@ -236,12 +236,16 @@ def report(
     from pipeline.cli.targets import job_targets
 
     folders = job_targets(prefixes, latest=latest, rehearse=rehearse)
-    several = len(folders) > 1
-    for folder in folders:
-        if several and out_path is not None:
-            report_command(folder, None, output_format.value, out_dir=out_path)
-        else:
-            report_command(folder, out_path, output_format.value)
+    if len(folders) == 1:
+        report_command(folders[0], out_path, output_format.value)
+        return
+    # Several jobs: one page each (in --out, a folder) and, as JSON, one list.
+    figures = [
+        report_command(f, None, output_format.value, out_dir=out_path, print_json=False)
+        for f in folders
+    ]
+    if output_format is OutputFormat.json:
+        print(json.dumps(figures, indent=2, default=str))
 
 
 def schema(

@@ -133,7 +133,12 @@ CASES: list[tuple[str, Callable[[Doc], None], tuple[str, ...]]] = [
     (
         "key variable not set",
         _add_paid_provider,
-        ("providers.paid.api_key_env", "TIERLINE_TEST_UNSET_KEY is not set", "export it"),
+        (
+            "providers.paid.api_key_env",
+            "TIERLINE_TEST_UNSET_KEY is not set",
+            "export it",
+            "--rehearse` runs this job on the built-in simulator",
+        ),
     ),
     (
         "URI scheme not supported",

@@ -107,6 +107,14 @@ def test_report_of_an_output_root_writes_one_page_per_job(tmp_path: Path) -> Non
         "report-fake-tickets-0000000002.html",
     ]
     assert result.output.count("report written to") == 2
+    as_json = CliRunner().invoke(
+        app, ["report", str(out), "--out", str(pages), "--output-format", "json"]
+    )
+    assert as_json.exit_code == 0
+    assert [d["job_id"] for d in json.loads(as_json.stdout)] == [
+        "fake-tickets-0000000001",
+        "fake-tickets-0000000002",
+    ]
 
 
 def test_rehearsal_plays_every_provider_with_the_simulator() -> None:
