@@ -122,6 +122,19 @@ class JobFolder:
             or bool(self.commit_markers())
         )
 
+    def has_run(self) -> bool:
+        """A summary or commit markers: more than a forecast (which writes the manifest)."""
+        return self.store.exists(SUMMARY_JSON) or bool(self.commit_markers())
+
+    def last_touched(self) -> float:
+        """When the job last started or ended, seconds since the epoch (0 when unknown):
+        the newer of its manifest and its summary, so `--latest` finds the job run last."""
+        paths = [self.store.full(rel) for rel in (MANIFEST, SUMMARY_JSON)]
+        infos = with_retries(
+            lambda: self.store.fs.get_file_info(paths), what=f"look at {self.display()}"
+        )
+        return max((i.mtime.timestamp() for i in infos if i.mtime is not None), default=0.0)
+
     def commit_markers(self) -> list[FileInfo]:
         return self.store.list_files(COMMITS_DIR, suffix=".json")
 
@@ -266,6 +279,20 @@ class JobFolder:
             return float(doc["cost_usd"]) if doc else 0.0
         except (KeyError, TypeError, ValueError):
             return 0.0
+
+
+def job_folders_below(root: Store) -> list[JobFolder]:
+    """The job folders directly under `root` (an output root), by name; [] when there
+    are none or `root` does not exist."""
+    selector = pafs.FileSelector(root.root, recursive=False, allow_not_found=True)
+    infos = with_retries(lambda: root.fs.get_file_info(selector), what=f"list {root.display()}")
+    names = sorted(
+        i.base_name
+        for i in infos
+        if i.type == pafs.FileType.Directory and not i.base_name.startswith(("_", "."))
+    )
+    folders = [JobFolder(root.child(n)) for n in names]
+    return [f for f in folders if f.holds_job()]
 
 
 def forecast_rows_usd(doc: dict[str, Any], quantile: str) -> float:

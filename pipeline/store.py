@@ -13,6 +13,7 @@ credential chain, so AWS, MinIO and R2 all work. Transient S3 errors are retried
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import time
@@ -27,7 +28,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline.errors import ConfigError, StorageTransient
+from pipeline.errors import ConfigError, StorageTransient, redact
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -38,6 +41,7 @@ _TRANSIENT_MARKERS = (
     "502",
     "504",
     "SlowDown",
+    "SLOW_DOWN",  # how pyarrow spells the S3 error code in its messages
     "Throttl",
     "RequestTimeout",
     "Connection",
@@ -50,6 +54,11 @@ _TRANSIENT_MARKERS = (
     "InternalError",
     "ServiceUnavailable",
 )
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return " ".join(lines) if lines else type(exc).__name__
 
 
 def is_transient_storage_error(exc: BaseException) -> bool:
@@ -81,7 +90,17 @@ def with_retries(
                 raise StorageTransient(
                     f"{what}: storage kept failing after {attempts} attempts: {exc}"
                 ) from None
-            sleep(random.uniform(0, min(cap_s, base_s * 2 ** (attempt - 1))))
+            wait = random.uniform(0, min(cap_s, base_s * 2 ** (attempt - 1)))
+            # Said while it waits: a run that stalls on storage says so, not nothing.
+            log.warning(
+                "%s failed (%s); attempt %d of %d in %.1f s",
+                what,
+                redact(_one_line(exc)),
+                attempt + 1,
+                attempts,
+                wait,
+            )
+            sleep(wait)
     raise AssertionError("unreachable")
 
 

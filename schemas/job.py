@@ -23,6 +23,7 @@ from schemas.base import TIER_ORDER as TIER_ORDER
 from schemas.base import Strict as Strict
 from schemas.base import TierName as TierName
 from schemas.prices import PriceTable, load_prices
+from schemas.problems import spec_problem
 from schemas.prompts import (
     DEFAULT,
     PROMPTS_DESCRIPTION,
@@ -524,7 +525,8 @@ class JobSpec(Strict):
         for tier in sorted(used):
             if not self.tiers.get(tier):
                 problems.append(
-                    f"routing: rows can be routed to tier {tier!r}, which has no deployments"
+                    f"routing: rows can be routed to tier {tier!r}, which has no deployments; "
+                    f"give it one (tiers.{tier}: [provider/model]) or route no rows there"
                 )
         if self.routing.canary is not None and self.task.kind == "summarise":
             problems.append(
@@ -533,7 +535,8 @@ class JobSpec(Strict):
             )
         problems += self._price_problems()
         if problems:
-            raise ValueError("; ".join(problems))
+            # One line each, every one starting with its own field path (see parse_spec).
+            raise ValueError("\n".join(problems))
         return self
 
     def _price_problems(self) -> list[str]:
@@ -549,7 +552,10 @@ class JobSpec(Strict):
             except ValidationError as exc:
                 for err in exc.errors():
                     field = ".".join(str(x) for x in err["loc"]) or "entry"
-                    problems.append(f"prices.{model}.{field}: {err['msg']}")
+                    msg = err["msg"]
+                    if err["type"] == "missing":
+                        msg = "required for a model the table does not know"
+                    problems.append(f"prices.{model}.{field}: {msg}")
         return problems
 
     # Helpers the engine uses; kept here so every module reads the spec the same way.
@@ -587,11 +593,13 @@ def parse_spec(data: object, source: str = "<spec>") -> JobSpec:
     try:
         return JobSpec.model_validate(data)
     except ValidationError as exc:
-        problems = []
+        problems: list[str] = []
         for err in exc.errors(include_url=False, include_input=False):
-            loc = ".".join(str(p) for p in err["loc"]) or "(spec)"
-            msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{loc}: {msg}")
+            if not err["loc"] and err["type"] == "value_error":
+                # The whole-spec checks: one problem a line, each naming its own field.
+                problems += str(err["msg"]).removeprefix("Value error, ").splitlines()
+            else:
+                problems.append(spec_problem(JobSpec, err))
         raise SpecError(source, problems) from None
 
 

@@ -13,6 +13,8 @@ from functools import lru_cache
 
 import polars as pl
 
+from schemas.problems import reason
+
 
 @lru_cache(maxsize=256)
 def compile_predicate(sql: str) -> pl.Expr:
@@ -23,8 +25,10 @@ def compile_predicate(sql: str) -> pl.Expr:
     try:
         expr = pl.sql_expr(text)
     except Exception as exc:  # polars raises several SQL error types
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"cannot parse rule {sql!r}: {detail}") from None
+        raise ValueError(
+            f"cannot parse rule {sql!r}: {reason(exc)}; write one SQL condition over input "
+            "columns, e.g. priority = 'high' AND length(body) > 1500"
+        ) from None
     return expr
 
 

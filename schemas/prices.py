@@ -38,22 +38,34 @@ _DATE_SUFFIX = re.compile(r"(?:-\d{4}-\d{2}-\d{2}|[-@]\d{8})$")
 
 
 class UnknownPrice(KeyError):
-    """No price for a model: the job cannot account for its spend, so it must not start."""
+    """No price for a model: the job cannot account for its spend, so it must not start.
 
-    def __init__(self, model: str, version: str | None = None) -> None:
+    str(UnknownPrice("gpt-9-mini", "2026-12-04", ("gpt-5-mini",)))
+    # "no price for model 'gpt-9-mini' ... nearest known: gpt-5-mini. Fix: ..."
+    """
+
+    def __init__(
+        self, model: str, version: str | None = None, nearest: tuple[str, ...] = ()
+    ) -> None:
         self.model = model
         self.version = version
+        self.nearest = tuple(nearest)
         super().__init__(model)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.model, self.version))
+        return (type(self), (self.model, self.version, self.nearest))
 
     def __str__(self) -> str:
-        table = f" (price table {self.version})" if self.version else ""
+        table = f" in price table {self.version}" if self.version else ""
+        near = f" (nearest known: {', '.join(self.nearest)})" if self.nearest else ""
         return (
-            f"no price for model {self.model!r}{table}. Add it under `prices:` in the job "
-            f"spec (input_per_mtok, output_per_mtok, context_window, max_output_tokens, "
-            f"provider_family), or refresh the table with `tierline prices import`."
+            f"no price for model {self.model!r}{table}, so its spend cannot be accounted"
+            f"{near}. Fix: name a priced model (`tierline prices show` lists them), or "
+            f"give its price under `prices:` in the job spec ({self.model}: "
+            f"{{input_per_mtok, output_per_mtok, context_window, max_output_tokens, "
+            f"provider_family}}), or take that entry from LiteLLM's price list with "
+            f"`tierline prices import model_prices_and_context_window.json --model "
+            f"{self.model}`."
         )
 
 
@@ -226,8 +238,14 @@ class PriceTable(BaseModel):
             if stripped != model:
                 name = self._names.get(stripped)
         if name is None:
-            raise UnknownPrice(model, self.version)
+            raise UnknownPrice(model, self.version, self.nearest(model))
         return name
+
+    def nearest(self, model: str, n: int = 3) -> tuple[str, ...]:
+        """Known names that look like `model` (a typo, a newer or older sibling)."""
+        import difflib
+
+        return tuple(difflib.get_close_matches(model, sorted(self._names), n=n, cutoff=0.6))
 
     def lookup(self, model: str) -> ModelPrice:
         """The price of `model`; raises `UnknownPrice` (a KeyError) when there is none."""

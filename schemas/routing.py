@@ -32,11 +32,12 @@ class Deployment(Strict):
 
     @classmethod
     def parse(cls, text: str) -> Deployment:
-        if "/" not in text:
-            raise ValueError(f"deployment {text!r} must be 'provider/model'")
-        provider, model = text.split("/", 1)
+        provider, _, model = text.partition("/")
         if not provider or not model:
-            raise ValueError(f"deployment {text!r} must be 'provider/model'")
+            raise ValueError(
+                f"deployment {text!r} must be 'provider/model', a name under providers: "
+                f"and the model it serves, e.g. openai/{model or provider or 'gpt-4o-mini'}"
+            )
         return cls(provider=provider, model=model)
 
 

@@ -13,8 +13,21 @@ from importlib.metadata import version as package_version
 from typing import Annotated
 
 import typer
+from typer.core import TyperOption
 
 from pipeline.cli import cluster, evals, jobs, prices, router, sim
+
+
+def _flag_type(self: TyperOption, ctx: object) -> str | None:
+    """No value column for an on/off flag: `--dry-run`, never `--dry-run <bool>` (typer's
+    rich help shows a type for every option, flags included)."""
+    if self.is_flag or self.count:
+        return None
+    return _option_type(self, ctx)  # type: ignore[arg-type]
+
+
+_option_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
 
 app = typer.Typer(
     name="tierline",

@@ -142,9 +142,11 @@ def forecast_command(
     json_path: Path | None,
     output_format: str,
     input_uri: str | None = None,
+    *,
+    rehearse: bool = False,
 ) -> None:
     """Forecast a job and print it; raises `typer.Exit` with 2 on a bad spec."""
-    from pipeline.cli.common import load_or_exit
+    from pipeline.cli.common import load_or_exit, probe_or_exit
     from pipeline.dryrun.forecast import forecast_job
     from pipeline.errors import TierlineError
     from schemas.prices import UnknownPrice
@@ -155,7 +157,8 @@ def forecast_command(
         err.print(f"[red]unknown output format[/] {fmt!r}; use one of: {', '.join(FORMATS)}")
         raise typer.Exit(2)
     # Missing API keys do not stop a forecast (it makes no calls); unknown prices do.
-    job = load_or_exit(spec, input_uri=input_uri, checks=True, need_keys=False)
+    job = load_or_exit(spec, input_uri=input_uri, checks=True, need_keys=False, rehearse=rehearse)
+    probe_or_exit(job, output_uri=output)
     try:
         fc = forecast_job(job, output_uri=output, job_id=job_id)
     except (UnknownPrice, TierlineError) as exc:

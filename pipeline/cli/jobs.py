@@ -17,43 +17,67 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from pipeline.cli.common import OutputFormat, SpecArg, err, load_or_exit, out
+from pipeline.cli.common import (
+    InputOpt,
+    JobIdOpt,
+    OutputFormat,
+    OutputOpt,
+    SpecArg,
+    err,
+    load_or_exit,
+    out,
+    probe_or_exit,
+)
 
 
-def validate(spec: SpecArg) -> None:
-    """Check a spec without running it: fields, tiers, rules, prices, key variables.
+def validate(
+    spec: SpecArg,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline", help="Check the spec alone; do not ask its input and output storage."
+        ),
+    ] = False,
+) -> None:
+    """Check a spec without running it: fields, tiers, rules, prices, key variables, and
+    that its input can be listed and its output written (each asked once, briefly).
 
     Example:  tierline validate jobs/examples/classify.yaml
     """
     s = load_or_exit(spec, checks=True)
+    if not offline:
+        probe_or_exit(s)
     out.print(f"{spec}: ok ({s.task.kind}, {sum(len(d) for d in s.tiers.values())} deployments)")
 
 
 def run(
     spec: SpecArg,
-    output: Annotated[
-        str | None, typer.Option(help="Output folder or s3:// URI (overrides the spec).")
-    ] = None,
-    input_uri: Annotated[
-        str | None,
-        typer.Option("--input", help="Input folder or s3:// URI (overrides the spec)."),
-    ] = None,
-    job_id: Annotated[
-        str | None, typer.Option(help="Job id; default derived from spec and input.")
-    ] = None,
+    output: OutputOpt = None,
+    input_uri: InputOpt = None,
+    job_id: JobIdOpt = None,
     output_format: Annotated[
         OutputFormat, typer.Option(help="How to print the summary.")
     ] = OutputFormat.table,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Forecast cost and duration; call nothing.")
     ] = False,
+    rehearse: Annotated[
+        bool,
+        typer.Option(
+            "--rehearse",
+            help="Every provider played by the built-in simulator (same models, prices, "
+            "limits): no key needed, nothing paid; written as job <name>-rehearsal.",
+        ),
+    ] = False,
 ) -> None:
     """Run a job: plan, call providers, write results/costs/errors and summary.json.
 
-    Running the same command again resumes: committed units are skipped.
+    Running the same command again resumes: committed units are skipped. With
+    --rehearse, the same job runs against the simulator first, under a name of its own.
 
-    Example:  tierline run jobs/examples/classify.yaml --output out/
+    Example:  tierline run jobs/examples/nightly-tickets.yaml --input data/today/ --rehearse
     """
     from pipeline.cli.console import ConsoleProgress, print_summary, stopped_line
     from pipeline.engine.rayenv import bind_private_ray_to_loopback
@@ -62,9 +86,12 @@ def run(
     if dry_run:
         from pipeline.cli.forecast import forecast_command
 
-        forecast_command(spec, output, job_id, None, output_format.value, input_uri)
+        forecast_command(
+            spec, output, job_id, None, output_format.value, input_uri, rehearse=rehearse
+        )
         return
-    s = load_or_exit(spec, input_uri=input_uri, checks=True)
+    s = load_or_exit(spec, input_uri=input_uri, checks=True, rehearse=rehearse)
+    probe_or_exit(s, output_uri=output)  # seconds, where a run's retries take a minute
     bind_private_ray_to_loopback()  # before the driver imports Ray
     from pipeline.engine.driver import run_job
 
@@ -86,13 +113,12 @@ def run(
 
 def forecast(
     spec: SpecArg,
-    output: Annotated[str | None, typer.Option(help="Output folder (overrides the spec).")] = None,
-    input_uri: Annotated[
-        str | None,
-        typer.Option("--input", help="Input folder or s3:// URI (overrides the spec)."),
+    output: OutputOpt = None,
+    input_uri: InputOpt = None,
+    job_id: JobIdOpt = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", metavar="PATH", help="Also write JSON here.")
     ] = None,
-    job_id: Annotated[str | None, typer.Option(help="Job id; default as for run.")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
     output_format: Annotated[OutputFormat, typer.Option(help="How to print it.")] = (
         OutputFormat.table
     ),
@@ -109,57 +135,96 @@ def forecast(
     forecast_command(spec, output, job_id, json_path, output_format.value, input_uri)
 
 
+JobsArg = Annotated[
+    list[str],
+    typer.Argument(
+        help="Job folders (<output>/<job_id>), output roots (every job below) or job specs "
+        "(every job of the spec under its output).",
+        show_default=False,
+    ),
+]
+Latest = Annotated[
+    bool,
+    typer.Option("--latest", help="Of each output root or spec, only the job run last."),
+]
+Rehearsals = Annotated[
+    bool,
+    typer.Option("--rehearse", help="A spec stands for its rehearsals (run --rehearse)."),
+]
+
+
 def verify(
-    prefix: Annotated[str, typer.Argument(help="A job's output prefix: <output>/<job_id>.")],
+    prefixes: JobsArg,
+    latest: Latest = False,
+    rehearse: Rehearsals = False,
     output_format: Annotated[OutputFormat, typer.Option(help="How to print the answer.")] = (
         OutputFormat.table
     ),
 ) -> None:
-    """Check a job's outputs: every input id exactly once, nothing lost or doubled.
+    """Check jobs' outputs: every input id exactly once, nothing lost or doubled.
 
     Also checks that files match their commit markers, that cost rows belong to their
-    rows and that the summary adds up. Exits 1 and names the offending ids when not.
+    rows and that the summary adds up. Names every job folder it checked; exits 1 and
+    names the offending ids when one fails, 2 when a path holds no job.
 
-    Example:  tierline verify tierline-out/demo-tickets-dce0231161
+    Example:  tierline verify --latest jobs/examples/classify.yaml
     """
-    from pipeline.engine.verify import verify_job
+    from pipeline.cli.targets import job_targets
+    from pipeline.engine.verify import VerifyReport, verify_job
 
-    report = verify_job(prefix)
+    reports: list[VerifyReport] = [
+        verify_job(f) for f in job_targets(prefixes, latest=latest, rehearse=rehearse)
+    ]
     if output_format is OutputFormat.json:
-        doc = {
-            "prefix": report.prefix,
-            "ok": report.ok,
-            "units_checked": report.units_checked,
-            "rows_checked": report.rows_checked,
-            "pending_units": report.pending_units,
-            "problems": report.problems,
-            "missing_ids": report.missing_ids,
-            "duplicate_ids": report.duplicate_ids,
-        }
-        print(json.dumps(doc, indent=2))
-    elif report.ok:
-        pending = f", {report.pending_units} units not done yet" if report.pending_units else ""
-        out.print(
-            f"[green]ok[/] {report.prefix}: {report.units_checked} units, "
-            f"{report.rows_checked} rows, each id exactly once{pending}"
-        )
-    else:
-        err.print(f"[red]verify failed[/] {report.prefix}:")
-        for p in report.problems:
-            err.print(f"  - {p}")
-    raise typer.Exit(0 if report.ok else 1)
+        docs = [
+            {
+                "prefix": r.prefix,
+                "ok": r.ok,
+                "units_checked": r.units_checked,
+                "rows_checked": r.rows_checked,
+                "pending_units": r.pending_units,
+                "problems": r.problems,
+                "missing_ids": r.missing_ids,
+                "duplicate_ids": r.duplicate_ids,
+            }
+            for r in reports
+        ]
+        # One job: its object, as before; several: a list of them.
+        print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
+    for r in reports if output_format is OutputFormat.table else []:
+        if r.ok:
+            pending = f", {r.pending_units} units not done yet" if r.pending_units else ""
+            out.print(
+                f"[green]ok[/] {escape(r.prefix)}: {r.units_checked} units, "
+                f"{r.rows_checked} rows, each id exactly once{pending}"
+            )
+        else:
+            err.print(f"[red]verify failed[/] {escape(r.prefix)}:")
+            for p in r.problems:
+                err.print(f"  - {escape(p)}")
+    failed = [r for r in reports if not r.ok]
+    if len(reports) > 1 and output_format is OutputFormat.table:
+        out.print(f"checked {len(reports)} job folders: {len(reports) - len(failed)} ok")
+    raise typer.Exit(1 if failed else 0)
 
 
 def report(
-    prefix: Annotated[str, typer.Argument(help="A job's output prefix: <output>/<job_id>.")],
+    prefixes: JobsArg,
+    latest: Latest = False,
+    rehearse: Rehearsals = False,
     out_path: Annotated[
-        Path | None, typer.Option("--out", help="HTML file; default ./report-<job_id>.html.")
+        Path | None,
+        typer.Option(
+            "--out",
+            help="HTML file; default ./report-<job_id>.html. With several jobs, a folder "
+            "to write each job's report-<job_id>.html in.",
+        ),
     ] = None,
     output_format: Annotated[OutputFormat, typer.Option(help="How to print the key figures.")] = (
         OutputFormat.table
     ),
 ) -> None:
-    """Write a job's self-contained HTML report and print its key figures.
+    """Write jobs' self-contained HTML reports and print their key figures.
 
     The page shows spend by tier and model, tier mix, savings against all-flagship,
     latency per provider, retries and 429s over time, forecast against actual and the
@@ -168,8 +233,19 @@ def report(
     Example:  tierline report tierline-out/demo-tickets-dce0231161 --out report.html
     """
     from pipeline.cli.report import report_command
+    from pipeline.cli.targets import job_targets
 
-    report_command(prefix, out_path, output_format.value)
+    folders = job_targets(prefixes, latest=latest, rehearse=rehearse)
+    if len(folders) == 1:
+        report_command(folders[0], out_path, output_format.value)
+        return
+    # Several jobs: one page each (in --out, a folder) and, as JSON, one list.
+    figures = [
+        report_command(f, None, output_format.value, out_dir=out_path, print_json=False)
+        for f in folders
+    ]
+    if output_format is OutputFormat.json:
+        print(json.dumps(figures, indent=2, default=str))
 
 
 def schema(

@@ -25,9 +25,18 @@ from pipeline.report.html import render_html
 FORMATS = ("table", "json")
 
 
-def report_command(prefix: str, out: Path | None, output_format: str) -> None:
+def report_command(
+    prefix: str,
+    out: Path | None,
+    output_format: str,
+    *,
+    out_dir: Path | None = None,
+    print_json: bool = True,
+) -> dict[str, object]:
     """Build the report of the job at `prefix`, write it as HTML (default
-    `./report-<job_id>.html`), then print the key figures as a table or as JSON."""
+    `<out_dir or .>/report-<job_id>.html`), then print the key figures as a table or JSON
+    (unless `print_json` is off: the caller prints several jobs as one list). Returns
+    the figures."""
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     if output_format not in FORMATS:
         err.print(f"error: --output-format must be one of {', '.join(FORMATS)}", markup=False)
@@ -40,19 +49,24 @@ def report_command(prefix: str, out: Path | None, output_format: str) -> None:
     except TierlineError as exc:
         err.print(f"error: cannot read the job at {prefix}: {exc}", markup=False)
         raise typer.Exit(1) from None
-    path = out or Path.cwd() / f"report-{re.sub(r'[^A-Za-z0-9._-]', '_', data.job_id)}.html"
+    name = f"report-{re.sub(r'[^A-Za-z0-9._-]', '_', data.job_id)}.html"
+    path = out or (out_dir or Path.cwd()) / name
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(render_html(data), encoding="utf-8")
     except OSError as exc:
         err.print(f"error: cannot write {path}: {exc.strerror or exc}", markup=False)
         raise typer.Exit(2) from None
+    figures = dataclasses.asdict(data)
     if output_format == "json":
-        print(json.dumps(dataclasses.asdict(data), indent=2, default=str))
+        if print_json:
+            print(json.dumps(figures, indent=2, default=str))
         err.print(f"report written to {path}", markup=False)
     else:
         console = Console()
         print_report_table(data, console)
         console.print(f"report written to {path}", markup=False, highlight=False)
+    return figures
 
 
 def print_report_table(data: ReportData, console: Console) -> None:

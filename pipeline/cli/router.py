@@ -97,9 +97,12 @@ def router_train_command(
     from jobs.base import text_expr
 
     if decision not in ("threshold", "utility"):
-        raise ValueError(f"--decision must be threshold or utility, not {decision!r}")
+        raise ValueError(f"decision must be threshold or utility, not {decision!r}")
     if data is None and not runs:
-        raise ValueError("give --data (two-file folder) and/or --runs (earlier job outputs)")
+        raise ValueError(
+            "give --data DIR (a two-file folder) and/or --run PREFIX (an earlier job's "
+            "output; repeatable)"
+        )
     mapping = parse_tiers(tiers)
     sets: list[TrainingSet] = []
     if data is not None:

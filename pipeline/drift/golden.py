@@ -25,6 +25,7 @@ from pipeline.routing.policy import sensitive_mask
 from pipeline.routing.rules import predicate_columns
 from pipeline.store import Store
 from schemas.job import ClassifyTask, JobSpec
+from schemas.problems import reason
 
 # A canary is a handful of rows asked of every deployment; a big file is a mistake that
 # would multiply the spend by the number of deployments.
@@ -98,8 +99,8 @@ def load_golden(spec: JobSpec) -> GoldenSet:
             "current directory) or remove routing.canary",
         ) from None
     except (OSError, pl.exceptions.PolarsError, ValueError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise _fail(src, f"cannot be read ({detail}); write it as Parquet, JSONL or CSV") from None
+        why = f"cannot be read ({reason(exc)}); write it as Parquet, JSONL or CSV"
+        raise _fail(src, why) from None
     id_col, label_col = spec.input.id_column, canary.label_column
     needed = [id_col, *spec.input.text_columns, label_col]
     if spec.routing.sensitive is not None and spec.routing.sensitive.when:

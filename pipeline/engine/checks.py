@@ -14,6 +14,7 @@ import os
 from pipeline.drift.golden import golden_problems
 from schemas.job import TIER_ORDER, JobSpec
 from schemas.prices import PriceTable, UnknownPrice
+from schemas.problems import reason
 
 
 def check_spec(spec: JobSpec, prices: PriceTable | None = None) -> list[str]:
@@ -22,7 +23,7 @@ def check_spec(spec: JobSpec, prices: PriceTable | None = None) -> list[str]:
         try:
             prices = spec.price_table()
         except ValueError as exc:
-            return [f"prices: {str(exc).splitlines()[0]}"]
+            return [f"prices: {reason(exc)}"]
     problems += _learned_problems(spec)
     problems += golden_problems(spec)
     for tier in TIER_ORDER:
@@ -55,6 +56,9 @@ def _learned_problems(spec: JobSpec) -> list[str]:
     try:
         model = load_model(routing.model)
     except (OSError, RouterFileError) as exc:
-        return [f"routing.model: cannot load {routing.model!r}: {exc}"]
+        return [
+            f"routing.model: cannot load {routing.model!r}: {reason(exc)}; give the path or "
+            "s3:// URI of a file written by `tierline router train --out FILE`"
+        ]
     first = {t: (deps[0].model if deps else None) for t, deps in spec.tiers.items()}
     return tier_problems(model, first)  # type: ignore[arg-type]

@@ -31,7 +31,9 @@ def problems(doc: dict[str, Any]) -> list[str]:
 def test_reference_spec_is_accepted_as_written() -> None:
     spec = load_spec(REFERENCE)
     assert spec.name == "nightly-tickets"
-    assert [d.name for d in spec.tiers["flagship"]] == ["sim/gpt-4o", "openai/gpt-4o"]
+    # The real provider first: a copied spec must not send production rows to the simulator.
+    assert [d.name for d in spec.tiers["flagship"]] == ["openai/gpt-4o", "openai/gpt-4.1"]
+    assert {p.kind for p in spec.providers.values()} == {"openai"}
     assert spec.providers["openai"].limits.rpm == 500
     assert spec.routing.rules[1].when == "length(body) > 1500"
     assert spec.flagship().model == "gpt-4o"
@@ -64,10 +66,10 @@ def test_unparseable_rule_fails_with_the_rule() -> None:
 def test_bad_uri_and_unknown_kind() -> None:
     doc = base()
     doc["input"]["uri"] = "gs://bucket/x"
-    doc["providers"]["sim"]["kind"] = "carrier-pigeon"
+    doc["providers"]["openai"]["kind"] = "carrier-pigeon"
     ps = problems(doc)
     assert any(p.startswith("input.uri:") and "gs" in p for p in ps)
-    assert any(p.startswith("providers.sim.kind:") and "carrier-pigeon" in p for p in ps)
+    assert any(p.startswith("providers.openai.kind:") and "carrier-pigeon" in p for p in ps)
 
 
 def test_key_itself_in_api_key_env_is_refused_without_echoing_it() -> None:
@@ -87,7 +89,7 @@ def test_route_to_empty_tier_fails() -> None:
 def test_model_without_price_and_missing_key_are_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     doc = copy.deepcopy(base())
-    doc["tiers"]["cheap"] = ["sim/no-such-model-7b"]
+    doc["tiers"]["cheap"] = ["openai/no-such-model-7b"]
     ps = check_spec(parse_spec(doc))
     assert any(p.startswith("tiers.cheap.0:") and "no-such-model-7b" in p for p in ps)
     assert any("OPENAI_API_KEY" in p and "not set" in p for p in ps)
@@ -134,7 +136,7 @@ def test_readme_output_columns_are_the_arrow_schemas() -> None:
 
 def test_price_overrides_change_costs_and_version_and_bad_ones_are_reported() -> None:
     doc = base()
-    doc["tiers"]["cheap"] = ["sim/our-finetune-7b"]
+    doc["tiers"]["cheap"] = ["openai/our-finetune-7b"]
     doc["prices"] = {
         "our-finetune-7b": {
             "input_per_mtok": 0.2,
@@ -159,4 +161,4 @@ def test_price_overrides_change_costs_and_version_and_bad_ones_are_reported() ->
     with pytest.raises(SpecError) as err:
         parse_spec(doc)
     for field in ("context_window", "max_output_tokens", "provider_family"):
-        assert f"prices.new-model.{field}: Field required" in str(err.value)
+        assert f"prices.new-model.{field}: required for a model" in str(err.value)
