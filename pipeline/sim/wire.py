@@ -77,6 +77,13 @@ def rfc3339(wall_time: float) -> str:
     return datetime.fromtimestamp(math.ceil(wall_time), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def bearer_key(headers: Mapping[str, str]) -> str | None:
+    scheme, _, key = headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return key.strip() or None
+
+
 _CAP_FIELDS = ("max_completion_tokens", "max_tokens")
 _EFFORTS = ("minimal", "low", "medium", "high")
 
@@ -93,10 +100,7 @@ class OpenAIWire:
     }
 
     def api_key(self, headers: Mapping[str, str]) -> str | None:
-        scheme, _, key = headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer":
-            return None
-        return key.strip() or None
+        return bearer_key(headers)
 
     def parse(self, body: object, headers: Mapping[str, str]) -> SimRequest:
         data, model, raw = common(body)
@@ -209,7 +213,8 @@ class AnthropicWire:
     }
 
     def api_key(self, headers: Mapping[str, str]) -> str | None:
-        return headers.get("x-api-key", "").strip() or None
+        # `x-api-key`, or `Authorization: Bearer` as the current Python SDK sends it.
+        return headers.get("x-api-key", "").strip() or bearer_key(headers)
 
     def parse(self, body: object, headers: Mapping[str, str]) -> SimRequest:
         if not headers.get("anthropic-version"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -48,19 +49,27 @@ class Env:
     clock: FakeClock
 
 
-@pytest.fixture
-def env() -> Iterator[Env]:
+@contextmanager
+def clients(config: SimConfig, *, retries: int = 0, key: str = "sk-test") -> Iterator[Env]:
+    """Both SDKs on a simulator in its own thread, on a fake clock the test moves."""
     clock = FakeClock()
-    base_url, stop = run_in_thread(CONFIG, clock=clock)
-    root = base_url.removesuffix("/v1")
-    oai = openai.OpenAI(base_url=base_url, api_key="sk-test", max_retries=0)
-    ant = anthropic.Anthropic(base_url=root, api_key="sk-ant-test", max_retries=0)
+    base_url, stop = run_in_thread(config, clock=clock)
+    oai = openai.OpenAI(base_url=base_url, api_key=key, max_retries=retries)
+    ant = anthropic.Anthropic(
+        base_url=base_url.removesuffix("/v1"), api_key=key, max_retries=retries
+    )
     try:
         yield Env(oai, ant, clock)
     finally:
         oai.close()
         ant.close()
         stop()
+
+
+@pytest.fixture
+def env() -> Iterator[Env]:
+    with clients(CONFIG) as both:
+        yield both
 
 
 def strict(obj: T) -> T:
