@@ -114,6 +114,13 @@ class AuthFailed(TerminalError):
     error_type = "auth_failed"
 
 
+class QuotaExhausted(AuthFailed):
+    """The account cannot pay (OpenAI's 429 `insufficient_quota`, Anthropic's 402
+    `billing_error`): retrying cannot help, so the provider stops for the job, as on 401."""
+
+    error_type = "quota_exhausted"
+
+
 class TooLong(TerminalError):
     """The row does not fit any deployment's context window it may use."""
 

@@ -52,6 +52,9 @@ from schemas.prices import ModelPrice, PriceTable
 _MODES = frozenset({"chat", "completion"})
 _SKIP_KEYS = frozenset({"sample_spec"})
 
+# Hidden reasoning tokens allowed per call of a model that thinks (schemas/prices.yaml).
+REASONING_ALLOWANCE = 2048
+
 # litellm_provider -> our provider_family; name hints settle hosts that serve many families.
 _PROVIDER_FAMILY: dict[str, str] = {
     "openai": "openai",
@@ -62,6 +65,8 @@ _PROVIDER_FAMILY: dict[str, str] = {
     "mistral": "mistral",
     "codestral": "mistral",
     "meta_llama": "meta",
+    "gemini": "google",
+    "vertex_ai-language-models": "google",
 }
 _NAME_FAMILY: tuple[tuple[str, str], ...] = (
     ("claude", "anthropic"),
@@ -186,6 +191,12 @@ def _entry(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
         "effective_date": None,
         "provider_family": _family(name, str(spec.get("litellm_provider", ""))),
     }
+    if spec.get("supports_reasoning") is True:
+        # Thinking billed as output: an allowance the forecast and budget plan for. Only
+        # OpenAI's own reasoning models refuse max_tokens and temperature.
+        entry["reasoning_tokens"] = min(REASONING_ALLOWANCE, entry["max_output_tokens"])
+        if spec.get("litellm_provider") in ("openai", "azure"):
+            entry["reasoning"] = True
     try:
         entry = _with_batch_prices(entry, spec)
         ModelPrice.model_validate(entry)

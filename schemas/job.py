@@ -11,6 +11,7 @@ spec: a provider names the environment variable that holds its key (`api_key_env
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
@@ -268,8 +269,11 @@ class SimOptions(Strict):
         description="Folder of recorded answers (prompts.parquet, responses.parquet) to serve.",
     )
 
-    def to_sim_config(self) -> SimConfig:
+    def to_sim_config(self, served_models: Sequence[str] = ()) -> SimConfig:
+        """The simulator's config; `served_models` are models the job routes to it that
+        the price table may lack (the job's own `prices:` entries)."""
         return SimConfig(
+            served_models=sorted(set(served_models)),
             latency=Latency(mean_ms=self.latency_ms, jitter_ms=self.jitter_ms),
             seed=self.seed,
             accuracy=self.accuracy,
@@ -299,6 +303,12 @@ class ProviderSpec(Strict):
         default=None,
         gt=0,
         description="Cap on this provider's spend per UTC day, all jobs on the cluster together.",
+    )
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = Field(
+        default=None,
+        description="Sent to this provider's reasoning models (the price table's `reasoning`) "
+        "as `reasoning_effort`; unset leaves the model's default. Less effort, fewer hidden "
+        "tokens billed as output.",
     )
 
     @field_validator("kind")

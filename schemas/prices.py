@@ -144,6 +144,23 @@ class ModelPrice(BaseModel):
     aliases: tuple[str, ...] = Field(
         default=(), description="Other names the provider accepts for this model."
     )
+    reasoning: bool = Field(
+        default=False,
+        description="An OpenAI reasoning model (GPT-5 family, o-series): its API rejects "
+        "`max_tokens` and a temperature other than the default, takes "
+        "`max_completion_tokens` and `reasoning_effort`.",
+    )
+    reasoning_tokens: int = Field(
+        default=0,
+        ge=0,
+        description="Hidden reasoning (thinking) tokens to allow one call on top of its "
+        "answer: billed as output, added to the cap sent, reserved by the budget and "
+        "expected by the forecast. 0 = the model does not think before answering.",
+    )
+    checked: date | None = Field(
+        default=None,
+        description="When this price was last compared with the provider's price page.",
+    )
 
     @property
     def cached_input_price(self) -> float:
@@ -198,6 +215,11 @@ class ModelPrice(BaseModel):
 
     @model_validator(mode="after")
     def _output_fits(self) -> ModelPrice:
+        if self.reasoning_tokens > self.max_output_tokens:
+            raise ValueError(
+                f"reasoning_tokens ({self.reasoning_tokens}) exceeds "
+                f"max_output_tokens ({self.max_output_tokens})"
+            )
         if self.max_output_tokens > self.context_window:
             raise ValueError(
                 f"max_output_tokens ({self.max_output_tokens}) exceeds "

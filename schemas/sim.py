@@ -267,6 +267,14 @@ class SimConfig(BaseModel):
             "matching glob in the order written."
         ),
     )
+    served_models: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Models served besides the price table's, those named in `models` and those "
+            "recorded in `replay_dir`; any other model is answered 404 (`model_not_found`), "
+            "as a provider answers it."
+        ),
+    )
     default_limits: KeyLimits = Field(
         default=KeyLimits(), description="Limits of every key not listed in `limits`."
     )

@@ -178,8 +178,11 @@ class RowExecutor:
         rng: random.Random | None = None,
         cache_key: str | None = None,
         cache_prefix: int = 0,
+        reasoning_effort: Mapping[str, str | None] | None = None,
     ) -> None:
         self.kind = kind
+        # Provider name -> the `reasoning_effort` its reasoning models are sent.
+        self.reasoning_effort = reasoning_effort or {}
         # Prompt caching: every request of the job names the same key (OpenAI keeps them
         # on warm machines); `cache_prefix` leading messages are the block rows share.
         self.cache_key, self.cache_prefix = cache_key, cache_prefix
@@ -420,13 +423,19 @@ class RowExecutor:
         cap = out.max_tokens if out.max_tokens is not None else self.kind.max_output_tokens()
         wants_logprobs = self.cascade is not None and self.cascade.min_logprob is not None
         sent = messages.for_model(dep.model)
+        # A model that thinks first spends hidden tokens inside the same cap: the price
+        # table's allowance goes on top of the answer's, and the budget reserves it.
+        price = self.prices.lookup(dep.model) if self.prices is not None else None
+        reasoning = price is not None and price.reasoning
         request = ChatRequest(
             model=dep.model,
             messages=sent,
-            max_tokens=cap,
+            max_tokens=cap + (price.reasoning_tokens if price is not None else 0),
             logprobs=wants_logprobs,
             cache_key=self.cache_key,
             cache_prefix=min(self.cache_prefix, max(0, len(sent) - 1)),
+            reasoning=reasoning,
+            reasoning_effort=self.reasoning_effort.get(dep.provider) if reasoning else None,
         )
         window = self.context_windows.get(dep.model)
         if window is not None and input_tokens + request.max_tokens > window:

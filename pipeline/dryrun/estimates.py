@@ -21,6 +21,11 @@ every answer length comes as p10 / p50 / p90 per row:
   call in those runs. p50 is the aggregate over every earlier billed call, p10/p90 the
   10th/90th percentile of the per-file aggregates, widened to at least +-10%.
 
+- a model that thinks before answering (the price table's `reasoning_tokens`, an
+  allowance R) adds hidden reasoning tokens, billed as output, to each of those
+  assumptions (earlier runs' counts hold them already): R/4, R/2, R at p10/p50/p90,
+  an assumption until an earlier run measures them.
+
 Every estimate is clipped to the request's `max_tokens`. The job's cost interval prices
 every row at its p10 (or p90) length together: answer length errs the same way for a
 whole job (a model that is wordy is wordy on every row), so the interval is for that
@@ -30,7 +35,7 @@ systematic error, not for row-to-row noise, which averages out over a job.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 
@@ -38,6 +43,8 @@ from schemas.job import Limits
 
 TOKENS_PER_WORD = 1.33
 SUMMARY_SPREAD = (0.5, 1.5)
+# Hidden reasoning tokens at p10, as a fraction of the allowance (p50 half, p90 all).
+REASONING_SPREAD = (0.25, 1.0)
 MIN_OBSERVED_SPREAD = 0.10
 
 # Typical answer latency of real providers, by tier (the tier says what class of model
@@ -69,6 +76,11 @@ class OutputAssumption:
     fixed: Interval | None = None  # tokens per answer (labels, observed_mean)
     ratio: Interval | None = None  # output tokens per input token (observed_ratio)
     words_tokens: float = 0.0  # max_words x TOKENS_PER_WORD (max_words)
+    thinking: float = 0.0  # hidden reasoning allowance per call, on top of `cap`
+
+    def with_thinking(self, allowance: int) -> OutputAssumption:
+        """The same answer plus up to `allowance` hidden reasoning tokens per call."""
+        return replace(self, thinking=float(allowance)) if allowance else self
 
     @classmethod
     def labels(cls, label_tokens: list[int], cap: int) -> OutputAssumption:
@@ -83,7 +95,14 @@ class OutputAssumption:
         return cls("max_words", cap, words_tokens=max_words * TOKENS_PER_WORD)
 
     def exprs(self, text_tokens: pl.Expr, input_tokens: pl.Expr) -> tuple[pl.Expr, ...]:
-        """(p10, p50, p90) answer tokens per row as Float64 polars expressions."""
+        """(p10, p50, p90) billed output tokens per row as Float64 polars expressions."""
+        answer = self._answer_exprs(text_tokens, input_tokens)
+        if not self.thinking:
+            return answer
+        hidden = (self.thinking * REASONING_SPREAD[0], self.thinking / 2, self.thinking)
+        return tuple(a + h for a, h in zip(answer, hidden, strict=True))
+
+    def _answer_exprs(self, text_tokens: pl.Expr, input_tokens: pl.Expr) -> tuple[pl.Expr, ...]:
         cap = float(self.cap)
         if self.fixed is not None:
             f = self.fixed
@@ -99,6 +118,13 @@ class OutputAssumption:
         return (p50 * lo, p50, (p50 * hi).clip(upper_bound=cap))
 
     def describe(self) -> str:
+        answer = self._describe_answer()
+        if not self.thinking:
+            return answer
+        t = self.thinking
+        return f"{answer} + reasoning {t / 4:.0f}/{t / 2:.0f}/{t:.0f} hidden tokens (allowance)"
+
+    def _describe_answer(self) -> str:
         if self.method == "labels" and self.fixed:
             f = self.fixed
             return f"labels: {f.p10:g}/{f.p50:.2f}/{f.p90:g} tokens (shortest/mean/longest)"

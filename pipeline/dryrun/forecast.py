@@ -185,9 +185,12 @@ def tier_plans(
         prompt += chat_overhead_tokens(len(messages))
         cap = min(kind.max_output_tokens(), price.max_output_tokens)
         if observed is not None and history is not None:
+            # Earlier runs' output tokens hold their hidden reasoning already.
             output = observed_assumption(calls_for(history, dep.model), observed, cap)
         else:
             output = _default_assumption(spec, dep.model, family, cap)
+            output = output.with_thinking(price.reasoning_tokens)
+        cap += price.reasoning_tokens  # the cap the run sends (and the budget reserves)
         plans[tier] = TierPlan(dep.provider, dep.model, family, prompt, cap, output)
     return plans
 
@@ -199,7 +202,7 @@ def _plan(spec: JobSpec, tier: str, dep: Deployment, prices: PriceTable, output:
     messages = kind.build_messages("", dep.model)
     prompt = sum(count_tokens(m.content, dep.model, family) for m in messages)
     prompt += chat_overhead_tokens(len(messages))
-    cap = min(kind.max_output_tokens(), price.max_output_tokens)
+    cap = min(kind.max_output_tokens(), price.max_output_tokens) + price.reasoning_tokens
     return TierPlan(dep.provider, dep.model, family, prompt, cap, output)
 
 

@@ -131,6 +131,7 @@ async def ask_canary(
             rng=random.Random(),
             cache_key=f"tierline-{spec.name}-{spec.task.kind}",
             cache_prefix=prefix,
+            reasoning_effort={n: p.reasoning_effort for n, p in spec.providers.items()},
         )
 
     def tokens(text: str, model: str) -> int:

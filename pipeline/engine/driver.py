@@ -139,7 +139,8 @@ def ensure_ray() -> bool:
 
 
 def sim_config_json(spec: JobSpec, provider: str) -> str:
-    return spec.providers[provider].sim.to_sim_config().model_dump_json()
+    served = [d.model for d in spec.deployments() if d.provider == provider]
+    return spec.providers[provider].sim.to_sim_config(served).model_dump_json()
 
 
 def start_quotas(spec: JobSpec, endpoints: dict[str, str]) -> dict[str, str]:

@@ -179,6 +179,7 @@ class UnitRunner:
             rng=random.Random(),
             cache_key=f"tierline-{self.spec.name}-{self.spec.task.kind}",
             cache_prefix=self._shared_prefix(),
+            reasoning_effort={n: p.reasoning_effort for n, p in self.spec.providers.items()},
         )
         if self.spec.task.kind == "summarise":
             self.longdocs = LongDocs(self.spec, self.prices, self.executor)

@@ -172,7 +172,8 @@ async def _start_sims(
         name = dep.provider
         if name in urls or name in skip or spec.providers[name].kind != "sim":
             continue
-        server = SimServer(spec.providers[name].sim.to_sim_config())
+        served = [d.model for _, d in deployments(spec) if d.provider == name]
+        server = SimServer(spec.providers[name].sim.to_sim_config(served))
         await stack.enter_async_context(server)
         urls[name] = server.base_url
     return urls

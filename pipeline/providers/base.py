@@ -42,6 +42,11 @@ class ChatRequest:
     # the last block of that prefix; OpenAI caches long shared prefixes by itself.
     cache_key: str | None = None
     cache_prefix: int = 0
+    # An OpenAI reasoning model (the price table's `reasoning`): `max_tokens` goes out as
+    # `max_completion_tokens` (it caps hidden reasoning and answer together), no
+    # temperature (only the default is accepted), and `reasoning_effort` when set.
+    reasoning: bool = False
+    reasoning_effort: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +59,8 @@ class Usage:
     output_tokens: int
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
+    # The part of `output_tokens` spent on hidden reasoning (billed as output all the same).
+    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from pipeline.errors import (
     ConfigError,
     ConnectionFailed,
     ProviderUnavailable,
+    QuotaExhausted,
     RateLimited,
     TierlineError,
 )
@@ -40,6 +41,12 @@ def resolve_key(api_key_env: str | None, provider: str) -> str | None:
 
 
 def parse_retry_after(headers: Any) -> float | None:
+    millis = headers.get("retry-after-ms")  # the more precise form, where sent
+    if millis is not None:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
     raw = headers.get("retry-after") or headers.get("Retry-After")
     if raw is None:
         raw = headers.get("x-ratelimit-reset-requests") or headers.get("x-ratelimit-reset-tokens")
@@ -77,6 +84,8 @@ def _parse_duration(text: str) -> float | None:
 def status_error(status: int, body: str, headers: Any, where: str) -> TierlineError:
     snippet = body[:300].replace("\n", " ")
     msg = f"{where}: HTTP {status}: {snippet}"
+    if status == 402 or (status == 429 and "insufficient_quota" in body):
+        return QuotaExhausted(msg, status=status)
     if status == 429:
         rate = _rate_headers(headers)
         return RateLimited(

@@ -47,9 +47,15 @@ def chat_body(request: ChatRequest) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "model": request.model,
         "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-        "max_tokens": request.max_tokens,
-        "temperature": request.temperature,
     }
+    if request.reasoning:
+        # Reasoning models refuse max_tokens and any temperature but the default (400).
+        payload["max_completion_tokens"] = request.max_tokens
+        if request.reasoning_effort is not None:
+            payload["reasoning_effort"] = request.reasoning_effort
+    else:
+        payload["max_tokens"] = request.max_tokens
+        payload["temperature"] = request.temperature
     if request.logprobs:  # only when asked: not every compatible server accepts it
         payload["logprobs"] = True
     if request.cache_key is not None:  # likewise: older compatible servers reject it
@@ -66,12 +72,15 @@ def parse_answer(
         text = choice["message"]["content"] or ""
         usage = body.get("usage") or {}
         cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+        # Hidden reasoning is inside completion_tokens already: billed as output.
+        thought = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
         return ChatResponse(
             text=text,
             usage=Usage(
                 int(usage.get("prompt_tokens", 0)),
                 int(usage.get("completion_tokens", 0)),
                 int(cached),
+                reasoning_tokens=int(thought),
             ),
             model=str(body.get("model", model)),
             finish_reason=str(choice.get("finish_reason") or "stop"),

@@ -19,6 +19,7 @@ from aiohttp import web
 from pipeline.sim import generate
 from pipeline.sim.batches import BatchStore
 from pipeline.sim.behaviour import Behaviour, ReplyPlan
+from pipeline.sim.catalogue import Catalogue, Refusal
 from pipeline.sim.limits import SimLimiter
 from pipeline.sim.prompt_cache import NO_CACHE, CacheUse, PromptCache
 from pipeline.sim.replay import Recorded, ReplayTable
@@ -58,6 +59,7 @@ class SimState:
             self.replay = ReplayTable.load(config.replay_dir)
         self._replay_dir = config.replay_dir
         self.config = config
+        self.catalogue = Catalogue(config, self.replay)
         self.behaviour = Behaviour(config)
         self.limiter.reconfigure(config)
 
@@ -80,6 +82,14 @@ def _error(
     headers: dict[str, str] | None = None,
 ) -> web.Response:
     return web.json_response(wire.error(status, message, kind), status=status, headers=headers)
+
+
+def _refusal_body(wire: WireFormat, refusal: Refusal) -> JSON:
+    body = wire.error(refusal.status, refusal.message, refusal.kind)
+    detail = body.get("error")
+    if wire.name == "openai" and isinstance(detail, dict):  # OpenAI names code and param
+        detail.update(code=refusal.code, param=refusal.param)
+    return body
 
 
 class CompletionHandler:
@@ -110,6 +120,10 @@ class CompletionHandler:
         except WireError as exc:
             message = "the request body is not valid JSON" if body is _NOT_JSON else str(exc)
             return self._refuse(wire, hint, key, 400, message)
+        refusal = state.catalogue.refusal(sim_request, wire.name)
+        if refusal is not None:
+            self._refused(sim_request.model, key, refusal.status)
+            return web.json_response(_refusal_body(wire, refusal), status=refusal.status)
         model = sim_request.model
         prompt = prompt_id(model, sim_request.messages)
         occurrence = state.stats.received(model, key, prompt)
@@ -157,10 +171,12 @@ class CompletionHandler:
         self, wire: WireFormat, model: object, key: str, status: int, message: str
     ) -> web.Response:
         """Answer a request that never got as far as having a model and messages."""
-        name = model if isinstance(model, str) else ""
-        self.state.stats.received(name, key, None)
-        self.state.stats.failed(name, key, status)
+        self._refused(model if isinstance(model, str) else "", key, status)
         return _error(wire, status, message)
+
+    def _refused(self, model: str, key: str, status: int, *, batched: bool = False) -> None:
+        self.state.stats.received(model, key, None, batched=batched)
+        self.state.stats.failed(model, key, status)
 
     def answer_batched(
         self, wire: WireFormat, body: object, headers: Mapping[str, str], key: str
@@ -175,10 +191,12 @@ class CompletionHandler:
             request = wire.parse(body, headers)
         except WireError as exc:
             hint = body.get("model") if isinstance(body, dict) else None
-            name = hint if isinstance(hint, str) else ""
-            state.stats.received(name, key, None, batched=True)
-            state.stats.failed(name, key, 400)
+            self._refused(hint if isinstance(hint, str) else "", key, 400, batched=True)
             return 400, wire.error(400, str(exc))
+        refusal = state.catalogue.refusal(request, wire.name)
+        if refusal is not None:
+            self._refused(request.model, key, refusal.status, batched=True)
+            return refusal.status, _refusal_body(wire, refusal)
         model = request.model
         prompt = prompt_id(model, request.messages)
         occurrence = state.stats.received(model, key, prompt, batched=True)
@@ -239,8 +257,13 @@ class CompletionHandler:
             text = recorded.response
         else:
             text = generate.answer(request.messages, model=model, seed=seed, accuracy=accuracy)
-        if request.max_tokens is not None:
-            text, tokens_out, cut = generate.truncate_to_tokens(text, request.max_tokens, model)
+        # A model that thinks spends its hidden tokens first, inside the same cap.
+        hidden = self.state.catalogue.hidden_tokens(request)
+        if request.max_tokens is not None and hidden >= request.max_tokens:
+            text, tokens_out, cut, hidden = "", 0, True, request.max_tokens
+        elif request.max_tokens is not None:
+            left = request.max_tokens - hidden
+            text, tokens_out, cut = generate.truncate_to_tokens(text, left, model)
         else:
             tokens_out, cut = count_tokens(text, model), False
         logprobs = None
@@ -250,7 +273,7 @@ class CompletionHandler:
                 text, request.messages, model=model, seed=seed, sure=not wrong
             )
         cache = self._cache(request, key, tokens_in)
-        return Reply(text, tokens_in, tokens_out, cut, recorded, logprobs, cache)
+        return Reply(text, tokens_in, tokens_out + hidden, cut, recorded, logprobs, cache, hidden)
 
     async def _fault(
         self,

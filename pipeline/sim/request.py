@@ -36,6 +36,11 @@ class SimRequest:
     marks: tuple[Breakpoint, ...] = ()  # Anthropic `cache_control` blocks, system first
     # OpenAI caches every long prefix by itself; Anthropic only up to marked blocks.
     caching: Literal["automatic", "marked"] = "automatic"
+    # OpenAI's parameters its reasoning models treat differently (see catalogue.py): the
+    # name the cap came under, the temperature sent (None: not sent), the effort asked.
+    cap_field: str | None = None
+    temperature: float | None = None
+    reasoning_effort: str | None = None
 
 
 def _mark(block: Mapping[str, object], where: str) -> Ttl | None:

@@ -67,10 +67,7 @@ async def _on_shutdown(app: web.Application) -> None:
 
 
 async def _models(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    names = {name for name in state.config.models if not any(ch in name for ch in "*?[")}
-    if state.replay is not None:
-        names.update(state.replay.models())
+    names = request.app[STATE].catalogue.names()
     if "anthropic-version" in request.headers:
         data = [
             {

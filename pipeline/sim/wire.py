@@ -56,6 +56,8 @@ class Reply:
     logprobs: list[tuple[str, float]] | None = None  # (piece, log-probability), when asked
     # Prompt-cache use; `input_tokens` includes it. OpenAI reports `cache.read` only.
     cache: CacheUse = NO_CACHE
+    # Hidden reasoning tokens, part of `output_tokens` (billed as output).
+    reasoning_tokens: int = 0
 
 
 def go_duration(seconds: float) -> str:
@@ -75,6 +77,17 @@ def rfc3339(wall_time: float) -> str:
     return datetime.fromtimestamp(math.ceil(wall_time), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def bearer_key(headers: Mapping[str, str]) -> str | None:
+    scheme, _, key = headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return key.strip() or None
+
+
+_CAP_FIELDS = ("max_completion_tokens", "max_tokens")
+_EFFORTS = ("minimal", "low", "medium", "high")
+
+
 class OpenAIWire:
     """`POST /v1/chat/completions`."""
 
@@ -87,15 +100,20 @@ class OpenAIWire:
     }
 
     def api_key(self, headers: Mapping[str, str]) -> str | None:
-        scheme, _, key = headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer":
-            return None
-        return key.strip() or None
+        return bearer_key(headers)
 
     def parse(self, body: object, headers: Mapping[str, str]) -> SimRequest:
         data, model, raw = common(body)
-        limit = data.get("max_completion_tokens", data.get("max_tokens"))
-        max_tokens = positive_int(limit, "max_tokens")
+        cap_field = next((f for f in _CAP_FIELDS if data.get(f) is not None), None)
+        max_tokens = positive_int(data.get(cap_field) if cap_field else None, "max_tokens")
+        temperature = data.get("temperature")
+        if temperature is not None and (
+            isinstance(temperature, bool) or not isinstance(temperature, int | float)
+        ):
+            raise WireError("temperature must be a number")
+        effort = data.get("reasoning_effort")
+        if effort is not None and effort not in _EFFORTS:
+            raise WireError(f"reasoning_effort must be one of {', '.join(_EFFORTS)}")
         logprobs = data.get("logprobs", False)
         if logprobs is None:
             logprobs = False
@@ -105,7 +123,16 @@ class OpenAIWire:
         if cache_key is not None and not isinstance(cache_key, str):
             raise WireError("prompt_cache_key must be a string")
         messages, _ = read_messages(raw, self._ROLES)  # OpenAI caches without marks
-        return SimRequest(model, tuple(messages), max_tokens, logprobs, cache_key)
+        return SimRequest(
+            model,
+            tuple(messages),
+            max_tokens,
+            logprobs,
+            cache_key,
+            cap_field=cap_field,
+            temperature=None if temperature is None else float(temperature),
+            reasoning_effort=effort,
+        )
 
     def answer(
         self,
@@ -134,7 +161,10 @@ class OpenAIWire:
                 "completion_tokens": reply.output_tokens,
                 "total_tokens": reply.input_tokens + reply.output_tokens,
                 "prompt_tokens_details": {"cached_tokens": reply.cache.read, "audio_tokens": 0},
-                "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+                "completion_tokens_details": {
+                    "reasoning_tokens": reply.reasoning_tokens,
+                    "audio_tokens": 0,
+                },
             },
         }
         return _with_recording(payload, reply)
@@ -183,7 +213,8 @@ class AnthropicWire:
     }
 
     def api_key(self, headers: Mapping[str, str]) -> str | None:
-        return headers.get("x-api-key", "").strip() or None
+        # `x-api-key`, or `Authorization: Bearer` as the current Python SDK sends it.
+        return headers.get("x-api-key", "").strip() or bearer_key(headers)
 
     def parse(self, body: object, headers: Mapping[str, str]) -> SimRequest:
         if not headers.get("anthropic-version"):

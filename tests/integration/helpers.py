@@ -68,6 +68,11 @@ def upload_shards(store: Store, prefix: str, df: pl.DataFrame, shards: int = 2) 
 
 
 def spec_for(input_uri: str, output_uri: str, **overrides: Any) -> JobSpec:
+    return parse_spec(spec_doc(input_uri, output_uri, **overrides))
+
+
+def spec_doc(input_uri: str, output_uri: str, **overrides: Any) -> dict[str, Any]:
+    """The test job as the mapping a spec file holds."""
     doc: dict[str, Any] = {
         "name": "itest",
         "task": {
@@ -100,7 +105,7 @@ def spec_for(input_uri: str, output_uri: str, **overrides: Any) -> JobSpec:
         "run": {"workers": 2, "max_in_flight": 32},
     }
     doc.update(overrides)
-    return parse_spec(doc)
+    return doc
 
 
 def read_all(store: Store, folder: str) -> pl.DataFrame:

@@ -57,7 +57,7 @@ def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(test())
 
 
-def item(custom_id: str, text: str, model: str = "m", max_tokens: int = 16) -> BatchItem:
+def item(custom_id: str, text: str, model: str = "gpt-4o-mini", max_tokens: int = 16) -> BatchItem:
     messages = (Message("system", SYSTEM), Message("user", text))
     return BatchItem(custom_id, ChatRequest(model, messages, max_tokens))
 
@@ -161,7 +161,11 @@ def test_mixed_models_are_split_by_the_adapter_and_refused_by_openai() -> None:
     async def go() -> None:
         async with sim(SimConfig(batches=TIMING)) as (server, session, clock):
             batches = adapter("openai", server)
-            items = [item("a", "x", "m"), item("b", "y", "m2"), item("c", "z", "m")]
+            items = [
+                item("a", "x", "gpt-4o-mini"),
+                item("b", "y", "gpt-4o"),
+                item("c", "z", "gpt-4o-mini"),
+            ]
             assert [[i.custom_id for i in g] for g in batches.split(items)] == [["a", "c"], ["b"]]
             assert len(adapter("anthropic", server).split(items)) == 1
             status = await batches.submit(session, items)  # sent unsplit on purpose
@@ -239,7 +243,7 @@ def test_unknown_custom_ids_are_dropped_and_missing_ones_detectable(
 def test_anthropic_usage_with_cache_tokens_follows_the_costs_convention() -> None:
     body = {
         "content": [{"type": "text", "text": "billing"}],
-        "model": "claude-x",
+        "model": "claude-3-5-haiku",
         "stop_reason": "end_turn",
         "usage": {
             "input_tokens": 20,
@@ -248,7 +252,7 @@ def test_anthropic_usage_with_cache_tokens_follows_the_costs_convention() -> Non
             "cache_creation_input_tokens": 200,
         },
     }
-    usage = parse_answer(body, "claude-x", "test").usage
+    usage = parse_answer(body, "claude-3-5-haiku", "test").usage
     assert (usage.input_tokens, usage.cached_input_tokens, usage.cache_write_tokens) == (
         1720,
         1500,
@@ -280,7 +284,7 @@ def test_anthropic_adapter_reads_cache_writes_then_reads_from_the_simulator() ->
 
             def ask(text: str) -> ChatRequest:
                 turns = (Message("system", policy), Message("user", text))
-                return ChatRequest("claude-x", turns, 16, cache_prefix=1)
+                return ChatRequest("claude-3-5-haiku", turns, 16, cache_prefix=1)
 
             first = (await messages.complete(session, ask("billed twice"))).usage
             second = (await messages.complete(session, ask("billed again"))).usage

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -30,6 +31,7 @@ POLICY = SYSTEM + "\n" + "Weigh every sentence of the ticket before you answer. 
 TIMING = BatchBehaviour(validate_s=10, turnaround_s=100, finalize_s=10, cancel_s=10, time_scale=10)
 CONFIG = SimConfig(batches=TIMING, models={"gpt-4o-mini": ModelBehaviour()})
 T = TypeVar("T", bound=Any)
+HAIKU = "claude-3-5-haiku"
 
 
 class FakeClock:
@@ -47,19 +49,27 @@ class Env:
     clock: FakeClock
 
 
-@pytest.fixture
-def env() -> Iterator[Env]:
+@contextmanager
+def clients(config: SimConfig, *, retries: int = 0, key: str = "sk-test") -> Iterator[Env]:
+    """Both SDKs on a simulator in its own thread, on a fake clock the test moves."""
     clock = FakeClock()
-    base_url, stop = run_in_thread(CONFIG, clock=clock)
-    root = base_url.removesuffix("/v1")
-    oai = openai.OpenAI(base_url=base_url, api_key="sk-test", max_retries=0)
-    ant = anthropic.Anthropic(base_url=root, api_key="sk-ant-test", max_retries=0)
+    base_url, stop = run_in_thread(config, clock=clock)
+    oai = openai.OpenAI(base_url=base_url, api_key=key, max_retries=retries)
+    ant = anthropic.Anthropic(
+        base_url=base_url.removesuffix("/v1"), api_key=key, max_retries=retries
+    )
     try:
         yield Env(oai, ant, clock)
     finally:
         oai.close()
         ant.close()
         stop()
+
+
+@pytest.fixture
+def env() -> Iterator[Env]:
+    with clients(CONFIG) as both:
+        yield both
 
 
 def strict(obj: T) -> T:
@@ -94,7 +104,7 @@ def test_openai_chat_completion_and_models(env: Env) -> None:
     cached = third.usage.prompt_tokens_details.cached_tokens
     assert cached is not None and cached >= 1024 and cached % 128 == 0
     models = [strict(m) for m in env.oai.models.list()]
-    assert [m.id for m in models] == ["gpt-4o-mini"] and isinstance(models[0], Model)
+    assert "gpt-4o-mini" in [m.id for m in models] and isinstance(models[0], Model)
 
 
 def test_openai_files_and_batches(env: Env) -> None:
@@ -157,24 +167,22 @@ def test_openai_unknown_ids_raise_typed_errors(env: Env) -> None:
 def test_anthropic_messages_cache_and_models(env: Env) -> None:
     system: Any = [{"type": "text", "text": POLICY, "cache_control": {"type": "ephemeral"}}]
     ask: Any = [{"role": "user", "content": "I was billed twice"}]
-    first = strict(
-        env.ant.messages.create(model="claude-x", max_tokens=16, system=system, messages=ask)
-    )
+    first = strict(env.ant.messages.create(model=HAIKU, max_tokens=16, system=system, messages=ask))
     assert isinstance(first, AnthropicMessage) and first.stop_reason == "end_turn"
     written = first.usage.cache_creation_input_tokens
     assert written is not None and written >= 1024 and first.usage.cache_read_input_tokens == 0
     assert first.usage.cache_creation is not None
     assert first.usage.cache_creation.ephemeral_5m_input_tokens == written
-    second = env.ant.messages.create(model="claude-x", max_tokens=16, system=system, messages=ask)
+    second = env.ant.messages.create(model=HAIKU, max_tokens=16, system=system, messages=ask)
     assert second.usage.cache_read_input_tokens == written
     assert second.content[0].type == "text" and second.content[0].text == "billing"
     models = [strict(m) for m in env.ant.models.list()]
-    assert [m.id for m in models] == ["gpt-4o-mini"] and isinstance(models[0], ModelInfo)
+    assert "claude-haiku-4-5" in [m.id for m in models] and isinstance(models[0], ModelInfo)
 
 
 def test_anthropic_message_batches(env: Env) -> None:
     def request(custom_id: str, text: str, **params: Any) -> Any:
-        body = {"model": "claude-x", "max_tokens": 16, "system": SYSTEM}
+        body = {"model": HAIKU, "max_tokens": 16, "system": SYSTEM}
         messages = [{"role": "user", "content": text}]
         return {"custom_id": custom_id, "params": {**body, "messages": messages, **params}}
 

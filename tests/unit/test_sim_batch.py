@@ -45,12 +45,12 @@ def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(test())
 
 
-def body(text: str, model: str = "m", **extra: Any) -> dict[str, Any]:
+def body(text: str, model: str = "gpt-4o-mini", **extra: Any) -> dict[str, Any]:
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]
     return {"model": model, "messages": messages, "max_tokens": 16, **extra}
 
 
-def line(custom_id: str, text: str, model: str = "m") -> dict[str, Any]:
+def line(custom_id: str, text: str, model: str = "gpt-4o-mini") -> dict[str, Any]:
     url = "/v1/chat/completions"
     return {"custom_id": custom_id, "method": "POST", "url": url, "body": body(text, model)}
 
@@ -111,7 +111,7 @@ def test_openai_batch_runs_validating_to_completed_and_answers_like_direct_calls
             batch = await create(client, [line(f"r{i}", t) for i, t in enumerate(texts)])
             assert batch["status"] == "validating" and batch["object"] == "batch"
             assert batch["request_counts"] == {"total": 4, "completed": 0, "failed": 0}
-            assert batch["expires_at"] == int(WALL + 86_400) and batch["model"] == "m"
+            assert batch["expires_at"] == int(WALL + 86_400) and batch["model"] == "gpt-4o-mini"
             seen = []
             for step in (4, 9.5, 11.5, 12.5):  # clock seconds after creation
                 clock.now = 1000.0 + step
@@ -184,7 +184,11 @@ def test_mixed_models_and_bad_lines_fail_the_batch_with_errors() -> None:
     async def go() -> None:
         clock = FakeClock()
         async with sim(SimConfig(batches=TIMING), clock) as client:
-            lines = [line("a", "x", "m"), line("b", "x", "m2"), line("a", "y", "m")]
+            lines = [
+                line("a", "x", "gpt-4o-mini"),
+                line("b", "x", "gpt-4o"),
+                line("a", "y", "gpt-4o-mini"),
+            ]
             batch = await create(client, lines)
             assert batch["status"] == "validating"
             clock.now += 1
@@ -265,7 +269,7 @@ def test_cancel_keeps_what_was_answered() -> None:
 
 def anthropic_request(custom_id: str, text: str, **params: Any) -> dict[str, Any]:
     messages = [{"role": "user", "content": text}]
-    base = {"model": "claude-x", "system": SYSTEM, "messages": messages, "max_tokens": 16}
+    base = {"model": "claude-3-5-haiku", "system": SYSTEM, "messages": messages, "max_tokens": 16}
     return {"custom_id": custom_id, "params": {**base, **params}}
 
 

@@ -23,7 +23,7 @@ async def client(config: SimConfig) -> AsyncIterator[tuple[SimServer, aiohttp.Cl
         yield server, s
 
 
-def chat(text: str, model: str = "m") -> dict[str, Any]:
+def chat(text: str, model: str = "gpt-4o-mini") -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 8}
 
 
@@ -74,7 +74,7 @@ def test_faults_can_be_set_per_model_by_glob() -> None:
             async with session.post("chat/completions", json=chat("x", "cheap-1")) as resp:
                 assert resp.status == 503 and resp.headers["Retry-After"] == "7"
                 assert (await resp.json())["error"]["type"] == "server_error"
-            async with session.post("chat/completions", json=chat("x", "flagship")) as resp:
+            async with session.post("chat/completions", json=chat("x", "gpt-4o")) as resp:
                 assert resp.status == 200
 
     asyncio.run(go())

@@ -103,7 +103,7 @@ def test_openai_short_prompts_other_keys_and_old_entries_are_never_cached() -> N
     run(go)
 
 
-def anthropic(text: str, *, system: object, model: str = "claude-x") -> dict[str, Any]:
+def anthropic(text: str, *, system: object, model: str = "claude-3-5-haiku") -> dict[str, Any]:
     messages = [{"role": "user", "content": text}]
     return {"model": model, "max_tokens": 8, "system": system, "messages": messages}
 

@@ -99,7 +99,9 @@ def test_unusable_replay_folder_is_refused(tmp_path: Path) -> None:
             resp = await client.post("/admin/config", json={"replay_dir": str(tmp_path)})
             assert resp.status == 400
             assert "lacks column" in (await resp.json())["error"]["message"]
-            assert (await client.post("/v1/chat/completions", json=chat("m", "x"))).status == 200
+            assert (
+                await client.post("/v1/chat/completions", json=chat("gpt-4o-mini", "x"))
+            ).status == 200
 
     asyncio.run(go())
 

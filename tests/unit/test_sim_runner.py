@@ -20,7 +20,7 @@ from pipeline.sim import SimConfig, SimServer, run_in_thread
 REPO = Path(__file__).resolve().parents[2]
 # Loopback only: ignore any proxy set in the environment.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-BODY = {"model": "m", "messages": [{"role": "user", "content": "hello simulator"}]}
+BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello simulator"}]}
 
 
 def post_json(url: str, body: object) -> dict[str, object]:
@@ -74,7 +74,7 @@ def test_sim_serve_prints_its_url_and_stops_on_interrupt() -> None:
         line = proc.stdout.readline()
         url = line.split()[-1]
         assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
-        assert post_json(f"{url}/chat/completions", BODY)["model"] == "m"
+        assert post_json(f"{url}/chat/completions", BODY)["model"] == "gpt-4o-mini"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
     finally:

@@ -40,7 +40,7 @@ def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(test())
 
 
-def chat(text: str, model: str = "m", **extra: Any) -> dict[str, Any]:
+def chat(text: str, model: str = "gpt-4o-mini", **extra: Any) -> dict[str, Any]:
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]
     return {"model": model, "messages": messages, **extra}
 
@@ -51,13 +51,13 @@ def test_openai_round_trip_answers_the_label_with_usage() -> None:
             resp = await client.post("/v1/chat/completions", json=chat("I was billed twice"))
             assert resp.status == 200
             body = await resp.json()
-            assert body["object"] == "chat.completion" and body["model"] == "m"
+            assert body["object"] == "chat.completion" and body["model"] == "gpt-4o-mini"
             choice = body["choices"][0]
             assert choice["message"] == {"role": "assistant", "content": "billing"}
             assert choice["finish_reason"] == "stop"
             usage = body["usage"]
             msgs = (("system", SYSTEM), ("user", "I was billed twice"))
-            assert usage["prompt_tokens"] == input_tokens(msgs, "m")
+            assert usage["prompt_tokens"] == input_tokens(msgs, "gpt-4o-mini")
             assert usage["completion_tokens"] >= 1
             assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
 
@@ -84,7 +84,7 @@ def test_bad_requests_get_400_in_the_format_of_the_route() -> None:
             resp = await client.post("/v1/chat/completions", data=b"{not json")
             assert resp.status == 400
             assert "JSON" in (await resp.json())["error"]["message"]
-            resp = await client.post("/v1/chat/completions", json={"model": "m"})
+            resp = await client.post("/v1/chat/completions", json={"model": "gpt-4o-mini"})
             assert resp.status == 400 and "messages" in (await resp.json())["error"]["message"]
             resp = await client.post("/v1/messages", json=chat("x"), headers=ANTHROPIC)
             body = await resp.json()
@@ -162,7 +162,7 @@ def test_anthropic_round_trip_with_rate_headers() -> None:
         config = SimConfig(default_limits=KeyLimits(rpm=2))
         headers = {**ANTHROPIC, "x-api-key": "sk-ant"}
         payload = {
-            "model": "claude-x",
+            "model": "claude-3-5-haiku",
             "max_tokens": 50,
             "system": [{"type": "text", "text": SYSTEM}],
             "messages": [
@@ -193,7 +193,7 @@ def test_anthropic_overloaded_is_529() -> None:
         config = SimConfig(models={"claude-*": ModelBehaviour(faults=Faults(error_rates={529: 1}))})
         async with sim(config) as client:
             payload = {
-                "model": "claude-y",
+                "model": "claude-sonnet-4",
                 "max_tokens": 5,
                 "messages": [{"role": "user", "content": "hi"}],
             }
@@ -220,13 +220,13 @@ def test_stats_count_requests_tokens_and_repeated_prompts() -> None:
                     usage += (await resp.json())["usage"]["prompt_tokens"]
             long_key = {"Authorization": "Bearer sk-live-0123456789abcdef"}
             await client.post(
-                "/v1/chat/completions", json=chat("one", model="m2"), headers=long_key
+                "/v1/chat/completions", json=chat("one", model="gpt-4o"), headers=long_key
             )
             stats = await (await client.get("/stats")).json()
             assert stats["total"]["requests"] == 4 and stats["total"]["ok"] == 3
-            assert stats["models"]["m"]["requests"] == 3
-            assert stats["models"]["m"]["rate_limited"] == 1
-            assert stats["models"]["m"]["tokens_in"] == usage
+            assert stats["models"]["gpt-4o-mini"]["requests"] == 3
+            assert stats["models"]["gpt-4o-mini"]["rate_limited"] == 1
+            assert stats["models"]["gpt-4o-mini"]["tokens_in"] == usage
             assert stats["keys"]["sk-a"]["rate_limited"] == 1
             assert stats["keys"]["sk-...cdef"]["ok"] == 1  # secrets are masked
             assert "sk-live-0123456789abcdef" not in str(stats)
@@ -246,33 +246,40 @@ def test_admin_config_changes_behaviour_at_run_time() -> None:
             assert (await client.post("/v1/chat/completions", json=chat("x"))).status == 200
             throttled = SimConfig(
                 models={
-                    "m": ModelBehaviour(faults=Faults(error_rates={429: 1.0}, retry_after_s=60))
+                    "gpt-4o-mini": ModelBehaviour(
+                        faults=Faults(error_rates={429: 1.0}, retry_after_s=60)
+                    )
                 }
             )
             resp = await client.post("/admin/config", data=throttled.model_dump_json())
             assert resp.status == 200
             resp = await client.post("/v1/chat/completions", json=chat("x"))
             assert resp.status == 429 and resp.headers["Retry-After"] == "60"
-            other = await client.post("/v1/chat/completions", json=chat("x", model="m2"))
+            other = await client.post("/v1/chat/completions", json=chat("x", model="gpt-4o"))
             assert other.status == 200
             bad = await client.post("/admin/config", json={"seed": 1, "sed": 2})
             assert bad.status == 400
             assert "sed" in str((await bad.json())["error"]["details"])
             current = await (await client.get("/admin/config")).json()
-            assert current["models"]["m"]["faults"]["error_rates"] == {"429": 1.0}
+            assert current["models"]["gpt-4o-mini"]["faults"]["error_rates"] == {"429": 1.0}
             await client.post("/admin/config", json={})
             assert (await client.post("/v1/chat/completions", json=chat("x"))).status == 200
 
     run(go)
 
 
-def test_models_lists_the_configured_names() -> None:
+def test_models_lists_the_price_table_and_the_configured_names() -> None:
     async def go() -> None:
         config = SimConfig(models={"gpt-small": ModelBehaviour(), "cheap-*": ModelBehaviour()})
         async with sim(config) as client:
             body = await (await client.get("/v1/models")).json()
-            assert [m["id"] for m in body["data"]] == ["gpt-small"]
+            names = [m["id"] for m in body["data"]]
+            assert {"gpt-small", "gpt-5", "claude-haiku-4-5", "gemini-2.5-flash"} <= set(names)
+            assert "cheap-*" not in names and names == sorted(names)
             body = await (await client.get("/v1/models", headers=ANTHROPIC)).json()
             assert body["data"][0]["type"] == "model" and body["has_more"] is False
+        async with sim(SimConfig()) as client:  # alone, as `tierline sim serve` runs it
+            body = await (await client.get("/v1/models")).json()
+            assert "gpt-4o-mini" in [m["id"] for m in body["data"]]
 
     run(go)
