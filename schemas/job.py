@@ -34,6 +34,7 @@ from schemas.routing import CanarySpec as CanarySpec
 from schemas.routing import CascadeSpec as CascadeSpec
 from schemas.routing import Deployment as Deployment
 from schemas.routing import DeploymentRef as DeploymentRef
+from schemas.routing import PoolSpec as PoolSpec
 from schemas.routing import RoutingSpec as RoutingSpec
 from schemas.routing import RoutingTarget as RoutingTarget
 from schemas.routing import Rule as Rule
@@ -461,6 +462,11 @@ class JobSpec(Strict):
     tiers: dict[TierName, list[DeploymentRef]] = Field(
         description="Per tier, deployments in order of preference ('provider/model')."
     )
+    pools: dict[TierName, PoolSpec] = Field(
+        default_factory=dict,
+        description="Per tier, how rows are shared among its deployments (default for every "
+        "tier: strategy cheapest), e.g. {flagship: {strategy: spread}}.",
+    )
     routing: RoutingSpec = Field(default_factory=RoutingSpec, description="How rows pick a tier.")
     budget_usd: float | None = Field(default=None, gt=0, description="Hard cap on spend, USD.")
     cache: Literal["off", "read", "read-write"] = Field(
@@ -512,6 +518,12 @@ class JobSpec(Strict):
                     problems.append(
                         f"routing.sensitive.allowed_providers: {name!r} is not under providers"
                     )
+        for tier in self.pools:
+            if not self.tiers.get(tier):
+                problems.append(
+                    f"pools.{tier}: tier {tier!r} has no deployments under tiers; "
+                    f"add them there or remove pools.{tier}"
+                )
         used = {r.tier for r in self.routing.rules} | {self.routing.default}
         for tier in sorted(used):
             if not self.tiers.get(tier):
@@ -555,6 +567,14 @@ class JobSpec(Strict):
             for dep in self.tiers.get(tier, []):  # type: ignore[call-overload]
                 seen.setdefault(dep.name, dep)
         return list(seen.values())
+
+    def strategies(self) -> dict[str, str]:
+        """Per tier with deployments, how its rows are shared (`pools`, default cheapest)."""
+        return {
+            t: (self.pools[t].strategy if t in self.pools else PoolSpec().strategy)
+            for t, deps in self.tiers.items()
+            if deps
+        }
 
     def flagship(self) -> Deployment:
         for tier in reversed(TIER_ORDER):

@@ -51,6 +51,18 @@ DeploymentRef = Annotated[
 ]
 
 
+class PoolSpec(Strict):
+    """How a tier shares its rows among its deployments (a tier is a pool, not a queue)."""
+
+    strategy: Literal["ordered", "spread", "cheapest"] = Field(
+        default="cheapest",
+        description="cheapest: the cheapest deployment with quota headroom now (a row would "
+        "wait under about a second), else as spread. spread: rows shared by headroom "
+        "(quota wait and latency), so every deployment's quota is used. ordered: the list "
+        "order; the next deployment only when one fails or its breaker opens.",
+    )
+
+
 # --- routing --------------------------------------------------------------------------
 
 

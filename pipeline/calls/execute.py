@@ -25,6 +25,7 @@ import aiohttp
 
 from jobs.base import JobKind, Parsed
 from jobs.prompts import FixedMessages, Messages, RowMessages
+from pipeline.calls.pool import Pool
 from pipeline.calls.retry import RetryPolicy
 from pipeline.costs import call_cost_usd, worst_case_call_usd
 from pipeline.errors import (
@@ -37,6 +38,7 @@ from pipeline.errors import (
     TooLong,
 )
 from pipeline.limits.budget import Budgets
+from pipeline.limits.headroom import Headroom
 from pipeline.metrics import Metrics
 from pipeline.providers.base import ChatRequest, ChatResponse, Message, Provider
 from pipeline.routing.cascade import majority, normalise
@@ -48,6 +50,8 @@ class Limiter(Protocol):
     """Admission to a provider: concurrency, request and token rates."""
 
     def slot(self, deployment: Deployment, tokens: int) -> AbstractAsyncContextManager[None]: ...
+
+    def headroom(self, deployment: Deployment) -> Headroom: ...
 
     def feedback(
         self,
@@ -137,6 +141,12 @@ class Breaker:
             return True
         return False
 
+    def closed(self) -> bool:
+        """Would let a call through now (no probe is taken by asking)."""
+        if self.opened_at is None:
+            return True
+        return self.clock() - self.opened_at >= self.cooldown_s and not self.probing
+
     def record(self, ok: bool) -> None:
         if ok:
             self.failures, self.opened_at, self.probing = 0, None, False
@@ -177,6 +187,7 @@ class RowExecutor:
         rng: random.Random | None = None,
         cache_key: str | None = None,
         cache_prefix: int = 0,
+        strategies: Mapping[str, str] | None = None,
     ) -> None:
         self.kind = kind
         # Prompt caching: every request of the job names the same key (OpenAI keeps them
@@ -201,6 +212,26 @@ class RowExecutor:
         self.dead: dict[str, str] = {}
         self.breakers: dict[str, Breaker] = {}
         self._breaker_args = (breaker_failures, breaker_cooldown_s)
+        # Which deployment of a tier a row goes to, per tier (unnamed tiers: list order).
+        self.pool = Pool(
+            limiter, strategies or {}, price_of=self.price_of, clock=clock, rng=self.rng
+        )
+
+    def price_of(self, dep: Deployment, tokens: int) -> float:
+        """A row's worst-case cost on `dep` (`tokens`: input + answer cap); the pool's
+        `cheapest` ranks by it. Unpriced: infinite, so it is never the cheapest."""
+        if self.prices is None:
+            return 0.0
+        try:
+            price = self.prices.lookup(dep.model)
+        except KeyError:
+            return float("inf")
+        cap = self.kind.max_output_tokens()
+        return worst_case_call_usd(price, max(0, tokens - cap), cap, caching=False)
+
+    def usable(self, dep: Deployment) -> bool:
+        """Could take a call now: its provider works for this job and its breaker is shut."""
+        return dep.provider not in self.dead and self.breaker(dep).closed()
 
     def breaker(self, dep: Deployment) -> Breaker:
         b = self.breakers.get(dep.name)
@@ -329,8 +360,14 @@ class RowExecutor:
         if self.vote is not None and tier == self.vote.tier:
             return await self._vote(tier, messages, input_tokens, out, started, allowed)
         last: TierlineError | None = None
-        for dep in self._candidates(tier, allowed):
-            result = await self._ask(dep, tier, messages, input_tokens, out, started)
+        cap = out.max_tokens if out.max_tokens is not None else self.kind.max_output_tokens()
+        deps = self.pool.order(tier, self._candidates(tier, allowed), input_tokens + cap)
+        pooled = self.pool.strategy(tier) != "ordered"
+        for i, dep in enumerate(deps):
+            # In a pool, a transient failure moves the row on while a later deployment can
+            # take it; the last one (or any under `ordered`) retries in place as before.
+            move_on = pooled and any(self.usable(d) for d in deps[i + 1 :])
+            result = await self._ask(dep, tier, messages, input_tokens, out, started, move_on)
             if isinstance(result, _Answer):
                 return result
             if isinstance(result, BadRequest | BudgetExhausted):
@@ -410,6 +447,7 @@ class RowExecutor:
         input_tokens: int,
         out: RowOutcome,
         started: float,
+        move_on: bool = False,
     ) -> _Answer | TierlineError | None:
         """One deployment, with retries: its parsed answer, or why it could not answer."""
         if dep.provider in self.dead:
@@ -433,7 +471,7 @@ class RowExecutor:
                 f"{input_tokens} input tokens + {request.max_tokens} for the answer exceed "
                 f"the {window}-token context window of {dep.model}"
             )
-        result = await self._try_deployment(dep, request, input_tokens, out, started)
+        result = await self._try_deployment(dep, request, input_tokens, out, started, move_on)
         if isinstance(result, TierlineError):
             return result
         parsed = self.kind.parse(result.text)
@@ -461,8 +499,10 @@ class RowExecutor:
         input_tokens: int,
         out: RowOutcome,
         started: float,
+        move_on: bool = False,
     ) -> ChatResponse | TierlineError:
-        """Attempts on one deployment: the response, or the error that ended them."""
+        """Attempts on one deployment: the response, or the error that ended them
+        (`move_on`: the first transient one, when another deployment can take the row)."""
         provider = self.providers[dep.provider]
         breaker = self.breaker(dep)
         tokens = input_tokens + request.max_tokens
@@ -485,7 +525,7 @@ class RowExecutor:
                 )
             out.attempts += 1
             try:
-                async with self.limiter.slot(dep, tokens):
+                async with self.pool.admit(dep, tokens):
                     with self.metrics.call(dep.provider, dep.model):
                         response = await provider.complete(self.session, request)
             except (AuthFailed, ConfigError) as exc:
@@ -504,8 +544,10 @@ class RowExecutor:
                     self.metrics.limited(dep.provider)
                 retry_after = exc.retry_after_s if isinstance(exc, RateLimited) else None
                 delay = self.policy.delay(attempt, self.rng, retry_after)
-                if not breaker.allow() or not self.policy.may_retry(
-                    attempt, self.clock() - started, delay
+                if (
+                    move_on
+                    or not breaker.allow()
+                    or not self.policy.may_retry(attempt, self.clock() - started, delay)
                 ):
                     return exc
                 out.retries += 1

@@ -178,6 +178,7 @@ class UnitRunner:
             rng=random.Random(),
             cache_key=f"tierline-{self.spec.name}-{self.spec.task.kind}",
             cache_prefix=self._shared_prefix(),
+            strategies=self.spec.strategies(),
         )
         if self.spec.task.kind == "summarise":
             self.longdocs = LongDocs(self.spec, self.prices, self.executor)
