@@ -329,6 +329,32 @@ class ProviderSpec(Strict):
         return self
 
 
+class HedgeSpec(Strict):
+    """Hedged requests: a call still unanswered after `after` is also sent to the next
+    deployment of its tier's pool; the first answer wins and the other is cancelled."""
+
+    after: Literal["p95"] | float = Field(
+        default="p95",
+        description="When to hedge: 'p95' (the deployment's observed 95th-percentile "
+        "latency, once it has 20 answers) or a fixed time in milliseconds.",
+    )
+    max_extra_pct: float = Field(
+        default=5.0,
+        ge=0,
+        le=100,
+        description="Hedges stop while their worst-case cost would pass this share of the "
+        "job's other spend (a cancelled call may still be billed: it counts at its worst "
+        "case).",
+    )
+
+    @field_validator("after")
+    @classmethod
+    def _positive(cls, v: str | float) -> str | float:
+        if not isinstance(v, str) and v <= 0:
+            raise ValueError("after: give 'p95' or a time in milliseconds above 0")
+        return v
+
+
 class RunOptions(Strict):
     workers: int = Field(default=2, ge=1, le=1024, description="Worker actors.")
     max_in_flight: int = Field(
@@ -404,6 +430,11 @@ class RunOptions(Strict):
         default=2.0,
         gt=0,
         description="Seconds between journal writes while answers arrive.",
+    )
+    hedge: HedgeSpec | None = Field(
+        default=None,
+        description="Hedged requests inside a tier's pool, e.g. {after: p95, max_extra_pct: "
+        "5}; off when unset. Only tiers with two or more deployments (not `ordered`) hedge.",
     )
 
     @field_validator("deadline")

@@ -16,15 +16,16 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 
 from jobs.base import JobKind, Parsed
 from jobs.prompts import FixedMessages, Messages, RowMessages
+from pipeline.calls.hedge import CANCELLED, HEDGE_STEP, Hedges, first_answer
 from pipeline.calls.pool import Pool
 from pipeline.calls.retry import RetryPolicy
 from pipeline.costs import call_cost_usd, worst_case_call_usd
@@ -42,7 +43,7 @@ from pipeline.limits.headroom import Headroom
 from pipeline.metrics import Metrics
 from pipeline.providers.base import ChatRequest, ChatResponse, Message, Provider
 from pipeline.routing.cascade import majority, normalise
-from schemas.job import TIER_ORDER, CascadeSpec, Deployment, VoteSpec
+from schemas.job import TIER_ORDER, CascadeSpec, Deployment, HedgeSpec, VoteSpec
 from schemas.prices import PriceTable
 
 
@@ -77,6 +78,7 @@ class CallRecord:
     cache_write_tokens: int = 0
     mode: str = "sync"  # sync | batch: which price the call is billed at
     prompt_version: str | None = None  # the prompt variant's version the call sent
+    token_method: str = "provider_usage"  # worst_case: a cancelled call, counted at its cap
 
     def cost_row(self, row_id: str, unit: int | None, step: str | None = None) -> dict[str, object]:
         """The call as a row of the costs table, before pricing (schemas.records.COSTS)."""
@@ -93,7 +95,7 @@ class CallRecord:
             "call_status": self.call_status,
             "prompt_version": self.prompt_version,
             "attempt": self.attempt,
-            "token_method": "provider_usage",
+            "token_method": self.token_method,
             "step": step or self.step,
             "chunk": self.chunk if step is None else None,
             "unit": unit,
@@ -188,6 +190,7 @@ class RowExecutor:
         cache_key: str | None = None,
         cache_prefix: int = 0,
         strategies: Mapping[str, str] | None = None,
+        hedge: HedgeSpec | None = None,
     ) -> None:
         self.kind = kind
         # Prompt caching: every request of the job names the same key (OpenAI keeps them
@@ -216,6 +219,7 @@ class RowExecutor:
         self.pool = Pool(
             limiter, strategies or {}, price_of=self.price_of, clock=clock, rng=self.rng
         )
+        self.hedges = Hedges(hedge) if hedge is not None else None
 
     def price_of(self, dep: Deployment, tokens: int) -> float:
         """A row's worst-case cost on `dep` (`tokens`: input + answer cap); the pool's
@@ -367,7 +371,10 @@ class RowExecutor:
             # In a pool, a transient failure moves the row on while a later deployment can
             # take it; the last one (or any under `ordered`) retries in place as before.
             move_on = pooled and any(self.usable(d) for d in deps[i + 1 :])
-            result = await self._ask(dep, tier, messages, input_tokens, out, started, move_on)
+            if i == 0 and pooled and self.hedges is not None:
+                result = await self._hedged(deps, tier, messages, input_tokens, out, started)
+            else:
+                result = await self._ask(dep, tier, messages, input_tokens, out, started, move_on)
             if isinstance(result, _Answer):
                 return result
             if isinstance(result, BadRequest | BudgetExhausted):
@@ -376,6 +383,42 @@ class RowExecutor:
             if result is not None:
                 last = result
         raise _TierDown(last)
+
+    async def _hedged(
+        self,
+        deps: list[Deployment],
+        tier: str,
+        messages: Messages,
+        input_tokens: int,
+        out: RowOutcome,
+        started: float,
+    ) -> _Answer | TierlineError | None:
+        """The row's first choice, hedged on the next usable deployment of the pool when
+        it has not answered after its p95 (see `pipeline.calls.hedge`)."""
+        assert self.hedges is not None
+        dep, partner = deps[0], next((d for d in deps[1:] if self.usable(d)), None)
+        delay = self.hedges.delay(self.pool.of(dep).p95_s())
+        primary = self._ask(dep, tier, messages, input_tokens, out, started, partner is not None)
+        if partner is None or delay is None:
+            return await primary
+        hedges = self.hedges
+        cap = out.max_tokens if out.max_tokens is not None else self.kind.max_output_tokens()
+
+        def launch() -> Coroutine[Any, Any, _Answer | TierlineError | None] | None:
+            if not self.usable(partner) or not hedges.take(
+                self.price_of(partner, input_tokens + cap)
+            ):
+                return None
+            return self._ask(partner, tier, messages, input_tokens, out, started, False, HEDGE_STEP)
+
+        results, winner = await first_answer(
+            primary, delay, launch, lambda r: isinstance(r, _Answer)
+        )
+        if winner == 1:
+            hedges.won += 1
+        if winner is not None:
+            return results[winner]
+        return next((r for r in results if isinstance(r, TierlineError)), results[0])
 
     async def _vote(
         self,
@@ -448,6 +491,7 @@ class RowExecutor:
         out: RowOutcome,
         started: float,
         move_on: bool = False,
+        step: str = "direct",
     ) -> _Answer | TierlineError | None:
         """One deployment, with retries: its parsed answer, or why it could not answer."""
         if dep.provider in self.dead:
@@ -471,7 +515,18 @@ class RowExecutor:
                 f"{input_tokens} input tokens + {request.max_tokens} for the answer exceed "
                 f"the {window}-token context window of {dep.model}"
             )
-        result = await self._try_deployment(dep, request, input_tokens, out, started, move_on)
+        call = CallRecord(
+            dep.provider,
+            dep.model,
+            tier,
+            input_tokens,
+            request.max_tokens,
+            "ok",
+            0,
+            step=step,
+            prompt_version=messages.version(dep.model),
+        )
+        result = await self._try_deployment(dep, request, input_tokens, out, started, move_on, call)
         if isinstance(result, TierlineError):
             return result
         parsed = self.kind.parse(result.text)
@@ -488,6 +543,7 @@ class RowExecutor:
                 cache_write_tokens=result.usage.cache_write_tokens,
                 mode=result.mode,
                 prompt_version=messages.version(dep.model),
+                step=step,
             )
         )
         return _Answer(dep, parsed, out.attempts, result.mean_logprob)
@@ -500,6 +556,7 @@ class RowExecutor:
         out: RowOutcome,
         started: float,
         move_on: bool = False,
+        call: CallRecord | None = None,
     ) -> ChatResponse | TierlineError:
         """Attempts on one deployment: the response, or the error that ended them
         (`move_on`: the first transient one, when another deployment can take the row)."""
@@ -524,10 +581,28 @@ class RowExecutor:
                     f"(worst case ${worst:.6f}); rerun with a larger budget to finish the row"
                 )
             out.attempts += 1
+            sent = False
             try:
                 async with self.pool.admit(dep, tokens):
+                    sent = True
                     with self.metrics.call(dep.provider, dep.model):
                         response = await provider.complete(self.session, request)
+            except asyncio.CancelledError:
+                # Cut off (the other call of a hedge answered, or the run stopped): a
+                # request that went out may still be billed, so it counts at its worst case.
+                self.budgets.settle(hold, worst if sent else 0.0)
+                if sent:
+                    self.limiter.feedback(dep, TierlineError("cancelled"), None, tokens)
+                    if call is not None:
+                        out.calls.append(
+                            replace(
+                                call,
+                                call_status=CANCELLED,
+                                attempt=out.attempts,
+                                token_method="worst_case",
+                            )
+                        )
+                raise
             except (AuthFailed, ConfigError) as exc:
                 self.budgets.settle(hold, 0.0)
                 self.dead[dep.provider] = exc.message
@@ -570,6 +645,8 @@ class RowExecutor:
                 else 0.0
             )
             self.budgets.settle(hold, actual)
+            if self.hedges is not None:
+                self.hedges.paid(actual, call is not None and call.step == HEDGE_STEP)
             self.limiter.feedback(dep, None, response, tokens)
             return response
         raise AssertionError("unreachable")

@@ -18,6 +18,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.calls.cache import CACHED, DUPLICATE, FREE_STATUSES, reused_answers_usd
+from pipeline.calls.hedge import CANCELLED, HEDGE_STEP
 from pipeline.costs import add_cost_column
 from pipeline.drift.canary import CanaryResult
 from pipeline.drift.shift import ShiftReport, routing_rates
@@ -118,6 +119,16 @@ class JobSummary(BaseModel):
     escalation_rate: float = Field(
         default=0.0, description="Share of rows sent above the tier routing chose."
     )
+    hedges_sent: int = Field(
+        default=0, description="Hedged requests sent (run.hedge): a slow call asked again."
+    )
+    hedges_won: int = Field(default=0, description="Hedges that answered first.")
+    hedge_usd: float = Field(default=0.0, description="What the hedged requests cost.")
+    cancelled_usd: float = Field(
+        default=0.0,
+        description="Calls cut off because the other call of their hedge answered first, "
+        "counted at their worst case (a cancelled request may still be billed).",
+    )
     disagreement_rate: float = Field(
         default=0.0, description="Share of rows whose agreement check disagreed."
     )
@@ -210,6 +221,20 @@ def _buckets(rows: pl.DataFrame, costs: pl.DataFrame, keys: list[str]) -> dict[s
     return out
 
 
+def _hedge_figures(costs: pl.DataFrame) -> dict[str, Any]:
+    """Hedges sent and won, their cost, and the cost of the calls hedging cut off."""
+    if costs.is_empty() or "step" not in costs.columns:
+        return {}
+    hedges = costs.filter(pl.col("step") == HEDGE_STEP)
+    cancelled = costs.filter(pl.col("call_status") == CANCELLED)
+    return {
+        "hedges_sent": hedges.height,
+        "hedges_won": hedges.filter(pl.col("call_status") != CANCELLED).height,
+        "hedge_usd": float(hedges["cost_usd"].sum()) if hedges.height else 0.0,
+        "cancelled_usd": float(cancelled["cost_usd"].sum()) if cancelled.height else 0.0,
+    }
+
+
 def _paid_calls(costs: pl.DataFrame) -> pl.DataFrame:
     """Billed calls, with the prompt-cache and mode columns older cost files lack."""
     paid = costs.filter(~pl.col("call_status").is_in(list(FREE_STATUSES)))
@@ -298,6 +323,7 @@ def build_summary(
         wall_s=round(wall_s, 3),
         escalation_rate=round(escalation, 6),
         disagreement_rate=round(disagreement, 6),
+        **_hedge_figures(costs),
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
 

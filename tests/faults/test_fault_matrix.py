@@ -86,6 +86,19 @@ def run_in_background(fn: Callable[[], JobSummary]) -> tuple[threading.Thread, l
     return t, box
 
 
+def run_while_refusing(sim: Sim, seconds: float, job: Callable[[], JobSummary]) -> JobSummary:
+    """Run `job` while `sim` answers 429 (Retry-After 1 s) to everything for `seconds`."""
+    sim.post("/admin/config", {"faults": {"error_rates": {"429": 1.0}, "retry_after_s": 1}})
+    healer = threading.Timer(
+        seconds, lambda: sim.post("/admin/config", {"latency": {"mean_ms": 20}})
+    )
+    healer.start()
+    try:
+        return job()
+    finally:
+        healer.join()
+
+
 def wait_for(cond: Callable[[], bool], timeout: float = 60.0) -> None:
     end = time.monotonic() + timeout
     while not cond():
@@ -266,11 +279,7 @@ def test_provider_429_for_a_while_then_recovers(tmp_path: Path, ray_local: None,
         tiers=TIERS,
         run={"max_attempts": 20, "row_deadline_s": 120},
     )
-    sim.post("/admin/config", {"faults": {"error_rates": {"429": 1.0}, "retry_after_s": 1}})
-    healer = threading.Timer(8.0, lambda: sim.post("/admin/config", {"latency": {"mean_ms": 20}}))
-    healer.start()
-    summary = run_job(spec)
-    healer.join()
+    summary = run_while_refusing(sim, 8.0, lambda: run_job(spec))
     assert summary.status == "complete"
     stats = sim.stats()["total"]
     assert stats["rate_limited"] > 0
