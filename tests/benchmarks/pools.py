@@ -138,3 +138,98 @@ def print_pool(p: dict[str, Any], mark: Any) -> str:
         f"{p['ratio_ordered']:.3f}\n"
     )
     return "".join(lines)
+
+
+HEDGE_KEYS = {
+    "TIERLINE_BENCH_KEY_H1": "sk-tierline-bench-hhh111",
+    "TIERLINE_BENCH_KEY_H2": "sk-tierline-bench-hhh222",
+}
+SLOW_RATE, SLOW_MS = 0.02, 5000.0
+
+
+def hedge_bound(sim: TimedSim, tmp: Path, sizes: Any) -> dict[str, Any]:
+    """hedge: the flagship pool on two providers whose answers take 50 ms, except 2% that
+    take 5 s. `p99_unit_s_ratio`: the p99 of a row's completion time (its results row's
+    latency, retries and hedges included) with `run.hedge: {after: p95}` over without;
+    `extra_cost_pct`: what hedging added to the job's cost (cancelled calls at their worst
+    case). Targets: <= 0.5 and <= 5."""
+    import polars as pl
+
+    from tests.benchmarks import throughput as tp
+
+    n = sizes.fault_rows * 2
+    rows = tp.make_rows(n)
+    input_uri = tp.write_rows(tmp / "hedge-in", rows, row_group=max(1, n // 4))
+    tail = Latency(mean_ms=tp.LATENCY_MS, jitter_ms=10, slow_rate=SLOW_RATE, slow_ms=SLOW_MS)
+    sim.configure(SimConfig(latency=tail))
+    out: dict[str, Any] = {"rows": n}
+    for label, hedge in (("without", None), ("with", {"after": "p95", "max_extra_pct": 5})):
+        folder = tmp / f"hedge-out-{label}"
+        spec = tp.job_spec(
+            f"bench-hedge-{label}",
+            input_uri,
+            str(folder),
+            rows_per_unit=max(1, n // 4),
+            providers={
+                f"h{i}": tp.openai_provider(sim, f"TIERLINE_BENCH_KEY_H{i}") for i in (1, 2)
+            },
+            tiers={"flagship": ["h1/gpt-4o", "h2/gpt-4o"]},
+            default="flagship",
+            run={
+                "workers": 2,
+                "max_in_flight": tp.CONCURRENCY,
+                **({"hedge": hedge} if hedge else {}),
+            },
+        )
+        spec = spec.model_copy(update={"pools": {"flagship": _pool("spread")}})
+        run_, job = tp.tierline_run(sim, f"tierline hedge {label}", n, spec, folder, 180)
+        run_.extra.pop("_log", None)
+        job_dir = folder / job.job_id if job.job_id else folder
+        results = tp._read_all(job_dir / "results")
+        costs = tp._read_all(job_dir / "costs")
+        lat = results["latency_ms"] / 1000.0 if results.height else pl.Series([0.0])
+        hedges = costs.filter(pl.col("step") == "hedge") if costs.height else costs
+        out[label] = {
+            "rows_ok": results.height,
+            "job_status": job.status,
+            "p50_s": round(float(lat.quantile(0.5) or 0), 4),
+            "p99_s": round(float(lat.quantile(0.99) or 0), 4),
+            "max_s": round(float(lat.max() or 0), 4),  # type: ignore[arg-type]
+            "cost_usd": round(float(costs["cost_usd"].sum()) if costs.height else 0.0, 6),
+            "hedges_sent": hedges.height,
+            "hedges_won": hedges.filter(pl.col("call_status") != "cancelled").height
+            if hedges.height
+            else 0,
+            "cancelled_calls": costs.filter(pl.col("call_status") == "cancelled").height
+            if costs.height
+            else 0,
+            "wall_s": round(run_.wall_s, 2),
+        }
+    w, wo = out["with"], out["without"]
+    out["p99_unit_s_ratio"] = round(w["p99_s"] / wo["p99_s"], 4) if wo["p99_s"] else None
+    out["extra_cost_pct"] = (
+        round((w["cost_usd"] / wo["cost_usd"] - 1.0) * 100.0, 3) if wo["cost_usd"] else None
+    )
+    out["config"] = (
+        f"flagship pool h1/gpt-4o + h2/gpt-4o (spread), no limits; sim latency "
+        f"{tp.LATENCY_MS:g}+-10 ms with {SLOW_RATE:.0%} of answers taking {SLOW_MS / 1000:g} s; "
+        f"2 workers x {tp.CONCURRENCY} in flight; hedge after p95, max_extra_pct 5"
+    )
+    return out
+
+
+def print_hedge(h: dict[str, Any], mark: Any) -> str:
+    lines = [f"\n5. hedge: {h['config']}, {h['rows']} rows\n"]
+    for label in ("without", "with"):
+        d = h[label]
+        lines.append(
+            f"   {label:<8} p50 {d['p50_s']:.3f}s p99 {d['p99_s']:.3f}s max {d['max_s']:.2f}s; "
+            f"cost ${d['cost_usd']:.4f}; hedges {d['hedges_sent']} sent, {d['hedges_won']} won; "
+            f"{d['cancelled_calls']} calls cancelled; job {d['job_status']}\n"
+        )
+    r, x = h["p99_unit_s_ratio"], h["extra_cost_pct"]
+    lines.append(
+        f"   hedge.p99_unit_s_ratio {r} (target <= 0.5) {mark(r is not None and r <= 0.5)}; "
+        f"hedge.extra_cost_pct {x} (target <= 5) {mark(x is not None and x <= 5)}\n"
+    )
+    return "".join(lines)

@@ -4,7 +4,7 @@
     python tests/benchmarks/throughput.py --quick         # about 2 minutes
     python tests/benchmarks/throughput.py --json out.json
 
-Four workloads, all against one simulator in its own process (loopback only), with Ray
+Five workloads, all against one simulator in its own process (loopback only), with Ray
 started once for the whole run:
 
 1. quota_bound: provider A limited to 600 rpm, provider B by a tpm sized to 5 rows/s of
@@ -21,6 +21,9 @@ started once for the whole run:
    their own (300 + 300 + 100 rpm); rows/s over the sum of the limits, with the default
    strategy and with `ordered` (see tests/benchmarks/pools.py). Target: >= 0.95, 429s
    <= 1%. The ordered run is capped in time (it would take 2.3x as long).
+5. hedge (`--only hedge`): a two-provider pool where 2% of answers take 5 s: p99 of a
+   row's completion time with `run.hedge` over without (target <= 0.5), and the extra
+   cost hedging adds (target <= 5%).
 
 How rates are measured. "run" rows/s = rows answered / the client's wall time, start-up
 included (for tierline: `run_job` from plan to summary, worker actors included; Ray's own
@@ -81,7 +84,14 @@ from pipeline.sim import Faults, KeyLimits, Latency, SimConfig  # noqa: E402
 from pipeline.sim.generate import input_tokens  # noqa: E402
 from schemas.job import ClassifyTask, JobSpec, parse_spec  # noqa: E402
 from tests.benchmarks.harness import JobRun, RequestLog, TimedSim, run_job_child  # noqa: E402
-from tests.benchmarks.pools import POOL_KEYS, pool_bound, print_pool  # noqa: E402
+from tests.benchmarks.pools import (  # noqa: E402
+    HEDGE_KEYS,
+    POOL_KEYS,
+    hedge_bound,
+    pool_bound,
+    print_hedge,
+    print_pool,
+)
 
 MODEL = "gpt-4o-mini"
 CONCURRENCY = 64
@@ -107,6 +117,7 @@ KEYS = {
     "TIERLINE_BENCH_KEY_L": "sk-tierline-bench-llllll",
     "TIERLINE_BENCH_KEY_F": "sk-tierline-bench-ffffff",
     **POOL_KEYS,
+    **HEDGE_KEYS,
 }
 TAG = {env: key[-6:] for env, key in KEYS.items()}  # what the simulator log records
 
@@ -757,6 +768,8 @@ def print_report(report: dict[str, Any]) -> None:
             w(f"   driver: {note[:160]}\n")
     if report.get("pool"):
         w(print_pool(report["pool"], _mark))
+    if report.get("hedge"):
+        w(print_hedge(report["hedge"], _mark))
     w("\n")
 
 
@@ -766,8 +779,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="Write the results here as JSON.")
     parser.add_argument(
         "--only",
-        default="quota,latency,faults,pool",
-        help="Comma-separated workloads to run (quota, latency, faults, pool).",
+        default="quota,latency,faults,pool,hedge",
+        help="Comma-separated workloads to run (quota, latency, faults, pool, hedge).",
     )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -804,6 +817,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("latency", "latency_bound", latency_bound),
                 ("faults", "faults", faults),
                 ("pool", "pool", pool_bound),
+                ("hedge", "hedge", hedge_bound),
             ):
                 if key not in only:
                     continue
