@@ -39,6 +39,7 @@ from schemas.routing import RoutingSpec as RoutingSpec
 from schemas.routing import RoutingTarget as RoutingTarget
 from schemas.routing import Rule as Rule
 from schemas.routing import SensitiveSpec as SensitiveSpec
+from schemas.routing import TierDeployments
 from schemas.routing import VoteSpec as VoteSpec
 from schemas.sim import (
     BatchBehaviour,
@@ -490,8 +491,11 @@ class JobSpec(Strict):
     input: InputSpec = Field(description="Where the rows come from.")
     output: OutputSpec = Field(description="Where results, costs and errors go.")
     providers: dict[str, ProviderSpec] = Field(min_length=1, description="Providers by name.")
-    tiers: dict[TierName, list[DeploymentRef]] = Field(
-        description="Per tier, deployments in order of preference ('provider/model')."
+    tiers: dict[TierName, TierDeployments] = Field(
+        description="Per tier, its deployments ('provider/model'), in order of preference; "
+        "one model served by several providers may be named once: {model: gpt-4o, "
+        "providers: [openai, azure]}. A deployment's price is the table's "
+        "'provider/model' entry when there is one (e.g. under `prices:`), else its model's."
     )
     pools: dict[TierName, PoolSpec] = Field(
         default_factory=dict,

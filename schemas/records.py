@@ -31,6 +31,9 @@ RESULTS = pa.schema(
         pa.field("attempts", pa.int32()),
         pa.field("retries", pa.int32()),
         pa.field("rate_limited", pa.int32()),
+        # The 429s by deployment that met them, as JSON ({"a/gpt-4o": 2}); null when none.
+        # A row of a pool may meet them on one deployment and be answered by another.
+        pa.field("rate_limited_by", pa.string()),
         # Which call's answer was kept, and why (valid, agree, vote, final_tier (...)).
         pa.field("accepted_attempt", pa.int32()),
         pa.field("accepted_reason", pa.string()),

@@ -123,6 +123,7 @@ class RowOutcome:
     max_tokens: int | None = None  # answer cap when not the task's (long-document steps)
     long_document: bool = False  # answered by map-reduce or a longer-context tier
     prompt_version: str | None = None  # of the answer kept
+    limited_by: dict[str, int] = field(default_factory=dict)  # 429s met, by deployment
 
 
 class Breaker:
@@ -227,7 +228,7 @@ class RowExecutor:
         if self.prices is None:
             return 0.0
         try:
-            price = self.prices.lookup(dep.model)
+            price = self.prices.for_deployment(dep.provider, dep.model)
         except KeyError:
             return float("inf")
         cap = self.kind.max_output_tokens()
@@ -563,7 +564,9 @@ class RowExecutor:
         provider = self.providers[dep.provider]
         breaker = self.breaker(dep)
         tokens = input_tokens + request.max_tokens
-        price = self.prices.lookup(dep.model) if self.prices is not None else None
+        price = (
+            self.prices.for_deployment(dep.provider, dep.model) if self.prices is not None else None
+        )
         for attempt in range(1, self.policy.max_attempts + 1):
             # Reserve the worst case before the call goes out; settle the real cost after.
             # Sync prices: a batch answer costs less, and a batched request may end sync.
@@ -616,6 +619,7 @@ class RowExecutor:
                 breaker.record(False)
                 if isinstance(exc, RateLimited):
                     out.rate_limited += 1
+                    out.limited_by[dep.name] = out.limited_by.get(dep.name, 0) + 1
                     self.metrics.limited(dep.provider)
                 retry_after = exc.retry_after_s if isinstance(exc, RateLimited) else None
                 delay = self.policy.delay(attempt, self.rng, retry_after)

@@ -130,7 +130,7 @@ def price_usage(
     batch-API prices when `batch`."""
     acc: dict[str, list[float]] = {}
     for u in usage:
-        price = prices.lookup(u.model)
+        price = prices.for_deployment(u.provider, u.model)
         tin = round(u.input_tokens)
         costs = [cost_usd(price, tin, round(o), batch=batch) for o in u.out]
         key = u.tier if by == "tier" else f"{u.provider}/{u.model}"

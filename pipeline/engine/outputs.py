@@ -11,6 +11,7 @@ so what they saved can be priced.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -45,6 +46,9 @@ def unit_tables(
                 "attempts": o.attempts,
                 "retries": o.retries,
                 "rate_limited": o.rate_limited,
+                "rate_limited_by": json.dumps(o.limited_by, sort_keys=True)
+                if o.limited_by
+                else None,
                 "accepted_attempt": o.accepted_attempt,
                 "accepted_reason": o.accepted_reason,
                 "latency_ms": o.latency_ms,

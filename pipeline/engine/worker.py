@@ -401,6 +401,9 @@ class UnitRunner:
     def read_commit(self, commit: UnitCommit) -> tuple[pa.Table, pa.Table, pa.Table]:
         def read(path: str, schema: pa.Schema) -> pa.Table:
             table = pq.read_table(pa.BufferReader(self.out.read_bytes(path)))
+            for f in schema:  # a column added since the unit was written reads as null
+                if f.name not in table.column_names:
+                    table = table.append_column(f, pa.nulls(table.num_rows, f.type))
             return table.select(schema.names).cast(schema)
 
         return (

@@ -11,6 +11,7 @@ job-level figures; without it they are derived from the committed units.
 
 from __future__ import annotations
 
+import json
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from schemas.prices import load_prices
 from schemas.records import COSTS, ERRORS, RESULTS, UnitCommit
 
 _RESULT_COLS = ("id", "tier", "routed_tier", "provider", "model", "attempts", "rate_limited",
-                "latency_ms", "completed_at")  # fmt: skip
+                "rate_limited_by", "latency_ms", "completed_at")  # fmt: skip
 _COST_COLS = (
     "id", "provider", "model", "tier", "cost_usd", "call_status", "input_tokens",
     "output_tokens", "mode",
@@ -82,6 +83,20 @@ class Timeline:
     retried: tuple[int, ...]
     rate_limited: tuple[int, ...]
     per_call_429: bool  # False: files without per-row 429 counts (older writers)
+
+
+@dataclass(frozen=True)
+class DeploymentShare:
+    """One deployment of a tier's pool: its share of the tier's answered rows, the 429s
+    it answered (to any row that was then answered, there or elsewhere), its latency."""
+
+    tier: str
+    deployment: str  # provider/model
+    rows: int
+    share: float  # of the tier's answered rows
+    rate_limited: int
+    p50_ms: float
+    p95_ms: float
 
 
 @dataclass(frozen=True)
@@ -142,6 +157,7 @@ class ReportData:
     forecast: ForecastFigures | None
     problems: tuple[str, ...]  # failed units, bad input files, rows pending
     notes: tuple[str, ...]  # what could not be read, or had to be derived
+    pools: tuple[DeploymentShare, ...] = ()  # tiers answered by more than one deployment
     canary: CanaryResult | None = None  # the golden set's scores (routing.canary)
     shift: ShiftReport | None = None  # tier shares and rates against the previous run
 
@@ -200,6 +216,7 @@ def build_report(prefix_uri: str) -> ReportData:
         by_tier_model=spend_by(costs, None, ("tier", "provider", "model")),
         by_mode=spend_by(costs, None, ("mode",)),
         latency=latency_histograms(results),
+        pools=deployment_shares(results),
         timeline=timeline(results, errors, {c.unit: c.written_at for c in commits}),
         errors=error_types(errors),
         error_types_total=errors["error_type"].n_unique() if errors.height else 0,
@@ -240,6 +257,41 @@ def spend_by(
 
 def _tier_rank(tier: str) -> int:
     return TIER_ORDER.index(tier) if tier in TIER_ORDER else len(TIER_ORDER)
+
+
+def deployment_shares(results: pl.DataFrame) -> tuple[DeploymentShare, ...]:
+    """Per tier that more than one deployment answered (or whose rows met 429s): each
+    deployment's share of the tier's rows, the 429s it answered them, their latency."""
+    if results.is_empty():
+        return ()
+    limited: dict[tuple[str, str], int] = {}
+    met = results.filter(pl.col("rate_limited_by").is_not_null())
+    for tier, raw in met.select("tier", "rate_limited_by").iter_rows():
+        for dep, n in json.loads(raw).items():
+            limited[(tier, dep)] = limited.get((tier, dep), 0) + int(n)
+    answered = results.filter(pl.col("provider").is_not_null()).with_columns(
+        (pl.col("provider") + "/" + pl.col("model")).alias("deployment")
+    )
+    per = answered.group_by("tier", "deployment").agg(
+        pl.len().alias("rows"),
+        pl.col("latency_ms").quantile(0.5).alias("p50"),
+        pl.col("latency_ms").quantile(0.95).alias("p95"),
+    )
+    rows = {(t, d): (n, p50, p95) for t, d, n, p50, p95 in per.iter_rows()}
+    tier_rows = dict(answered.group_by("tier").len().iter_rows())
+    deps_of: dict[str, set[str]] = {}
+    for t, d in [*rows, *limited]:
+        deps_of.setdefault(t, set()).add(d)
+    shares = []
+    for t, d in sorted(set(rows) | set(limited), key=lambda k: (_tier_rank(k[0]), k[1])):
+        if len(deps_of[t]) < 2 and not limited.get((t, d)):
+            continue  # one deployment and no 429s: not a pool worth showing
+        n, p50, p95 = rows.get((t, d), (0, None, None))
+        share = n / tier_rows[t] if tier_rows.get(t) else 0.0
+        shares.append(
+            DeploymentShare(t, d, n, share, limited.get((t, d), 0), p50 or 0.0, p95 or 0.0)
+        )
+    return tuple(shares)
 
 
 def latency_histograms(results: pl.DataFrame) -> tuple[LatencyHistogram, ...]:

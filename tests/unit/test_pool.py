@@ -243,3 +243,56 @@ def test_a_pool_for_a_tier_without_deployments_is_refused_naming_the_field() -> 
         parse_spec(_spec(pools={"mid": {"strategy": "spread"}}))
     with pytest.raises(ValueError, match=r"pools\.flagship\.strategy"):
         parse_spec(_spec(pools={"flagship": {"strategy": "fastest"}}))
+
+
+def test_one_model_served_by_several_providers_is_named_once() -> None:
+    spec = parse_spec(
+        _spec(
+            tiers={"flagship": [{"model": "gpt-4o", "providers": ["a", "b"]}, "a/gpt-4o-mini"]},
+            routing={"default": "flagship"},
+        )
+    )
+    assert [d.name for d in spec.tiers["flagship"]] == ["a/gpt-4o", "b/gpt-4o", "a/gpt-4o-mini"]
+    with pytest.raises(ValueError, match=r"tiers\.flagship: .*entry 0: a model served by"):
+        parse_spec(
+            _spec(tiers={"flagship": [{"model": "gpt-4o"}]}, routing={"default": "flagship"})
+        )
+    with pytest.raises(ValueError, match=r"tiers\.flagship.*names provider 'z'"):
+        parse_spec(
+            _spec(
+                tiers={"flagship": [{"model": "gpt-4o", "providers": ["a", "z"]}]},
+                routing={"default": "flagship"},
+            )
+        )
+
+
+def test_a_deployment_priced_on_its_own_costs_its_own_price_everywhere() -> None:
+    import polars as pl
+
+    from pipeline.costs import add_cost_column
+
+    spec = parse_spec(_spec(prices={"b/gpt-4o": {"input_per_mtok": 1.0, "output_per_mtok": 4.0}}))
+    table = spec.price_table()
+    assert table.for_deployment("b", "gpt-4o").input_per_mtok == 1.0
+    assert table.for_deployment("a", "gpt-4o") == table.lookup("gpt-4o")  # the model's price
+    calls = pl.DataFrame(
+        {
+            "provider": ["a", "b"],
+            "model": ["gpt-4o", "gpt-4o"],
+            "input_tokens": [1_000_000, 1_000_000],
+            "output_tokens": [0, 0],
+        }
+    )
+    costs = add_cost_column(calls, table)["cost_usd"].to_list()
+    assert costs == [table.lookup("gpt-4o").input_per_mtok, 1.0]
+    # The pool's `cheapest` sees the same prices the cost rows will be written with.
+    ex = RowExecutor(
+        KIND,
+        {},
+        {"flagship": [A, B]},
+        None,
+        Rooms(),
+        RetryPolicy(),
+        prices=table,  # type: ignore[arg-type]
+    )
+    assert ex.price_of(B, 500) < ex.price_of(A, 500)
