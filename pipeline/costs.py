@@ -250,14 +250,24 @@ def add_cost_column(df: pl.DataFrame, table: PriceTable, *, batch: bool = False)
         if unknown:
             raise ValueError(f"add_cost_column: unknown mode(s) {sorted(unknown)}")
         is_batch = pl.col("mode").cast(pl.String) == "batch"
-    prices = price_frame(table, model.unique(maintain_order=True).to_list())
+    # A deployment with a price of its own ('provider/model' in the table) is priced by
+    # it; every other row by its model.
+    key = pl.col("model")
+    if "provider" in df.columns:
+        pairs = df.select("provider", "model").unique().drop_nulls().iter_rows()
+        own = {f"{p}/{m}" for p, m in pairs if table.deployment_key(p, m) != m}
+        if own:
+            named = pl.col("provider") + "/" + pl.col("model")
+            key = pl.when(named.is_in(list(own))).then(named).otherwise(pl.col("model"))
+    keys = df.select(key.alias("k")).get_column("k")
+    prices = price_frame(table, keys.unique(maintain_order=True).to_list())
 
     def lookup(column: str) -> pl.Expr:
         # A handful of models: a lookup per row, not a join (a join costs 3x as much).
         mapping = dict(zip(prices["model"], prices[column], strict=True))
         if not mapping:  # no rows
             return pl.lit(None, dtype=pl.Float64)
-        return pl.col("model").replace_strict(mapping, return_dtype=pl.Float64)
+        return key.replace_strict(mapping, return_dtype=pl.Float64)
 
     def rate(name: str) -> pl.Expr:
         if is_batch is None:

@@ -32,6 +32,12 @@ def spec_reference_markdown() -> str:
             "provider/model",
             str(annotation),
         )
+        text = re.sub(
+            r"(typing\.)?Annotated\[list\[provider/model\], BeforeValidator\(func=<function "
+            r"_expand_served.*?mode=None\)\]",
+            "list[provider/model | {model, providers}]",
+            text,
+        )
         text = re.sub(r"schemas\.\w+\.", "", text.replace("typing.", ""))
         text = text.replace("schemas.sim.", "").replace("<class '", "").replace("'>", "")
         return text.replace("NoneType", "None").replace("Annotated[Deployment, ", "Deployment[")

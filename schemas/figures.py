@@ -116,6 +116,22 @@ def latency_edge(bucket: int) -> float:
     return float(10 ** (bucket / LATENCY_PER_DECADE))
 
 
+class Deployment(_Part):
+    """One deployment of a tier (a pool member): rows it answered, the 429s rows of the tier
+    met on it, and the latency of the rows it answered."""
+
+    rows: int = 0
+    rate_limited: int = Field(default=0, description="429 answers rows met on it.")
+    latency: Latency = Field(default_factory=Latency)
+
+    def plus(self, o: Deployment) -> Deployment:
+        return Deployment(
+            rows=self.rows + o.rows,
+            rate_limited=self.rate_limited + o.rate_limited,
+            latency=self.latency.plus(o.latency),
+        )
+
+
 class Completions(_Part):
     """Completions per time bucket: bucket -> [rows, rows retried, 429 answers]."""
 
@@ -149,6 +165,12 @@ class UnitFigures(_Part):
     output_tokens: int = 0
     cached_input_tokens: int = 0
     prompt_cache_saved_usd: float = 0.0
+    hedges_sent: int = Field(default=0, description="Hedged requests sent (run.hedge).")
+    hedges_won: int = Field(default=0, description="Of those, hedges that answered first.")
+    hedge_usd: float = Field(default=0.0, description="What the hedged requests cost.")
+    cancelled_usd: float = Field(
+        default=0.0, description="Calls cut off by their hedge's answer, at their worst case."
+    )
     baseline_input_tokens: int = Field(
         default=0, description="Tokens of each row's last call: the all-flagship baseline."
     )
@@ -162,6 +184,9 @@ class UnitFigures(_Part):
     by_call_status: dict[str, Tally] = Field(default_factory=dict)
     errors: dict[str, ErrorSample] = Field(default_factory=dict)
     latency: dict[str, Latency] = Field(default_factory=dict, description="by provider")
+    pools: dict[str, Deployment] = Field(
+        default_factory=dict, description="tier/provider/model of the deployment that answered"
+    )
     timelines: list[Completions] = Field(default_factory=list)
 
     @property
@@ -187,6 +212,7 @@ class UnitFigures(_Part):
             by_call_status=_merge(self.by_call_status, o.by_call_status),
             errors=_merge(self.errors, o.errors),
             latency=_merge(self.latency, o.latency),
+            pools=_merge(self.pools, o.pools),
             timelines=self.timelines + o.timelines,
         )
 
@@ -198,7 +224,7 @@ class UnitFigures(_Part):
         return out
 
 
-_P = TypeVar("_P", Tally, ErrorSample, Latency)
+_P = TypeVar("_P", Tally, ErrorSample, Latency, Deployment)
 
 
 def _merge(a: dict[str, _P], b: dict[str, _P]) -> dict[str, _P]:

@@ -36,10 +36,12 @@ from schemas.routing import CanarySpec as CanarySpec
 from schemas.routing import CascadeSpec as CascadeSpec
 from schemas.routing import Deployment as Deployment
 from schemas.routing import DeploymentRef as DeploymentRef
+from schemas.routing import PoolSpec as PoolSpec
 from schemas.routing import RoutingSpec as RoutingSpec
 from schemas.routing import RoutingTarget as RoutingTarget
 from schemas.routing import Rule as Rule
 from schemas.routing import SensitiveSpec as SensitiveSpec
+from schemas.routing import TierDeployments
 from schemas.routing import VoteSpec as VoteSpec
 from schemas.sim import (
     BatchBehaviour,
@@ -339,6 +341,32 @@ class ProviderSpec(Strict):
         return self
 
 
+class HedgeSpec(Strict):
+    """Hedged requests: a call still unanswered after `after` is also sent to the next
+    deployment of its tier's pool; the first answer wins and the other is cancelled."""
+
+    after: Literal["p95"] | float = Field(
+        default="p95",
+        description="When to hedge: 'p95' (the deployment's observed 95th-percentile "
+        "latency, once it has 20 answers) or a fixed time in milliseconds.",
+    )
+    max_extra_pct: float = Field(
+        default=5.0,
+        ge=0,
+        le=100,
+        description="Hedges stop while their worst-case cost would pass this share of the "
+        "job's other spend (a cancelled call may still be billed: it counts at its worst "
+        "case).",
+    )
+
+    @field_validator("after")
+    @classmethod
+    def _positive(cls, v: str | float) -> str | float:
+        if not isinstance(v, str) and v <= 0:
+            raise ValueError("after: give 'p95' or a time in milliseconds above 0")
+        return v
+
+
 class RunOptions(Strict):
     workers: int = Field(default=2, ge=1, le=1024, description="Worker actors.")
     max_in_flight: int = Field(
@@ -423,6 +451,11 @@ class RunOptions(Strict):
         gt=0,
         description="Seconds between journal writes while answers arrive.",
     )
+    hedge: HedgeSpec | None = Field(
+        default=None,
+        description="Hedged requests inside a tier's pool, e.g. {after: p95, max_extra_pct: "
+        "5}; off when unset. Only tiers with two or more deployments (not `ordered`) hedge.",
+    )
 
     @field_validator("deadline")
     @classmethod
@@ -477,8 +510,16 @@ class JobSpec(Strict):
     input: InputSpec = Field(description="Where the rows come from.")
     output: OutputSpec = Field(description="Where results, costs and errors go.")
     providers: dict[str, ProviderSpec] = Field(min_length=1, description="Providers by name.")
-    tiers: dict[TierName, list[DeploymentRef]] = Field(
-        description="Per tier, deployments in order of preference ('provider/model')."
+    tiers: dict[TierName, TierDeployments] = Field(
+        description="Per tier, its deployments ('provider/model'), in order of preference; "
+        "one model served by several providers may be named once: {model: gpt-4o, "
+        "providers: [openai, azure]}. A deployment's price is the table's "
+        "'provider/model' entry when there is one (e.g. under `prices:`), else its model's."
+    )
+    pools: dict[TierName, PoolSpec] = Field(
+        default_factory=dict,
+        description="Per tier, how rows are shared among its deployments (default for every "
+        "tier: strategy cheapest), e.g. {flagship: {strategy: spread}}.",
     )
     routing: RoutingSpec = Field(default_factory=RoutingSpec, description="How rows pick a tier.")
     budget_usd: float | None = Field(default=None, gt=0, description="Hard cap on spend, USD.")
@@ -531,6 +572,12 @@ class JobSpec(Strict):
                     problems.append(
                         f"routing.sensitive.allowed_providers: {name!r} is not under providers"
                     )
+        for tier in self.pools:
+            if not self.tiers.get(tier):
+                problems.append(
+                    f"pools.{tier}: tier {tier!r} has no deployments under tiers; "
+                    f"add them there or remove pools.{tier}"
+                )
         used = {r.tier for r in self.routing.rules} | {self.routing.default}
         for tier in sorted(used):
             if not self.tiers.get(tier):
@@ -579,6 +626,14 @@ class JobSpec(Strict):
             for dep in self.tiers.get(tier, []):  # type: ignore[call-overload]
                 seen.setdefault(dep.name, dep)
         return list(seen.values())
+
+    def strategies(self) -> dict[str, str]:
+        """Per tier with deployments, how its rows are shared (`pools`, default cheapest)."""
+        return {
+            t: (self.pools[t].strategy if t in self.pools else PoolSpec().strategy)
+            for t, deps in self.tiers.items()
+            if deps
+        }
 
     def flagship(self) -> Deployment:
         for tier in reversed(TIER_ORDER):

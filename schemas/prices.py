@@ -273,6 +273,16 @@ class PriceTable(BaseModel):
         """The price of `model`; raises `UnknownPrice` (a KeyError) when there is none."""
         return self.models[self.resolve(model)]
 
+    def deployment_key(self, provider: str, model: str) -> str:
+        """The name a deployment is priced by: its own 'provider/model' entry when the
+        table has one (one model served by several providers at different prices), else
+        its model."""
+        own = f"{provider}/{model}"
+        return own if own in self._names else model
+
+    def for_deployment(self, provider: str, model: str) -> ModelPrice:
+        return self.lookup(self.deployment_key(provider, model))
+
     def __contains__(self, model: object) -> bool:
         if not isinstance(model, str):
             return False
@@ -304,11 +314,15 @@ class PriceTable(BaseModel):
                 else dict(entry)
             )
             name = self._names.get(model, model)
+            served = model.split("/", 1)[1] if "/" in model else ""
             if name in models:
                 base = models[name].model_dump()
             elif model in self:
                 # A snapshot of a known model: its own entry, starting from the family's price.
                 base = self.lookup(model).model_dump(exclude={"aliases"})
+            elif served in self:
+                # 'provider/model': one provider's price for a known model, starting from it.
+                base = self.lookup(served).model_dump(exclude={"aliases"})
             else:
                 base = {}
             models[name] = ModelPrice.model_validate(base | fields)

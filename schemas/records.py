@@ -50,6 +50,12 @@ RESULTS = pa.schema(
         _col("retries", pa.int32(), "Of those, retries after a transient failure."),
         _col("rate_limited", pa.int32(), "Of those, answers that were 429 (rate limited)."),
         _col(
+            "rate_limited_by",
+            pa.string(),
+            'The 429s by deployment that met them, as JSON ({"a/gpt-4o": 2}); null when none. '
+            "A row of a pool may meet them on one deployment and be answered by another.",
+        ),
+        _col(
             "accepted_attempt",
             pa.int32(),
             "Which call's answer was kept (1 = the first); 0 for a reused answer.",
@@ -100,7 +106,11 @@ COSTS = pa.schema(
             "calls: $0, tokens kept to price what they saved).",
         ),
         _col("attempt", pa.int32(), "Which call of the row this was (0: a reused answer)."),
-        _col("step", pa.string(), "Long documents: direct, map or reduce."),
+        _col(
+            "step",
+            pa.string(),
+            "Long documents: direct, map or reduce; hedge: a hedged request (run.hedge).",
+        ),
         _col("chunk", pa.int32(), "Long documents: the chunk a map call read."),
         _col("token_method", pa.string(), "Where the token counts come from."),
         _col("unit", pa.int32(), "The work unit the row belongs to."),

@@ -52,6 +52,75 @@ DeploymentRef = Annotated[
 ]
 
 
+class PoolSpec(Strict):
+    """How a tier shares its rows among its deployments (a tier is a pool, not a queue)."""
+
+    strategy: Literal["ordered", "spread", "cheapest"] = Field(
+        default="cheapest",
+        description="cheapest: the cheapest deployment with quota headroom now (a row would "
+        "wait under about a second), else as spread. spread: rows shared by headroom "
+        "(quota wait and latency), so every deployment's quota is used. ordered: the list "
+        "order; the next deployment only when one fails or its breaker opens.",
+    )
+
+
+def _expand_served(v: object) -> object:
+    """A tier entry `{model: gpt-4o, providers: [openai, azure]}`: one model served by
+    several providers, named once; it stands for `openai/gpt-4o, azure/gpt-4o`."""
+    if not isinstance(v, list):
+        return v
+    out: list[object] = []
+    for i, item in enumerate(v):
+        if not isinstance(item, dict) or "provider" in item:
+            out.append(item)  # 'provider/model', or a deployment as the spec dumps it
+            continue
+        model, providers = item.get("model"), item.get("providers")
+        if (
+            set(item) != {"model", "providers"}
+            or not isinstance(model, str)
+            or not model
+            or not isinstance(providers, list)
+            or not providers
+            or not all(isinstance(p, str) and p and "/" not in p for p in providers)
+        ):
+            raise ValueError(
+                f"entry {i}: a model served by several providers is written "
+                "{model: <model>, providers: [<provider>, ...]} (or give 'provider/model')"
+            )
+        out += [f"{p}/{model}" for p in providers]
+    return out
+
+
+TierDeployments = Annotated[
+    list[DeploymentRef],
+    BeforeValidator(_expand_served),
+    WithJsonSchema(
+        {
+            "type": "array",
+            "items": {
+                "anyOf": [
+                    {"type": "string", "pattern": "^[^/]+/.+$", "description": "provider/model"},
+                    {
+                        "type": "object",
+                        "description": "one model served by several providers",
+                        "properties": {
+                            "model": {"type": "string"},
+                            "providers": {
+                                "type": "array",
+                                "items": {"type": "string"},
+                                "minItems": 1,
+                            },
+                        },
+                        "required": ["model", "providers"],
+                        "additionalProperties": False,
+                    },
+                ]
+            },
+        }
+    ),
+]
+
+
 # --- routing --------------------------------------------------------------------------
 
 

@@ -37,6 +37,16 @@ class Latency(BaseModel):
         ge=0,
         description="Half-width of the uniform spread around the mean, milliseconds.",
     )
+    slow_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of answers in a long tail: they take `slow_ms` instead (a "
+        "provider's slow answers, drawn per request).",
+    )
+    slow_ms: float = Field(
+        default=5000.0, ge=0, description="Delay of an answer in the long tail, milliseconds."
+    )
 
 
 class Faults(BaseModel):

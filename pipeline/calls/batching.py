@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from pipeline.errors import BadRequest, ProviderUnavailable, TierlineError
 from pipeline.jobfolder import BatchIntent
+from pipeline.limits.headroom import UNLIMITED, Headroom
 from pipeline.providers.base import ChatRequest, ChatResponse, Provider
 from pipeline.providers.batch import BatchItem, BatchProvider, BatchStatus, missing_ids
 
@@ -403,6 +404,11 @@ class BatchAwareLimiter:
         if deployment.provider in self.batched:
             return _no_slot()
         return self.inner.slot(deployment, tokens)
+
+    def headroom(self, deployment: Deployment) -> Headroom:
+        if deployment.provider in self.batched:
+            return UNLIMITED  # a batch waits for no per-minute permit
+        return self.inner.headroom(deployment)
 
     def feedback(
         self,

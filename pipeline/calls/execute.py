@@ -16,15 +16,17 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 
 from jobs.base import JobKind, Parsed
 from jobs.prompts import FixedMessages, Messages, RowMessages
+from pipeline.calls.hedge import CANCELLED, HEDGE_STEP, Hedges, first_answer
+from pipeline.calls.pool import Pool
 from pipeline.calls.retry import RetryPolicy
 from pipeline.costs import call_cost_usd, worst_case_call_usd
 from pipeline.errors import (
@@ -37,10 +39,11 @@ from pipeline.errors import (
     TooLong,
 )
 from pipeline.limits.budget import Budgets
+from pipeline.limits.headroom import Headroom
 from pipeline.metrics import Metrics
 from pipeline.providers.base import ChatRequest, ChatResponse, Message, Provider
 from pipeline.routing.cascade import majority, normalise
-from schemas.job import TIER_ORDER, CascadeSpec, Deployment, VoteSpec
+from schemas.job import TIER_ORDER, CascadeSpec, Deployment, HedgeSpec, VoteSpec
 from schemas.prices import PriceTable
 
 
@@ -48,6 +51,8 @@ class Limiter(Protocol):
     """Admission to a provider: concurrency, request and token rates."""
 
     def slot(self, deployment: Deployment, tokens: int) -> AbstractAsyncContextManager[None]: ...
+
+    def headroom(self, deployment: Deployment) -> Headroom: ...
 
     def feedback(
         self,
@@ -73,6 +78,7 @@ class CallRecord:
     cache_write_tokens: int = 0
     mode: str = "sync"  # sync | batch: which price the call is billed at
     prompt_version: str | None = None  # the prompt variant's version the call sent
+    token_method: str = "provider_usage"  # worst_case: a cancelled call, counted at its cap
 
     def cost_row(self, row_id: str, unit: int | None, step: str | None = None) -> dict[str, object]:
         """The call as a row of the costs table, before pricing (schemas.records.COSTS)."""
@@ -89,7 +95,7 @@ class CallRecord:
             "call_status": self.call_status,
             "prompt_version": self.prompt_version,
             "attempt": self.attempt,
-            "token_method": "provider_usage",
+            "token_method": self.token_method,
             "step": step or self.step,
             "chunk": self.chunk if step is None else None,
             "unit": unit,
@@ -118,6 +124,7 @@ class RowOutcome:
     long_document: bool = False  # answered by map-reduce or a longer-context tier
     prompt_version: str | None = None  # of the answer kept
     completed_at: float | None = None  # unix seconds its answer (or final failure) arrived
+    limited_by: dict[str, int] = field(default_factory=dict)  # 429s met, by deployment
 
 
 class Breaker:
@@ -137,6 +144,12 @@ class Breaker:
             self.probing = True
             return True
         return False
+
+    def closed(self) -> bool:
+        """Would let a call through now (no probe is taken by asking)."""
+        if self.opened_at is None:
+            return True
+        return self.clock() - self.opened_at >= self.cooldown_s and not self.probing
 
     def record(self, ok: bool) -> None:
         if ok:
@@ -179,6 +192,8 @@ class RowExecutor:
         cache_key: str | None = None,
         cache_prefix: int = 0,
         reasoning_effort: Mapping[str, str | None] | None = None,
+        strategies: Mapping[str, str] | None = None,
+        hedge: HedgeSpec | None = None,
     ) -> None:
         self.kind = kind
         # Provider name -> the `reasoning_effort` its reasoning models are sent.
@@ -205,6 +220,27 @@ class RowExecutor:
         self.dead: dict[str, str] = {}
         self.breakers: dict[str, Breaker] = {}
         self._breaker_args = (breaker_failures, breaker_cooldown_s)
+        # Which deployment of a tier a row goes to, per tier (unnamed tiers: list order).
+        self.pool = Pool(
+            limiter, strategies or {}, price_of=self.price_of, clock=clock, rng=self.rng
+        )
+        self.hedges = Hedges(hedge) if hedge is not None else None
+
+    def price_of(self, dep: Deployment, tokens: int) -> float:
+        """A row's worst-case cost on `dep` (`tokens`: input + answer cap); the pool's
+        `cheapest` ranks by it. Unpriced: infinite, so it is never the cheapest."""
+        if self.prices is None:
+            return 0.0
+        try:
+            price = self.prices.for_deployment(dep.provider, dep.model)
+        except KeyError:
+            return float("inf")
+        cap = self.kind.max_output_tokens()
+        return worst_case_call_usd(price, max(0, tokens - cap), cap, caching=False)
+
+    def usable(self, dep: Deployment) -> bool:
+        """Could take a call now: its provider works for this job and its breaker is shut."""
+        return dep.provider not in self.dead and self.breaker(dep).closed()
 
     def breaker(self, dep: Deployment) -> Breaker:
         b = self.breakers.get(dep.name)
@@ -333,8 +369,17 @@ class RowExecutor:
         if self.vote is not None and tier == self.vote.tier:
             return await self._vote(tier, messages, input_tokens, out, started, allowed)
         last: TierlineError | None = None
-        for dep in self._candidates(tier, allowed):
-            result = await self._ask(dep, tier, messages, input_tokens, out, started)
+        cap = out.max_tokens if out.max_tokens is not None else self.kind.max_output_tokens()
+        deps = self.pool.order(tier, self._candidates(tier, allowed), input_tokens + cap)
+        pooled = self.pool.strategy(tier) != "ordered"
+        for i, dep in enumerate(deps):
+            # In a pool, a transient failure moves the row on while a later deployment can
+            # take it; the last one (or any under `ordered`) retries in place as before.
+            move_on = pooled and any(self.usable(d) for d in deps[i + 1 :])
+            if i == 0 and pooled and self.hedges is not None:
+                result = await self._hedged(deps, tier, messages, input_tokens, out, started)
+            else:
+                result = await self._ask(dep, tier, messages, input_tokens, out, started, move_on)
             if isinstance(result, _Answer):
                 return result
             if isinstance(result, BadRequest | BudgetExhausted):
@@ -343,6 +388,42 @@ class RowExecutor:
             if result is not None:
                 last = result
         raise _TierDown(last)
+
+    async def _hedged(
+        self,
+        deps: list[Deployment],
+        tier: str,
+        messages: Messages,
+        input_tokens: int,
+        out: RowOutcome,
+        started: float,
+    ) -> _Answer | TierlineError | None:
+        """The row's first choice, hedged on the next usable deployment of the pool when
+        it has not answered after its p95 (see `pipeline.calls.hedge`)."""
+        assert self.hedges is not None
+        dep, partner = deps[0], next((d for d in deps[1:] if self.usable(d)), None)
+        delay = self.hedges.delay(self.pool.of(dep).p95_s())
+        primary = self._ask(dep, tier, messages, input_tokens, out, started, partner is not None)
+        if partner is None or delay is None:
+            return await primary
+        hedges = self.hedges
+        cap = out.max_tokens if out.max_tokens is not None else self.kind.max_output_tokens()
+
+        def launch() -> Coroutine[Any, Any, _Answer | TierlineError | None] | None:
+            if not self.usable(partner) or not hedges.take(
+                self.price_of(partner, input_tokens + cap)
+            ):
+                return None
+            return self._ask(partner, tier, messages, input_tokens, out, started, False, HEDGE_STEP)
+
+        results, winner = await first_answer(
+            primary, delay, launch, lambda r: isinstance(r, _Answer)
+        )
+        if winner == 1:
+            hedges.won += 1
+        if winner is not None:
+            return results[winner]
+        return next((r for r in results if isinstance(r, TierlineError)), results[0])
 
     async def _vote(
         self,
@@ -414,6 +495,8 @@ class RowExecutor:
         input_tokens: int,
         out: RowOutcome,
         started: float,
+        move_on: bool = False,
+        step: str = "direct",
     ) -> _Answer | TierlineError | None:
         """One deployment, with retries: its parsed answer, or why it could not answer."""
         if dep.provider in self.dead:
@@ -443,7 +526,18 @@ class RowExecutor:
                 f"{input_tokens} input tokens + {request.max_tokens} for the answer exceed "
                 f"the {window}-token context window of {dep.model}"
             )
-        result = await self._try_deployment(dep, request, input_tokens, out, started)
+        call = CallRecord(
+            dep.provider,
+            dep.model,
+            tier,
+            input_tokens,
+            request.max_tokens,
+            "ok",
+            0,
+            step=step,
+            prompt_version=messages.version(dep.model),
+        )
+        result = await self._try_deployment(dep, request, input_tokens, out, started, move_on, call)
         if isinstance(result, TierlineError):
             return result
         parsed = self.kind.parse(result.text)
@@ -460,6 +554,7 @@ class RowExecutor:
                 cache_write_tokens=result.usage.cache_write_tokens,
                 mode=result.mode,
                 prompt_version=messages.version(dep.model),
+                step=step,
             )
         )
         return _Answer(dep, parsed, out.attempts, result.mean_logprob)
@@ -471,12 +566,17 @@ class RowExecutor:
         input_tokens: int,
         out: RowOutcome,
         started: float,
+        move_on: bool = False,
+        call: CallRecord | None = None,
     ) -> ChatResponse | TierlineError:
-        """Attempts on one deployment: the response, or the error that ended them."""
+        """Attempts on one deployment: the response, or the error that ended them
+        (`move_on`: the first transient one, when another deployment can take the row)."""
         provider = self.providers[dep.provider]
         breaker = self.breaker(dep)
         tokens = input_tokens + request.max_tokens
-        price = self.prices.lookup(dep.model) if self.prices is not None else None
+        price = (
+            self.prices.for_deployment(dep.provider, dep.model) if self.prices is not None else None
+        )
         for attempt in range(1, self.policy.max_attempts + 1):
             # Reserve the worst case before the call goes out; settle the real cost after.
             # Sync prices: a batch answer costs less, and a batched request may end sync.
@@ -494,10 +594,28 @@ class RowExecutor:
                     f"(worst case ${worst:.6f}); rerun with a larger budget to finish the row"
                 )
             out.attempts += 1
+            sent = False
             try:
-                async with self.limiter.slot(dep, tokens):
+                async with self.pool.admit(dep, tokens):
+                    sent = True
                     with self.metrics.call(dep.provider, dep.model):
                         response = await provider.complete(self.session, request)
+            except asyncio.CancelledError:
+                # Cut off (the other call of a hedge answered, or the run stopped): a
+                # request that went out may still be billed, so it counts at its worst case.
+                self.budgets.settle(hold, worst if sent else 0.0)
+                if sent:
+                    self.limiter.feedback(dep, TierlineError("cancelled"), None, tokens)
+                    if call is not None:
+                        out.calls.append(
+                            replace(
+                                call,
+                                call_status=CANCELLED,
+                                attempt=out.attempts,
+                                token_method="worst_case",
+                            )
+                        )
+                raise
             except (AuthFailed, ConfigError) as exc:
                 self.budgets.settle(hold, 0.0)
                 self.dead[dep.provider] = exc.message
@@ -511,11 +629,14 @@ class RowExecutor:
                 breaker.record(False)
                 if isinstance(exc, RateLimited):
                     out.rate_limited += 1
+                    out.limited_by[dep.name] = out.limited_by.get(dep.name, 0) + 1
                     self.metrics.limited(dep.provider)
                 retry_after = exc.retry_after_s if isinstance(exc, RateLimited) else None
                 delay = self.policy.delay(attempt, self.rng, retry_after)
-                if not breaker.allow() or not self.policy.may_retry(
-                    attempt, self.clock() - started, delay
+                if (
+                    move_on
+                    or not breaker.allow()
+                    or not self.policy.may_retry(attempt, self.clock() - started, delay)
                 ):
                     return exc
                 out.retries += 1
@@ -538,6 +659,8 @@ class RowExecutor:
                 else 0.0
             )
             self.budgets.settle(hold, actual)
+            if self.hedges is not None:
+                self.hedges.paid(actual, call is not None and call.step == HEDGE_STEP)
             self.limiter.feedback(dep, None, response, tokens)
             return response
         raise AssertionError("unreachable")

@@ -115,6 +115,12 @@ def print_report_table(data: ReportData, console: Console) -> None:
     for h in data.latency:
         figures = f"p50 {h.p50:,.0f} ms, p95 {h.p95:,.0f} ms, p99 {h.p99:,.0f} ms ({h.n:,} rows)"
         run.add_row(escape(f"latency {h.provider}"), figures)
+    for d in data.pools:
+        run.add_row(
+            escape(f"pool {d.tier} {d.deployment}"),
+            f"{d.rows:,} rows ({d.share:.0%}), {d.rate_limited:,} 429s, "
+            f"p50 {d.p50_ms:,.0f} ms, p95 {d.p95_ms:,.0f} ms",
+        )
     tl = data.timeline
     run.add_row("rows retried", f"{sum(tl.retried):,}")
     how = "" if tl.per_call_429 else " (rows that failed as rate_limited)"

@@ -130,7 +130,7 @@ def price_usage(
     batch-API prices when `batch`."""
     acc: dict[str, list[float]] = {}
     for u in usage:
-        price = prices.lookup(u.model)
+        price = prices.for_deployment(u.provider, u.model)
         tin = round(u.input_tokens)
         costs = [cost_usd(price, tin, round(o), batch=batch) for o in u.out]
         key = u.tier if by == "tier" else f"{u.provider}/{u.model}"
@@ -160,16 +160,49 @@ def total_range(buckets: dict[str, ForecastBucket]) -> Range:
     )
 
 
+def pool_shares(spec: JobSpec, tier: str, tokens_per_call: float) -> dict[str, float]:
+    """How a pooled tier's calls split among its providers, as the run shares them: by the
+    rate each provider's limits allow (rpm, or tpm over the tokens of a call); providers
+    without a known limit take the rows first, evenly. An `ordered` tier (or a tier of one
+    provider) sends everything to its first deployment."""
+    deps = spec.tiers.get(tier) or []  # type: ignore[call-overload]
+    providers = list(dict.fromkeys(d.provider for d in deps))
+    if spec.strategies().get(tier) == "ordered" or len(providers) <= 1:
+        return {providers[0]: 1.0} if providers else {}
+    rates: dict[str, float] = {}
+    for name in providers:
+        lim = spec.providers[name].limits
+        rate = math.inf
+        if lim.rpm:
+            rate = min(rate, lim.rpm / 60.0)
+        if lim.tpm and tokens_per_call > 0:
+            rate = min(rate, lim.tpm / 60.0 / tokens_per_call)
+        rates[name] = rate
+    unlimited = [n for n, r in rates.items() if math.isinf(r)]
+    if unlimited:
+        return {n: 1.0 / len(unlimited) for n in unlimited}
+    total = sum(rates.values())
+    return {n: r / total for n, r in rates.items()}
+
+
 def provider_loads(spec: JobSpec, usage: list[ForecastUsage]) -> list[ProviderLoad]:
-    """Requests, rate-limited tokens and typical latency per provider."""
+    """Requests, rate-limited tokens and typical latency per provider. A tier's calls go
+    to its pool as the run spreads them (`pool_shares`), so two providers of 300 rpm in
+    one tier forecast the pace of 600."""
     acc: dict[str, list[float]] = {}
+    firsts = {t: deps[0] for t, deps in spec.tiers.items() if deps}
     for u in usage:
-        p = spec.providers[u.provider]
-        latency = p.sim.latency_ms / 1000.0 if p.kind == "sim" else TYPICAL_LATENCY_S[u.tier]
-        a = acc.setdefault(u.provider, [0.0, 0.0, 0.0])
-        a[0] += u.calls
-        a[1] += u.reserve_tokens
-        a[2] += u.calls * latency
+        first = firsts.get(u.tier)  # type: ignore[call-overload]
+        pooled = first is not None and (first.provider, first.model) == (u.provider, u.model)
+        per_call = u.reserve_tokens / u.calls if u.calls else 0.0
+        shares = pool_shares(spec, u.tier, per_call) if pooled else {u.provider: 1.0}
+        for name, share in shares.items():
+            p = spec.providers[name]
+            latency = p.sim.latency_ms / 1000.0 if p.kind == "sim" else TYPICAL_LATENCY_S[u.tier]
+            a = acc.setdefault(name, [0.0, 0.0, 0.0])
+            a[0] += u.calls * share
+            a[1] += u.reserve_tokens * share
+            a[2] += u.calls * share * latency
     run_conc = spec.run.workers * spec.run.max_in_flight
     return [
         ProviderLoad(

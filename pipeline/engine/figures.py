@@ -15,6 +15,7 @@ an older version (markers without figures) still reads, unit by unit.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -22,6 +23,7 @@ from datetime import datetime
 import polars as pl
 
 from pipeline.calls.cache import CACHED, DUPLICATE, FREE_STATUSES, reused_answers_usd
+from pipeline.calls.hedge import CANCELLED, HEDGE_STEP
 from pipeline.costs import add_cost_column
 from pipeline.jobfolder import JobFolder
 from schemas.figures import (
@@ -32,6 +34,7 @@ from schemas.figures import (
     TIMELINE_STEPS_S,
     TIMELINE_UNIT_BUCKETS,
     Completions,
+    Deployment,
     ErrorSample,
     Latency,
     Tally,
@@ -161,6 +164,7 @@ def unit_figures(
             pl.col("routed_tier").is_not_null() & (pl.col("routed_tier") != pl.col("tier"))
         )["id"].to_list()
     )
+    hedges = costs.filter(pl.col("step") == HEDGE_STEP)  # and CANCELLED: what they cut off
     last = costs.sort("attempt").group_by("id").agg(pl.col("input_tokens", "output_tokens").last())
     return UnitFigures(
         rows_ok=results.height,
@@ -186,7 +190,12 @@ def unit_figures(
         by_call_status=_tallies(None, costs, None, pl.col("call_status").fill_null("ok")),
         errors=_error_samples(errors),
         latency=_latency(results, reuse),
+        pools=_pools(results, reuse),
         timelines=_timeline(results, errors, unit_time_s),
+        hedges_sent=hedges.height,
+        hedges_won=hedges.filter(pl.col("call_status") != CANCELLED).height,
+        hedge_usd=_sum(hedges, "cost_usd"),
+        cancelled_usd=_sum(costs.filter(pl.col("call_status") == CANCELLED), "cost_usd"),
     )
 
 
@@ -264,11 +273,35 @@ def _error_samples(errors: pl.DataFrame) -> dict[str, ErrorSample]:
     }
 
 
-def _latency(results: pl.DataFrame, reuse: pl.DataFrame) -> dict[str, Latency]:
-    """Per provider, rows that made calls of their own (a reused row waited for none)."""
+def _pools(results: pl.DataFrame, reuse: pl.DataFrame) -> dict[str, Deployment]:
+    """Per tier/provider/model that answered: its rows, the 429s the tier's rows met on
+    each deployment (`rate_limited_by`), and the latency of rows that made calls."""
+    out: dict[str, Deployment] = {}
+    answered = results.filter(pl.col("provider").is_not_null())
+    key = pl.concat_str("tier", "provider", "model", separator="/").fill_null(NO_TIER)
+    for k, n in answered.group_by(k=key).len().iter_rows():
+        out[str(k)] = Deployment(rows=n)
+    met = results.filter(pl.col("rate_limited_by").is_not_null())
+    for tier, raw in met.select(pl.col("tier").fill_null(NO_TIER), "rate_limited_by").iter_rows():
+        for dep, n in json.loads(raw).items():
+            d = out.get(f"{tier}/{dep}", Deployment())
+            out[f"{tier}/{dep}"] = d.plus(Deployment(rate_limited=int(n)))
+    for k, lat in _latency(answered, reuse, key).items():
+        out[k] = out.get(k, Deployment()).plus(Deployment(latency=lat))
+    return dict(sorted(out.items()))
+
+
+def _latency(
+    results: pl.DataFrame, reuse: pl.DataFrame, by: pl.Expr | None = None
+) -> dict[str, Latency]:
+    """Per provider (or `by`), rows that made calls of their own (a reused row waited for
+    none)."""
     lat = (
         results.join(reuse, on="id", how="anti")
-        .select(pl.col("provider").fill_null(NO_TIER), "latency_ms")
+        .select(
+            (pl.col("provider") if by is None else by).fill_null(NO_TIER).alias("k"),
+            "latency_ms",
+        )
         .drop_nulls()
         .filter(pl.col("latency_ms") > 0)
         .with_columns(
@@ -279,9 +312,9 @@ def _latency(results: pl.DataFrame, reuse: pl.DataFrame) -> dict[str, Latency]:
         )
     )
     out: dict[str, Latency] = {}
-    for (provider,), group in lat.group_by("provider"):
+    for (k,), group in lat.group_by("k"):
         counts = {int(b): int(n) for b, n in group.group_by("b").len().iter_rows()}
-        out[str(provider)] = Latency(
+        out[str(k)] = Latency(
             counts=counts, n=group.height, sum_ms=float(group["latency_ms"].sum())
         )
     return dict(sorted(out.items()))

@@ -11,6 +11,7 @@ so what they saved can be priced.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -87,6 +88,9 @@ def _result_row(o: RowOutcome, unit: int, cost: float, at: datetime) -> dict[str
         "attempts": 0 if reused else o.attempts,
         "retries": 0 if reused else o.retries,
         "rate_limited": 0 if reused else o.rate_limited,
+        "rate_limited_by": None
+        if reused or not o.limited_by
+        else json.dumps(o.limited_by, sort_keys=True),
         "accepted_attempt": 0 if reused else o.accepted_attempt,
         "accepted_reason": o.accepted_reason,
         "latency_ms": o.latency_ms,

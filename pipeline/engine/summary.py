@@ -120,6 +120,16 @@ class JobSummary(BaseModel):
     escalation_rate: float = Field(
         default=0.0, description="Share of rows sent above the tier routing chose."
     )
+    hedges_sent: int = Field(
+        default=0, description="Hedged requests sent (run.hedge): a slow call asked again."
+    )
+    hedges_won: int = Field(default=0, description="Hedges that answered first.")
+    hedge_usd: float = Field(default=0.0, description="What the hedged requests cost.")
+    cancelled_usd: float = Field(
+        default=0.0,
+        description="Calls cut off because the other call of their hedge answered first, "
+        "counted at their worst case (a cancelled request may still be billed).",
+    )
     disagreement_rate: float = Field(
         default=0.0, description="Share of rows whose agreement check disagreed."
     )
@@ -237,6 +247,10 @@ def build_summary(
         wall_s=round(wall_s, 3),
         escalation_rate=round(f.rows_escalated / rows, 6) if rows else 0.0,
         disagreement_rate=round(f.rows_disagreed / rows, 6) if rows else 0.0,
+        hedges_sent=f.hedges_sent,
+        hedges_won=f.hedges_won,
+        hedge_usd=f.hedge_usd,
+        cancelled_usd=f.cancelled_usd,
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
 

@@ -180,6 +180,8 @@ class UnitRunner:
             cache_key=f"tierline-{self.spec.name}-{self.spec.task.kind}",
             cache_prefix=self._shared_prefix(),
             reasoning_effort={n: p.reasoning_effort for n, p in self.spec.providers.items()},
+            strategies=self.spec.strategies(),
+            hedge=self.spec.run.hedge,
         )
         if self.spec.task.kind == "summarise":
             self.longdocs = LongDocs(self.spec, self.prices, self.executor)

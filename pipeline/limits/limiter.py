@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from pipeline.errors import TierlineError
+from pipeline.limits.headroom import UNLIMITED, Headroom
 from pipeline.providers.base import ChatResponse
 from schemas.job import Deployment, Limits
 
@@ -35,6 +36,9 @@ class LocalLimiter:
             return
         async with sem:
             yield
+
+    def headroom(self, deployment: Deployment) -> Headroom:
+        return UNLIMITED  # rates are the quota actors' to know; this bound is concurrency only
 
     def feedback(
         self,

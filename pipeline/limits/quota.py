@@ -79,6 +79,8 @@ class Grant:
 class _Client:
     slots: int = 0
     last_seen: float = 0.0
+    waiting: int = 0  # rows waiting for permits in that worker, as it last said
+    waiting_tokens: int = 0
 
 
 @dataclass
@@ -214,6 +216,31 @@ class QuotaState:
         freed = min(slots, c.slots)
         c.slots -= freed
         self.slots_used -= freed
+
+    def report_waiting(self, client: str, requests: int, tokens: int) -> None:
+        """A client's rows waiting for permits: what other workers see as queued here."""
+        c = self.clients.setdefault(client, _Client())
+        c.waiting, c.waiting_tokens, c.last_seen = max(0, requests), max(0, tokens), self.clock()
+
+    def view(self, client: str) -> dict[str, float | None]:
+        """The account as a tier pool weighs it: rates after AIMD, what the buckets hold
+        now, and the rows the other clients have waiting (`pipeline.limits.headroom`)."""
+        now = self.clock()
+        others = [c for name, c in self.clients.items() if name != client]
+        out: dict[str, float | None] = {
+            "requests_per_s": None,
+            "requests_ready": 0.0,
+            "tokens_per_s": None,
+            "tokens_ready": 0.0,
+            "requests_queued": float(sum(c.waiting for c in others)),
+            "tokens_queued": float(sum(c.waiting_tokens for c in others)),
+        }
+        for name, bucket in (("requests", self.requests), ("tokens", self.tokens)):
+            if bucket is not None:
+                bucket.refill(now)
+                out[f"{name}_per_s"] = bucket.rate
+                out[f"{name}_ready"] = bucket.level
+        return out
 
     def _reap(self, now: float) -> None:
         for name, c in list(self.clients.items()):

@@ -28,6 +28,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from pipeline.errors import RateLimited, TierlineError
+from pipeline.limits.headroom import UNLIMITED, Headroom
 from pipeline.limits.quota import QuotaState
 from pipeline.providers.base import ChatResponse
 from schemas.job import Deployment, JobSpec, Limits
@@ -58,8 +59,15 @@ class QuotaActor:
         self.state.configure(Limits.model_validate_json(limits_json))
 
     def lease(
-        self, client: str, requests: int, tokens: int, slots: int, largest: int
+        self,
+        client: str,
+        requests: int,
+        tokens: int,
+        slots: int,
+        largest: int,
+        waiting: tuple[int, int] = (0, 0),
     ) -> dict[str, Any]:
+        self.state.report_waiting(client, *waiting)
         g = self.state.lease(
             client, requests=requests, tokens=tokens, slots=slots, largest_request_tokens=largest
         )
@@ -73,11 +81,20 @@ class QuotaActor:
             "unlimited_requests": g.unlimited_requests,
             "unlimited_tokens": g.unlimited_tokens,
             "exhausted": g.exhausted,
+            "view": self.state.view(client),
         }
 
     def sync(
-        self, client: str, requests: int, tokens: int, slots: int, successes: int, seconds: float
+        self,
+        client: str,
+        requests: int,
+        tokens: int,
+        slots: int,
+        successes: int,
+        seconds: float,
+        waiting: tuple[int, int] = (0, 0),
     ) -> dict[str, Any]:
+        self.state.report_waiting(client, *waiting)
         self.state.give_back(client, requests=requests, tokens=tokens, slots=slots)
         self.state.on_success(successes, seconds)
         now = time.monotonic()
@@ -85,6 +102,7 @@ class QuotaActor:
             "pause_s": max(0.0, self.state.paused_until - now),
             "unlimited_requests": self.state.requests is None,
             "unlimited_tokens": self.state.tokens is None,
+            "view": self.state.view(client),
         }
 
     def rate_limited(self, retry_after_s: float | None, headers: dict[str, str]) -> float:
@@ -145,6 +163,26 @@ class QuotaClient:
         self.lock = asyncio.Lock()
         self.exhausted: str | None = None
         self.sync_task: asyncio.Task[None] | None = None
+        # The account as the actor last described it (every lease and sync brings it).
+        rate = None if limits.rpm is None else limits.rpm / 60.0
+        self.view: dict[str, Any] = {"requests_per_s": rate, "requests_ready": rate or 0.0}
+
+    def _waiting(self) -> tuple[int, int]:
+        return (max(0, self.waiting - self.req), max(0, self.waiting_tok - self.tok))
+
+    def headroom(self) -> Headroom:
+        """What this account can take now, without asking the actor (see `Headroom`)."""
+        v = self.view
+        return Headroom(
+            pause_s=max(0.0, self.pause_until - self.clock()),
+            requests_per_s=None if self.unlimited_req else v.get("requests_per_s"),
+            requests_ready=self.req + float(v.get("requests_ready") or 0.0),
+            requests_queued=float(v.get("requests_queued") or 0.0),
+            tokens_per_s=None if self.unlimited_tok else v.get("tokens_per_s"),
+            tokens_ready=self.tok + float(v.get("tokens_ready") or 0.0),
+            tokens_queued=float(v.get("tokens_queued") or 0.0),
+            exhausted=self.exhausted is not None,
+        )
 
     @property
     def needs_actor(self) -> bool:
@@ -188,7 +226,10 @@ class QuotaClient:
             want_req = 0 if self.unlimited_req else max(1, min(MAX_BATCH, self.waiting - self.req))
             want_tok = 0 if self.unlimited_tok else max(tokens, self.waiting_tok - self.tok)
             want_slots = max(1, self.waiting - self.slots_free) if self.conc_limited else 0
-            g = await self.actor.lease.remote(self.id, want_req, want_tok, want_slots, self.largest)
+            g = await self.actor.lease.remote(
+                self.id, want_req, want_tok, want_slots, self.largest, self._waiting()
+            )
+            self.view = g["view"]
             self.req += g["requests"]
             self.tok += g["tokens"]
             self.slots_free += g["slots"]
@@ -242,7 +283,10 @@ class QuotaClient:
         self.to_return_tok = 0
         ok, self.successes = self.successes, 0
         seconds, self.last_sync = now - self.last_sync, now
-        r = await self.actor.sync.remote(self.id, give_req, give_tok, give_slots, ok, seconds)
+        r = await self.actor.sync.remote(
+            self.id, give_req, give_tok, give_slots, ok, seconds, self._waiting()
+        )
+        self.view = r["view"]
         if r["pause_s"] > 0:
             self.pause_until = max(self.pause_until, self.clock() + r["pause_s"])
         self.unlimited_req, self.unlimited_tok = r["unlimited_requests"], r["unlimited_tokens"]
@@ -292,6 +336,10 @@ class ClusterLimiter:
         if client is not None:
             await client.acquire(tokens)
         yield
+
+    def headroom(self, deployment: Deployment) -> Headroom:
+        client = self._client(deployment)
+        return UNLIMITED if client is None else client.headroom()
 
     def feedback(
         self,

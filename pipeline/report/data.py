@@ -31,6 +31,7 @@ from pipeline.store import Store
 from schemas.figures import (
     TIMELINE_STEPS_S,
     Completions,
+    Deployment,
     ErrorSample,
     Latency,
     Tally,
@@ -81,6 +82,20 @@ class Timeline:
     retried: tuple[int, ...]
     rate_limited: tuple[int, ...]
     per_call_429: bool  # False: files without per-row 429 counts (older writers)
+
+
+@dataclass(frozen=True)
+class DeploymentShare:
+    """One deployment of a tier's pool: its share of the tier's answered rows, the 429s
+    it answered (to any row that was then answered, there or elsewhere), its latency."""
+
+    tier: str
+    deployment: str  # provider/model
+    rows: int
+    share: float  # of the tier's answered rows
+    rate_limited: int
+    p50_ms: float
+    p95_ms: float
 
 
 @dataclass(frozen=True)
@@ -141,6 +156,7 @@ class ReportData:
     forecast: ForecastFigures | None
     problems: tuple[str, ...]  # failed units, bad input files, rows pending
     notes: tuple[str, ...]  # what could not be read, or had to be derived
+    pools: tuple[DeploymentShare, ...] = ()  # tiers answered by more than one deployment
     canary: CanaryResult | None = None  # the golden set's scores (routing.canary)
     shift: ShiftReport | None = None  # tier shares and rates against the previous run
 
@@ -203,6 +219,7 @@ def build_report(prefix_uri: str) -> ReportData:
         by_tier_model=_spend(f.by_deployment, grouped=True),
         by_mode=_spend(f.by_mode),
         latency=latency_histograms(f.latency),
+        pools=deployment_shares(f.pools),
         timeline=timeline(f.timelines),
         errors=error_types(f.errors),
         error_types_total=len(f.errors),
@@ -233,6 +250,38 @@ def _spend(
 
 def _tier_rank(tier: str) -> int:
     return TIER_ORDER.index(tier) if tier in TIER_ORDER else len(TIER_ORDER)
+
+
+def deployment_shares(pools: dict[str, Deployment]) -> tuple[DeploymentShare, ...]:
+    """Per tier that more than one deployment answered (or whose rows met 429s): each
+    deployment's share of the tier's rows, the 429s its rows met there, their latency."""
+    per: dict[tuple[str, str], Deployment] = {}
+    for key, d in pools.items():
+        tier, _, dep = key.partition("/")
+        per[(tier, dep)] = d
+    tier_rows: dict[str, int] = {}
+    deps_of: dict[str, set[str]] = {}
+    for (t, dep), d in per.items():
+        tier_rows[t] = tier_rows.get(t, 0) + d.rows
+        deps_of.setdefault(t, set()).add(dep)
+    shares = []
+    for t, dep in sorted(per, key=lambda k: (_tier_rank(k[0]), k[1])):
+        d = per[(t, dep)]
+        if len(deps_of[t]) < 2 and not d.rate_limited:
+            continue  # one deployment and no 429s: not a pool worth showing
+        share = d.rows / tier_rows[t] if tier_rows[t] else 0.0
+        shares.append(
+            DeploymentShare(
+                t,
+                dep,
+                d.rows,
+                share,
+                d.rate_limited,
+                d.latency.quantile(0.5),
+                d.latency.quantile(0.95),
+            )
+        )
+    return tuple(shares)
 
 
 def latency_histograms(latency: dict[str, Latency]) -> tuple[LatencyHistogram, ...]:

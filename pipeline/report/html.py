@@ -43,6 +43,7 @@ def render_html(data: ReportData) -> str:
         _card("Tier mix", _mix_caption(d), _tier_mix(d)),
         _card("Savings against all-flagship", _savings_caption(d), _savings(d)),
         _latency_card(d),
+        *([_pools_card(d)] if d.pools else []),
         _timeline_card(d),
         _card(
             "Forecast against actual",
@@ -261,6 +262,26 @@ def _latency_card(d: ReportData) -> str:
     body = f'<div class="multiples">{charts}</div>' if len(d.latency) > 1 else charts
     body = body or empty("latency", "no latencies yet", WIDE)
     return _card("Latency per provider", "rows per latency bin, log scale", body, wide=True)
+
+
+def _pools_card(d: ReportData) -> str:
+    rows = "".join(
+        f"<tr><td>{esc(p.tier)}</td><td><code>{esc(p.deployment)}</code></td>"
+        f'<td class="num">{p.rows:,}<span class="bar" style="width:{max(p.share * 100, 3):.0f}%">'
+        f'</span></td><td class="num">{p.share:.0%}</td><td class="num">{p.rate_limited:,}</td>'
+        f'<td class="num">{fmt_ms(p.p50_ms)}</td><td class="num">{fmt_ms(p.p95_ms)}</td></tr>'
+        for p in d.pools
+    )
+    table = (
+        '<table class="errors"><thead><tr><th>tier</th><th>deployment</th><th>rows</th>'
+        "<th>share</th><th>429s</th><th>p50</th><th>p95</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
+    cap = (
+        "each deployment's share of its tier's answered rows, the 429s it answered (rows "
+        "then moved on), and the latency of the rows it answered"
+    )
+    return _card("Tier pools", cap, table, wide=True)
 
 
 def _timeline_card(d: ReportData) -> str:

@@ -90,6 +90,11 @@ class Behaviour:
         if latency.jitter_ms:
             spread = stable_fraction(seed, prompt, occurrence, "latency") * 2.0 - 1.0
             delay_ms += spread * latency.jitter_ms
+        if (
+            latency.slow_rate
+            and stable_fraction(seed, prompt, occurrence, "slow") < latency.slow_rate
+        ):
+            delay_ms = latency.slow_ms
         fault: Fault | None = None
         if settings.thresholds:
             draw = stable_fraction(seed, prompt, occurrence, "fault")

@@ -4,7 +4,7 @@
     python tests/benchmarks/throughput.py --quick         # about 2 minutes
     python tests/benchmarks/throughput.py --json out.json
 
-Three workloads, all against one simulator in its own process (loopback only), with Ray
+Five workloads, all against one simulator in its own process (loopback only), with Ray
 started once for the whole run:
 
 1. quota_bound: provider A limited to 600 rpm, provider B by a tpm sized to 5 rows/s of
@@ -17,6 +17,13 @@ started once for the whole run:
    Target: >= 0.8 of the bare client; far ahead of Ray Data and LiteLLM.
 3. faults: 10% 5xx and 2% hangs (cut by a 2 s timeout), 4 attempts: every row ends in
    results or errors exactly once. Reported: rows lost, duplicates, retries.
+4. pool (`--only pool`): the flagship tier as a pool of three providers with quotas of
+   their own (300 + 300 + 100 rpm); rows/s over the sum of the limits, with the default
+   strategy and with `ordered` (see tests/benchmarks/pools.py). Target: >= 0.95, 429s
+   <= 1%. The ordered run is capped in time (it would take 2.3x as long).
+5. hedge (`--only hedge`): a two-provider pool where 2% of answers take 5 s: p99 of a
+   row's completion time with `run.hedge` over without (target <= 0.5), and the extra
+   cost hedging adds (target <= 5%).
 
 How rates are measured. "run" rows/s = rows answered / the client's wall time, start-up
 included (for tierline: `run_job` from plan to summary, worker actors included; Ray's own
@@ -77,6 +84,14 @@ from pipeline.sim import Faults, KeyLimits, Latency, SimConfig  # noqa: E402
 from pipeline.sim.generate import input_tokens  # noqa: E402
 from schemas.job import ClassifyTask, JobSpec, parse_spec  # noqa: E402
 from tests.benchmarks.harness import JobRun, RequestLog, TimedSim, run_job_child  # noqa: E402
+from tests.benchmarks.pools import (  # noqa: E402
+    HEDGE_KEYS,
+    POOL_KEYS,
+    hedge_bound,
+    pool_bound,
+    print_hedge,
+    print_pool,
+)
 
 MODEL = "gpt-4o-mini"
 CONCURRENCY = 64
@@ -101,6 +116,8 @@ KEYS = {
     "TIERLINE_BENCH_KEY_B": "sk-tierline-bench-bbbbbb",
     "TIERLINE_BENCH_KEY_L": "sk-tierline-bench-llllll",
     "TIERLINE_BENCH_KEY_F": "sk-tierline-bench-ffffff",
+    **POOL_KEYS,
+    **HEDGE_KEYS,
 }
 TAG = {env: key[-6:] for env, key in KEYS.items()}  # what the simulator log records
 
@@ -184,6 +201,7 @@ def job_spec(
     tiers: dict[str, list[str]],
     run: dict[str, Any],
     rules: list[dict[str, str]] | None = None,
+    default: str = "cheap",
 ) -> JobSpec:
     return parse_spec(
         {
@@ -198,7 +216,7 @@ def job_spec(
             "output": {"uri": output_uri},
             "providers": providers,
             "tiers": tiers,
-            "routing": {"policy": "rules", "rules": rules or [], "default": "cheap"},
+            "routing": {"policy": "rules", "rules": rules or [], "default": default},
             "run": run,
         }
     )
@@ -748,6 +766,10 @@ def print_report(report: dict[str, Any]) -> None:
         )
         for note in f["driver_notes"][:5]:
             w(f"   driver: {note[:160]}\n")
+    if report.get("pool"):
+        w(print_pool(report["pool"], _mark))
+    if report.get("hedge"):
+        w(print_hedge(report["hedge"], _mark))
     w("\n")
 
 
@@ -757,8 +779,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="Write the results here as JSON.")
     parser.add_argument(
         "--only",
-        default="quota,latency,faults",
-        help="Comma-separated workloads to run (quota, latency, faults).",
+        default="quota,latency,faults,pool,hedge",
+        help="Comma-separated workloads to run (quota, latency, faults, pool, hedge).",
     )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -794,6 +816,8 @@ def main(argv: list[str] | None = None) -> int:
                 ("quota", "quota_bound", quota_bound),
                 ("latency", "latency_bound", latency_bound),
                 ("faults", "faults", faults),
+                ("pool", "pool", pool_bound),
+                ("hedge", "hedge", hedge_bound),
             ):
                 if key not in only:
                     continue

@@ -86,6 +86,26 @@ def run_in_background(fn: Callable[[], JobSummary]) -> tuple[threading.Thread, l
     return t, box
 
 
+def run_while_refusing(
+    sim: Sim, seconds: float, job: Callable[[], JobSummary], once_requests: int = 0
+) -> JobSummary:
+    """Run `job` while `sim` answers 429 (Retry-After 1 s) to everything for `seconds`:
+    from the start, or from when it has seen `once_requests` requests (the job is busy)."""
+
+    def window() -> None:
+        wait_for(lambda: sim.stats()["total"]["requests"] >= once_requests, timeout=120)
+        sim.post("/admin/config", {"faults": {"error_rates": {"429": 1.0}, "retry_after_s": 1}})
+        time.sleep(seconds)
+        sim.post("/admin/config", {"latency": {"mean_ms": 20}})
+
+    refusing = threading.Thread(target=window)
+    refusing.start()
+    try:
+        return job()
+    finally:
+        refusing.join()
+
+
 def wait_for(cond: Callable[[], bool], timeout: float = 60.0) -> None:
     end = time.monotonic() + timeout
     while not cond():
@@ -266,11 +286,7 @@ def test_provider_429_for_a_while_then_recovers(tmp_path: Path, ray_local: None,
         tiers=TIERS,
         run={"max_attempts": 20, "row_deadline_s": 120},
     )
-    sim.post("/admin/config", {"faults": {"error_rates": {"429": 1.0}, "retry_after_s": 1}})
-    healer = threading.Timer(8.0, lambda: sim.post("/admin/config", {"latency": {"mean_ms": 20}}))
-    healer.start()
-    summary = run_job(spec)
-    healer.join()
+    summary = run_while_refusing(sim, 8.0, lambda: run_job(spec))
     assert summary.status == "complete"
     stats = sim.stats()["total"]
     assert stats["rate_limited"] > 0

@@ -430,3 +430,24 @@ def test_the_forecast_says_when_a_deadline_cannot_hold_even_synchronously() -> N
     # Earlier runs measured batches at five hours: auto goes sync, and sync holds.
     slow = plan_finish(room, sync_s=3600.0, escalation_rate=0.0, turnaround_s=5 * 3600)
     assert (slow.mode, slow.holds) == ("sync", True)
+
+
+def test_a_pooled_tier_forecasts_the_pace_of_its_providers_quotas_together() -> None:
+    from pipeline.dryrun.sums import provider_loads
+
+    providers = {
+        "a": {"kind": "sim", "limits": {"rpm": 300}},
+        "b": {"kind": "sim", "limits": {"rpm": 300}},
+    }
+    tiers = {"cheap": ["a/gpt-4o-mini"], "flagship": ["a/gpt-4o", "b/gpt-4o"]}
+    usage = [ForecastUsage("flagship", "a", "gpt-4o", rows=3000, calls=3000, reserve_tokens=3e5)]
+
+    def seconds(pools: dict[str, Any]) -> tuple[float, dict[str, float]]:
+        s = spec(providers=providers, tiers=tiers, pools=pools, routing={"default": "flagship"})
+        loads = {load.provider: load.requests for load in provider_loads(s, usage)}
+        return job_duration(provider_loads(s, usage), 2, startup_s=0.0).seconds.p50, loads
+
+    pooled, split = seconds({})  # the default strategy, cheapest, shares the pool
+    ordered, alone = seconds({"flagship": {"strategy": "ordered"}})
+    assert split == {"a": 1500, "b": 1500} and alone == {"a": 3000}
+    assert pooled == pytest.approx(300.0) and ordered == pytest.approx(600.0)

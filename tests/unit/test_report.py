@@ -467,3 +467,35 @@ def test_command_writes_the_page_and_exits_2_without_a_job(
 def test_nice_ticks_cover_the_maximum() -> None:
     assert nice_ticks(0.187) == pytest.approx([0.0, 0.05, 0.1, 0.15, 0.2])
     assert nice_ticks(1489, 3)[-1] >= 1489 and nice_ticks(0) == [0.0, 1.0]
+
+
+def test_pool_shares_count_rows_429s_and_latency_per_deployment() -> None:
+    """Each deployment's share of its tier's rows, the 429s rows met on it and its latency,
+    summed from two units' figures as the report sums its markers."""
+    from pipeline.engine.figures import conform, unit_figures
+    from pipeline.report.data import deployment_shares
+    from schemas.figures import UnitFigures
+    from schemas.records import COSTS, ERRORS, RESULTS
+
+    results = conform(
+        pl.DataFrame(
+            {
+                "id": ["1", "2", "3", "4", "5"],
+                "tier": ["flagship"] * 4 + ["cheap"],
+                "provider": ["a", "b", "b", "b", "c"],
+                "model": ["gpt-4o"] * 4 + ["gpt-4o-mini"],
+                "latency_ms": [50.0, 40.0, 60.0, 5000.0, 20.0],
+                # The second row met a 429 on a, then b answered it.
+                "rate_limited_by": [None, '{"a/gpt-4o": 1}', None, '{"a/gpt-4o": 2}', None],
+            }
+        ),
+        RESULTS,
+    )
+    costs = pl.DataFrame(pl.from_arrow(COSTS.empty_table()))
+    errors = pl.DataFrame(pl.from_arrow(ERRORS.empty_table()))
+    units = [unit_figures(part, costs, errors) for part in (results[:2], results[2:])]
+    a, b = deployment_shares(UnitFigures.total(units).pools)  # cheap: one deployment, no 429s
+    assert (a.deployment, a.rows, a.share, a.rate_limited) == ("a/gpt-4o", 1, 0.25, 3)
+    assert (b.deployment, b.rows, b.share, b.rate_limited) == ("b/gpt-4o", 3, 0.75, 0)
+    # The median of 40, 60 and 5,000 ms, read from fixed buckets (within 12%).
+    assert b.p50_ms == pytest.approx(60.0, rel=0.12)

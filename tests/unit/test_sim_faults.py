@@ -146,3 +146,16 @@ def test_latency_is_applied() -> None:
             assert time.monotonic() - started >= 0.19
 
     asyncio.run(go())
+
+
+def test_a_long_tail_of_slow_answers_is_drawn_per_request() -> None:
+    from pipeline.sim.behaviour import Behaviour
+
+    tail = Latency(mean_ms=50, slow_rate=0.02, slow_ms=5000)
+    behaviour = Behaviour(SimConfig(latency=tail))
+    delays = [behaviour.plan("gpt-4o", prompt=p, occurrence=0).delay_s for p in range(5000)]
+    slow = sum(d == 5.0 for d in delays)
+    assert 60 < slow < 140 and all(d in (0.05, 5.0) for d in delays)  # about 2% of 5,000
+    # The same prompt asked again (a hedge) draws anew: it is rarely slow twice.
+    again = [behaviour.plan("gpt-4o", prompt=p, occurrence=1).delay_s for p in range(5000)]
+    assert sum(a == d == 5.0 for a, d in zip(again, delays, strict=True)) < 10
