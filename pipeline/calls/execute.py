@@ -25,6 +25,7 @@ import aiohttp
 
 from jobs.base import JobKind, Parsed
 from jobs.prompts import FixedMessages, Messages, RowMessages
+from pipeline.calls.breaker import Breaker
 from pipeline.calls.retry import RetryPolicy
 from pipeline.costs import call_cost_usd, worst_case_call_usd
 from pipeline.errors import (
@@ -38,8 +39,9 @@ from pipeline.errors import (
 )
 from pipeline.limits.budget import Budgets
 from pipeline.metrics import Metrics
-from pipeline.providers.base import ChatRequest, ChatResponse, Message, Provider
-from pipeline.routing.cascade import majority, normalise
+from pipeline.providers.base import ChatRequest, ChatResponse, Message, Provider, StructuredMode
+from pipeline.routing.cascade import same_answer, vote
+from pipeline.tokens import count_tokens
 from schemas.job import TIER_ORDER, CascadeSpec, Deployment, VoteSpec
 from schemas.prices import PriceTable
 
@@ -65,7 +67,8 @@ class CallRecord:
     tier: str
     input_tokens: int
     output_tokens: int
-    call_status: str  # ok | invalid_output | escalated | disagreed | cached | duplicate
+    # ok | invalid_output | reasked | escalated | disagreed | cached | duplicate
+    call_status: str
     attempt: int
     step: str = "direct"  # direct | map | reduce (long documents)
     chunk: int | None = None
@@ -119,33 +122,6 @@ class RowOutcome:
     prompt_version: str | None = None  # of the answer kept
 
 
-class Breaker:
-    """Per-deployment circuit breaker: open after `threshold` consecutive failed calls,
-    skip the deployment for `cooldown_s`, then let one probe through (half-open)."""
-
-    def __init__(self, threshold: int, cooldown_s: float, clock: Callable[[], float]) -> None:
-        self.threshold, self.cooldown_s, self.clock = threshold, cooldown_s, clock
-        self.failures = 0
-        self.opened_at: float | None = None
-        self.probing = False
-
-    def allow(self) -> bool:
-        if self.opened_at is None:
-            return True
-        if self.clock() - self.opened_at >= self.cooldown_s and not self.probing:
-            self.probing = True
-            return True
-        return False
-
-    def record(self, ok: bool) -> None:
-        if ok:
-            self.failures, self.opened_at, self.probing = 0, None, False
-            return
-        self.failures += 1
-        if self.probing or self.failures >= self.threshold:
-            self.opened_at, self.probing = self.clock(), False
-
-
 class _TierDown(Exception):
     """No deployment of the tier could serve the row; carries the last error."""
 
@@ -177,8 +153,16 @@ class RowExecutor:
         rng: random.Random | None = None,
         cache_key: str | None = None,
         cache_prefix: int = 0,
+        structured: Mapping[str, StructuredMode] | None = None,
+        reasks: int = 0,
+        compare_fields: Sequence[str] | None = None,
     ) -> None:
         self.kind = kind
+        # Extract tasks: how each provider is asked for JSON, how often a failing answer
+        # is asked again on the same deployment, and the fields agreement and votes check.
+        self.structured = structured or {}
+        self.reasks = reasks
+        self.compare_fields = list(compare_fields) if compare_fields is not None else None
         # Prompt caching: every request of the job names the same key (OpenAI keeps them
         # on warm machines); `cache_prefix` leading messages are the block rows share.
         self.cache_key, self.cache_prefix = cache_key, cache_prefix
@@ -357,9 +341,10 @@ class RowExecutor:
         if not answers:
             errors = [r for r in results if isinstance(r, TierlineError)]
             raise _TierDown(errors[-1] if errors else None)
-        winner, tie = majority([a.parsed.output or "" for a in answers])
-        chosen = next(a for a in answers if normalise(a.parsed.output or "") == winner)
-        chosen.vote_tie = tie
+        fields = self.vote.fields if self.vote and self.vote.fields else self.compare_fields
+        i, parsed, tie = vote([a.parsed for a in answers], fields)
+        chosen = answers[i]
+        chosen.parsed, chosen.vote_tie = parsed, tie
         return chosen
 
     async def _check(
@@ -392,7 +377,8 @@ class RowExecutor:
                 other = await self._ask(partner, tier, messages, input_tokens, out, started)
                 if not isinstance(other, _Answer) or not other.parsed.ok:
                     return False, "disagree"
-                same = normalise(other.parsed.output or "") == normalise(ans.parsed.output or "")
+                fields = cascade.fields or self.compare_fields
+                same = same_answer(ans.parsed, other.parsed, fields)
                 return (True, "agree") if same else (False, "disagree")
         return True, "valid"
 
@@ -419,6 +405,9 @@ class RowExecutor:
         cap = out.max_tokens if out.max_tokens is not None else self.kind.max_output_tokens()
         wants_logprobs = self.cascade is not None and self.cascade.min_logprob is not None
         sent = messages.for_model(dep.model)
+        schema = self.kind.output_schema()
+        if schema is not None:
+            schema = replace(schema, mode=self.structured.get(dep.provider, "native"))
         request = ChatRequest(
             model=dep.model,
             messages=sent,
@@ -426,6 +415,7 @@ class RowExecutor:
             logprobs=wants_logprobs,
             cache_key=self.cache_key,
             cache_prefix=min(self.cache_prefix, max(0, len(sent) - 1)),
+            output_schema=schema,
         )
         window = self.context_windows.get(dep.model)
         if window is not None and input_tokens + request.max_tokens > window:
@@ -437,6 +427,37 @@ class RowExecutor:
         if isinstance(result, TierlineError):
             return result
         parsed = self.kind.parse(result.text)
+        version = messages.version(dep.model)
+        for _ in range(self.reasks if parsed.reask else 0):
+            # Ask once more on the same deployment, quoting what failed validation; the
+            # failed call stays a cost row (`reasked`). A re-ask that cannot be sent leaves
+            # the invalid answer, which escalates like any other.
+            self._record(out, dep, tier, result, "reasked", version)
+            assert parsed.reask is not None
+            extra = (
+                Message("assistant", result.text[:_QUOTED_CHARS]),
+                Message("user", parsed.reask),
+            )
+            request = replace(request, messages=(*request.messages, *extra))
+            more = input_tokens + sum(count_tokens(m.content, dep.model) for m in extra)
+            retried = await self._try_deployment(dep, request, more, out, started)
+            if isinstance(retried, TierlineError):
+                return _Answer(dep, parsed, out.attempts, None)
+            result, parsed = retried, self.kind.parse(retried.text)
+            if parsed.ok or not parsed.reask:
+                break
+        self._record(out, dep, tier, result, "ok" if parsed.ok else "invalid_output", version)
+        return _Answer(dep, parsed, out.attempts, result.mean_logprob)
+
+    @staticmethod
+    def _record(
+        out: RowOutcome,
+        dep: Deployment,
+        tier: str,
+        result: ChatResponse,
+        status: str,
+        version: str | None,
+    ) -> None:
         out.calls.append(
             CallRecord(
                 dep.provider,
@@ -444,15 +465,14 @@ class RowExecutor:
                 tier,
                 result.usage.input_tokens,
                 result.usage.output_tokens,
-                "ok" if parsed.ok else "invalid_output",
+                status,
                 out.attempts,
                 cached_input_tokens=result.usage.cached_input_tokens,
                 cache_write_tokens=result.usage.cache_write_tokens,
                 mode=result.mode,
-                prompt_version=messages.version(dep.model),
+                prompt_version=version,
             )
         )
-        return _Answer(dep, parsed, out.attempts, result.mean_logprob)
 
     async def _try_deployment(
         self,
@@ -540,6 +560,11 @@ class _Answer:
     attempt: int
     logprob: float | None = None
     vote_tie: bool | None = None
+
+
+# The longest invalid answer quoted back in a re-ask (an answer far past the schema's
+# size is cut: the model needs to see what it did, not all of it again).
+_QUOTED_CHARS = 4000
 
 
 class _Settled(Exception):

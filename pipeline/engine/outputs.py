@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import polars as pl
 import pyarrow as pa
 
+from jobs.base import JobKind
 from pipeline.calls.cache import FREE_STATUSES
 from pipeline.calls.execute import RowOutcome
 from pipeline.costs import add_cost_column
@@ -24,10 +25,19 @@ from schemas.prices import PriceTable
 from schemas.records import COSTS, ERRORS, RESULTS, RETRYABLE_ERRORS
 
 
+def results_schema(kind: JobKind | None = None) -> pa.Schema:
+    """RESULTS, and after it the kind's typed columns (extract: out_<field>)."""
+    typed = kind.typed_columns([]) if kind is not None else None
+    if typed is None:
+        return RESULTS
+    return pa.schema([*RESULTS, *typed.schema])
+
+
 def unit_tables(
-    unit: int, outcomes: list[RowOutcome], prices: PriceTable
+    unit: int, outcomes: list[RowOutcome], prices: PriceTable, kind: JobKind | None = None
 ) -> tuple[pa.Table, pa.Table, pa.Table]:
-    """A unit's results, costs (priced) and errors, one row per outcome (and per call)."""
+    """A unit's results, costs (priced) and errors, one row per outcome (and per call);
+    results carry the kind's typed columns after the common ones."""
     now = datetime.now(UTC)
     ok = [o for o in outcomes if o.ok]
     bad = [o for o in outcomes if not o.ok]
@@ -55,6 +65,10 @@ def unit_tables(
         ],
         schema=RESULTS,
     )
+    typed = kind.typed_columns([o.output for o in ok]) if kind is not None else None
+    if typed is not None:
+        for field, column in zip(typed.schema, typed.columns, strict=True):
+            results = results.append_column(field, column)
     errors = pa.Table.from_pylist(
         [
             {

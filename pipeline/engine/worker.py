@@ -33,7 +33,7 @@ from pipeline.calls.execute import Limiter, RowExecutor, RowOutcome
 from pipeline.calls.retry import RetryPolicy
 from pipeline.calls.reuse import AnswerReuse, InFlight, split_rows
 from pipeline.engine.journal import UnitJournal, take_back
-from pipeline.engine.outputs import row_costs, spend_by_model, unit_tables
+from pipeline.engine.outputs import results_schema, row_costs, spend_by_model, unit_tables
 from pipeline.engine.plan import Unit
 from pipeline.engine.rows import ID, SENSITIVE, TEXT, TIER, prepare_unit, read_unit, unit_columns
 from pipeline.engine.stopping import RowGate
@@ -48,9 +48,9 @@ from pipeline.providers import registry
 from pipeline.providers.base import ChatRequest, ChatResponse, Provider
 from pipeline.store import Store, table_to_parquet_bytes
 from pipeline.tokens import chat_overhead_tokens, count_tokens, count_tokens_batch
-from schemas.job import CascadeSpec, Deployment, JobSpec
+from schemas.job import CascadeSpec, Deployment, ExtractTask, JobSpec
 from schemas.prices import PriceTable
-from schemas.records import COSTS, ERRORS, RESULTS, FileEntry, UnitCommit
+from schemas.records import COSTS, ERRORS, FileEntry, UnitCommit
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,9 @@ class UnitRunner:
             rng=random.Random(),
             cache_key=f"tierline-{self.spec.name}-{self.spec.task.kind}",
             cache_prefix=self._shared_prefix(),
+            structured={n: p.structured_output for n, p in self.spec.providers.items()},
+            reasks=task.reasks if isinstance(task := self.spec.task, ExtractTask) else 0,
+            compare_fields=task.compared_fields() if isinstance(task, ExtractTask) else None,
         )
         if self.spec.task.kind == "summarise":
             self.longdocs = LongDocs(self.spec, self.prices, self.executor)
@@ -402,7 +405,7 @@ class UnitRunner:
             return table.select(schema.names).cast(schema)
 
         return (
-            read(commit.results.path, RESULTS),
+            read(commit.results.path, results_schema(self.kind)),
             read(commit.costs.path, COSTS),
             read(commit.errors.path, ERRORS),
         )
@@ -520,7 +523,7 @@ class UnitRunner:
             return UnitReport(unit.index, len(outcomes), 0, 0, 0, 0.0, {}, stopped=True)
         for o in early:
             self.metrics.row(o.tier, False)
-        results, costs, errors = unit_tables(unit.index, outcomes, self.prices)
+        results, costs, errors = unit_tables(unit.index, outcomes, self.prices, self.kind)
         for (prov, model), usd in spend_by_model(costs).items():
             self.metrics.spend(prov, model, usd)
         if kept is not None:

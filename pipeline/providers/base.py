@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from schemas.extract import StructuredMode
+
 if TYPE_CHECKING:  # only a type here: the forecast's worker processes never load aiohttp
     import aiohttp
 
@@ -25,6 +27,17 @@ Role = Literal["system", "user", "assistant"]
 class Message:
     role: Role
     content: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSchema:
+    """The JSON Schema an answer must match (extract tasks), and how the provider is asked
+    for it (`pipeline.providers.structured`): native structured output, JSON mode, or the
+    schema written into the prompt. `schema` is JSON text, so requests stay hashable."""
+
+    name: str
+    schema: str
+    mode: StructuredMode = "native"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +55,8 @@ class ChatRequest:
     # the last block of that prefix; OpenAI caches long shared prefixes by itself.
     cache_key: str | None = None
     cache_prefix: int = 0
+    # Extract tasks: the answer's JSON Schema, sent the way the provider takes it.
+    output_schema: OutputSchema | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from pipeline.sim import generate
+from pipeline.sim import extract, generate
 from pipeline.sim.batches import BatchStore
 from pipeline.sim.behaviour import Behaviour, ReplyPlan
 from pipeline.sim.limits import SimLimiter
@@ -235,8 +235,13 @@ class CompletionHandler:
         recorded: Recorded | None,
     ) -> Reply:
         model, seed, accuracy = request.model, self.state.config.seed, plan.settings.accuracy
+        schema = request.schema or extract.schema_in_prompt(request.messages)
         if recorded is not None:
             text = recorded.response
+        elif schema is not None:
+            found = extract.extract_answer(schema, extract.row_text(request.messages))
+            parts = (seed, model, request.messages)
+            text = extract.spoil(found, schema, plan.settings.extract, *parts)
         else:
             text = generate.answer(request.messages, model=model, seed=seed, accuracy=accuracy)
         if request.max_tokens is not None:
