@@ -141,6 +141,26 @@ def get_job_kind(task: AnyTask) -> JobKind:
     return _load(target)(task)
 
 
+# --- request size ---------------------------------------------------------------------
+
+
+def framing_tokens(kind: JobKind, model: str, family: str | None = None) -> int:
+    """Tokens a request spends around the row's text: instructions, chat framing, and an
+    output schema (providers bill a structured-output schema as input, whether it travels
+    as response_format, a tool or in the prompt).
+
+        framing_tokens(kind, "gpt-4o-mini")     # + the text's tokens = the call's input
+    """
+    from pipeline.tokens import chat_overhead_tokens, count_tokens
+
+    msgs = kind.build_messages("", model)
+    tokens = sum(count_tokens(m.content, model, family) for m in msgs)
+    schema = kind.output_schema()
+    if schema is not None:
+        tokens += count_tokens(schema.schema, model, family)
+    return tokens + chat_overhead_tokens(len(msgs))
+
+
 # --- row text ---------------------------------------------------------------------------
 
 

@@ -542,9 +542,10 @@ class JobSpec(Strict):
                     f"routing: rows can be routed to tier {tier!r}, which has no deployments"
                 )
         if self.routing.canary is not None and self.task.kind in ("summarise", "extract"):
+            what = "a summary" if self.task.kind == "summarise" else "an extracted record"
             problems.append(
-                f"routing.canary: a {self.task.kind} answer has no single label to score; use "
-                "a canary with a classify or generate task, or remove routing.canary"
+                f"routing.canary: {what} has no single right answer to score; use a canary "
+                "with a classify or generate task, or remove routing.canary"
             )
         problems += self._field_problems()
         problems += self._price_problems()

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from jobs.base import get_job_kind
+from jobs.base import framing_tokens, get_job_kind
 from pipeline.calls.batching import BatchAwareLimiter, BatchingProvider, BatchPlan, SyncCall
 from pipeline.calls.cache import ResponseCache
 from pipeline.calls.execute import Limiter, RowExecutor, RowOutcome
@@ -47,7 +47,7 @@ from pipeline.metrics import Metrics
 from pipeline.providers import registry
 from pipeline.providers.base import ChatRequest, ChatResponse, Provider
 from pipeline.store import Store, table_to_parquet_bytes
-from pipeline.tokens import chat_overhead_tokens, count_tokens, count_tokens_batch
+from pipeline.tokens import count_tokens, count_tokens_batch
 from schemas.job import CascadeSpec, Deployment, ExtractTask, JobSpec
 from schemas.prices import PriceTable
 from schemas.records import COSTS, ERRORS, FileEntry, UnitCommit
@@ -255,8 +255,7 @@ class UnitRunner:
 
     def _prompt_tokens(self, model: str) -> int:
         """Tokens of the request around the row's text: instructions and chat framing."""
-        msgs = self.kind.build_messages("", model)
-        return sum(count_tokens(m.content, model) for m in msgs) + chat_overhead_tokens(len(msgs))
+        return framing_tokens(self.kind, model)
 
     def _cascade(self) -> CascadeSpec | None:
         routing = self.spec.routing

@@ -11,6 +11,7 @@ limits and latency (the batch's timeline stands for both): `answer_batched`.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
@@ -82,6 +83,15 @@ def _error(
     return web.json_response(wire.error(status, message, kind), status=status, headers=headers)
 
 
+def _input_tokens(request: SimRequest) -> int:
+    """Prompt tokens as the providers bill them: a structured-output schema sent beside
+    the messages (response_format, a tool's input schema) counts as input too."""
+    tokens = generate.input_tokens(request.messages, request.model)
+    if request.schema is not None:
+        tokens += count_tokens(json.dumps(request.schema, ensure_ascii=False), request.model)
+    return tokens
+
+
 class CompletionHandler:
     """Answers completion requests in any wire format."""
 
@@ -120,7 +130,7 @@ class CompletionHandler:
                 state.stats.failed(model, key, 404)
                 message = f"no recorded answer for model {model} and this prompt"
                 return _error(wire, 404, message, "not_found")
-        tokens_in = generate.input_tokens(sim_request.messages, model)
+        tokens_in = _input_tokens(sim_request)
         verdict = state.limiter.admit(key, model, tokens_in + (sim_request.max_tokens or 0))
         headers = wire.rate_headers(verdict.state, state.wall_clock())
         if not verdict.allowed:
@@ -194,7 +204,7 @@ class CompletionHandler:
             status = {"hang": 504, "reset": 500}.get(str(plan.fault)) or int(plan.fault)
             state.stats.failed(model, key, status)
             return status, wire.error(status, f"simulated error {status}")
-        tokens_in = generate.input_tokens(request.messages, model)
+        tokens_in = _input_tokens(request)
         reply = self._reply(request, key, tokens_in, plan, recorded)
         self._count_answer(request, key, prompt, reply)
         answer_id = f"sim{prompt:016x}{occurrence}"
