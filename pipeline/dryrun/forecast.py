@@ -46,7 +46,7 @@ from pipeline.dryrun.history import (
     read_history,
 )
 from pipeline.dryrun.pool import Backend, run_units, start_pool, workers_available
-from pipeline.dryrun.reasks import reask_rate, with_reasks
+from pipeline.dryrun.reasks import default_escalation, reask_rate, with_reasks
 from pipeline.dryrun.sums import (
     ForecastBucket,
     Range,
@@ -438,6 +438,8 @@ def _escalation(
         return given, "as given"
     if history is not None:
         return observed_escalation(history), "observed in earlier runs"
+    if (extract := default_escalation(spec)) is not None and spec.routing.escalates():
+        return extract
     cascading = spec.routing.cascade is not None or spec.routing.vote is not None
     rate = POLICY_ESCALATION.get("cascade" if cascading else spec.routing.policy, 0.0)
     return rate, "a stated default for cascades" if rate else "routing sends each row once"

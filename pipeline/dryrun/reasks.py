@@ -41,6 +41,19 @@ def reask_rate(spec: JobSpec, history: pl.DataFrame | None) -> tuple[float, str]
     return DEFAULT_REASK_RATE, "a stated default (no earlier run of the spec)"
 
 
+def default_escalation(spec: JobSpec) -> tuple[float, str] | None:
+    """Without an earlier run: an extract cascade that only validates (no agreement, vote
+    or log-probability floor) escalates the rows whose re-asks fail too; None otherwise."""
+    task, routing = spec.task, spec.routing
+    if not isinstance(task, ExtractTask) or routing.vote is not None:
+        return None
+    cascade = routing.cascade
+    if cascade is not None and (cascade.agree or cascade.min_logprob is not None):
+        return None
+    rate = DEFAULT_REASK_RATE ** (task.reasks + 1)
+    return rate, f"a stated default: {DEFAULT_REASK_RATE:.0%} of answers fail, and so do re-asks"
+
+
 def with_reasks(usage: Iterable[ForecastUsage], rate: float) -> list[ForecastUsage]:
     """The usage plus re-ask calls: a share `rate` of each bucket's calls asked again on
     the same model, with its input, one answer and the re-ask message as input."""

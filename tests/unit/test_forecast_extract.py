@@ -64,3 +64,12 @@ def test_reasks_add_calls_on_the_same_model_with_the_answer_quoted() -> None:
     assert both[1].calls == pytest.approx(10) and both[1].rows == 0
     assert both[1].input_tokens > 5000 and both[1].out[1] == pytest.approx(400)
     assert with_reasks([first], 0.0) == [first]
+
+
+def test_an_extract_cascade_escalates_only_what_fails_its_reask_too() -> None:
+    from pipeline.dryrun.reasks import default_escalation
+
+    s = spec({"kind": "extract", "fields": FIELDS})
+    rate, note = default_escalation(s) or (None, "")
+    assert rate == pytest.approx(DEFAULT_REASK_RATE**2) and "re-asks" in note
+    assert default_escalation(spec({"kind": "classify", "labels": ["a", "b"]})) is None
