@@ -30,7 +30,7 @@ from pipeline.calls.cache import (
     cache_key,
     chat_body,
 )
-from pipeline.calls.execute import CallRecord, RowOutcome
+from pipeline.calls.outcome import CallRecord, RowOutcome
 from pipeline.providers.base import ChatRequest
 from schemas.job import JobSpec
 

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from jobs.base import JobKind
 from pipeline.calls.cache import FREE_STATUSES
-from pipeline.calls.execute import RowOutcome
+from pipeline.calls.outcome import RowOutcome
 from pipeline.costs import add_cost_column
 from schemas.prices import PriceTable
 from schemas.records import COSTS, ERRORS, RESULTS, RETRYABLE_ERRORS

@@ -29,7 +29,8 @@ import pyarrow.parquet as pq
 from jobs.base import framing_tokens, get_job_kind
 from pipeline.calls.batching import BatchAwareLimiter, BatchingProvider, BatchPlan, SyncCall
 from pipeline.calls.cache import ResponseCache
-from pipeline.calls.execute import Limiter, RowExecutor, RowOutcome
+from pipeline.calls.execute import Limiter, RowExecutor
+from pipeline.calls.outcome import RowOutcome
 from pipeline.calls.retry import RetryPolicy
 from pipeline.calls.reuse import AnswerReuse, InFlight, split_rows
 from pipeline.engine.journal import UnitJournal, take_back

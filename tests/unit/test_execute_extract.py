@@ -9,7 +9,8 @@ import random
 from collections.abc import Sequence
 
 from jobs.base import get_job_kind
-from pipeline.calls.execute import RowExecutor, RowOutcome
+from pipeline.calls.execute import RowExecutor
+from pipeline.calls.outcome import RowOutcome
 from pipeline.calls.retry import RetryPolicy
 from pipeline.limits.limiter import LocalLimiter
 from pipeline.providers.base import ChatRequest, ChatResponse, Usage
