@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Sequence
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
 from pipeline.sim.generate import Msg, stable_fraction
@@ -101,6 +103,10 @@ def row_text(messages: Sequence[Msg]) -> str:
     return next((content for role, content in messages if role == "user"), "")
 
 
+# The same texts and schemas come back field after field and request after request:
+# cached, an answer takes about a tenth of the time (the simulator must not be what a
+# benchmark of the pipeline measures).
+@lru_cache(maxsize=65536)
 def _stem(word: str) -> str:
     for suffix in ("ing", "ed", "es", "s", "ly"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
@@ -108,16 +114,21 @@ def _stem(word: str) -> str:
     return word
 
 
-def _stems(text: str, stop: bool = True) -> list[str]:
+@lru_cache(maxsize=256)
+def _stems(text: str, stop: bool = True) -> tuple[str, ...]:
     """Word stems; `stop` drops function words (not for enum keywords: a language's
     keywords are its function words)."""
-    return [_stem(w) for w in _WORD.findall(text.lower()) if not (stop and w in _STOP)]
+    return tuple(_stem(w) for w in _WORD.findall(text.lower()) if not (stop and w in _STOP))
 
 
-def _keys(name: str, prop: dict[str, Any]) -> set[str]:
+def _keys(name: str, prop: dict[str, Any]) -> frozenset[str]:
     """Words that point at a property: its name's and description's content words."""
-    text = name.replace("_", " ") + " " + str(prop.get("description", ""))
-    return {w for w in _stems(text) if len(w) >= 4}
+    return _content_words(name.replace("_", " ") + " " + str(prop.get("description", "")))
+
+
+@lru_cache(maxsize=1024)
+def _content_words(text: str) -> frozenset[str]:
+    return frozenset(w for w in _stems(text) if len(w) >= 4)
 
 
 def _types(prop: dict[str, Any]) -> list[str]:
@@ -125,7 +136,8 @@ def _types(prop: dict[str, Any]) -> list[str]:
     return [x for x in (t if isinstance(t, list) else [t]) if x != "null"]
 
 
-def _enum_keywords(values: list[str], description: str) -> list[set[str]]:
+@lru_cache(maxsize=1024)
+def _enum_keywords(values: tuple[str, ...], description: str) -> list[set[str]]:
     out = []
     for v in values:
         words = set(_stems(v, stop=False))
@@ -136,9 +148,15 @@ def _enum_keywords(values: list[str], description: str) -> list[set[str]]:
     return out
 
 
+@lru_cache(maxsize=64)
+def _word_counts(text: str) -> Counter[str]:
+    return Counter(_stems(text, stop=False))
+
+
 def _enum_scores(values: list[str], description: str, text: str) -> list[int]:
-    words = _stems(text, stop=False)
-    return [sum(1 for w in words if w in keys) for keys in _enum_keywords(values, description)]
+    counts = _word_counts(text)
+    keywords = _enum_keywords(tuple(values), description)
+    return [sum(counts[k] for k in keys) for keys in keywords]
 
 
 def _enum(prop: dict[str, Any], text: str, required: bool) -> str | None:
@@ -155,16 +173,27 @@ def _enum(prop: dict[str, Any], text: str, required: bool) -> str | None:
     return next((values[lowered.index(f)] for f in _FALLBACKS if f in lowered), values[-1])
 
 
-def _sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE.split(text) if s.strip()]
+@lru_cache(maxsize=64)
+def _sentences(text: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in _SENTENCE.split(text) if s.strip())
+
+
+@lru_cache(maxsize=64)
+def _candidates(text: str) -> tuple[tuple[str, frozenset[str]], ...]:
+    """A string's candidate values (sentences of a few words at least, else any) with
+    their content words, once per text."""
+    every = _sentences(text)
+    long = [s for s in every if len(s.split()) >= _MIN_WORDS] or every
+    return tuple((s, frozenset(_stems(s))) for s in long)
 
 
 def _string(name: str, prop: dict[str, Any], text: str, required: bool) -> str | None:
-    sentences = [s for s in _sentences(text) if len(s.split()) >= _MIN_WORDS] or _sentences(text)
-    if not sentences:
+    candidates = _candidates(text)
+    if not candidates:
         return "" if required else None
+    sentences = [s for s, _ in candidates]
     keys = _keys(name, prop)
-    scores = [sum(1 for w in _stems(s) if w in keys) for s in sentences]
+    scores = [len(words & keys) for _, words in candidates]
     best = max(range(len(sentences)), key=lambda i: (scores[i], -i))
     if scores[best] == 0 and not required:
         return None

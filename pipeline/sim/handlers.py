@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
+from functools import lru_cache
 from pathlib import Path
 
 from aiohttp import web
@@ -88,8 +89,13 @@ def _input_tokens(request: SimRequest) -> int:
     the messages (response_format, a tool's input schema) counts as input too."""
     tokens = generate.input_tokens(request.messages, request.model)
     if request.schema is not None:
-        tokens += count_tokens(json.dumps(request.schema, ensure_ascii=False), request.model)
+        tokens += _schema_tokens(json.dumps(request.schema, ensure_ascii=False), request.model)
     return tokens
+
+
+@lru_cache(maxsize=256)
+def _schema_tokens(schema: str, model: str) -> int:
+    return count_tokens(schema, model)  # a job sends one schema with every request
 
 
 class CompletionHandler:
