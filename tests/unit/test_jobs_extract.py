@@ -233,3 +233,33 @@ def test_typed_columns_round_trip_through_parquet() -> None:
     counts = df.group_by("out_queue").len()
     assert counts.filter(pl.col("out_queue") == "billing")["len"].item() == 2
     assert kind.typed_columns([]).num_rows == 0
+
+
+def test_validate_command_names_the_field_of_an_unusable_schema(tmp_path: Path) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from pipeline.cli.app import app
+
+    doc = spec_with({"kind": "extract", "fields": {"queue": {"type": "enum", "values": []}}})
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    done = CliRunner().invoke(app, ["validate", str(path)])
+    assert done.exit_code == 2
+    assert "task.extract.fields.queue" in done.output and "needs `values`" in done.output
+
+
+def test_unit_tables_carry_the_typed_columns_even_for_a_unit_of_errors() -> None:
+    from pipeline.calls.outcome import RowOutcome
+    from pipeline.engine.outputs import results_schema, unit_tables
+    from schemas.prices import load_prices
+
+    kind = job()
+    ok = RowOutcome(id="a", tier="cheap", ok=True, output=kind.parse(json.dumps(GOOD)).output)
+    bad = RowOutcome(id="b", tier="cheap", ok=False, error_type="invalid_output", message="x")
+    for outcomes in ([ok, bad], [bad]):
+        results, _, errors = unit_tables(0, outcomes, load_prices(), kind)
+        assert results.schema == results_schema(kind)  # one schema for every unit's file
+        assert results.num_rows + errors.num_rows == len(outcomes)
+    results, _, _ = unit_tables(0, [ok], load_prices(), kind)
+    assert results.column("out_seats").to_pylist() == [12]
