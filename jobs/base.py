@@ -5,6 +5,8 @@
     kind.prompt(model).version                         # 'p-1a2b3c4d' (jobs.prompts)
     request = ChatRequest(model=m, messages=messages, max_tokens=kind.max_output_tokens())
     parsed = kind.parse(response.text)                 # Parsed(ok, output, reason)
+    kind.output_schema()                               # extract: the answer's JSON Schema
+    kind.typed_columns(outputs)                        # extract: out_<field> columns
 
 A job kind is pure: no I/O, no clocks, no provider calls. It turns a row's text into
 messages and a model's answer into a normalised output or a reason it failed validation
@@ -17,7 +19,7 @@ row and `text_expr` for a whole polars frame, with the same result.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -25,11 +27,11 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import polars as pl
 
 if TYPE_CHECKING:
-    from jobs.prompts import Prompt
-    from pipeline.providers.base import Message
-    from schemas.job import ClassifyTask, GenerateTask, SummariseTask
+    import pyarrow as pa
 
-    TaskSpec = ClassifyTask | SummariseTask | GenerateTask
+    from jobs.prompts import Prompt
+    from pipeline.providers.base import Message, OutputSchema
+    from schemas.job import AnyTask
 
 TEXT_SEPARATOR = "\n\n"
 # Stripped from each part before joining. Spelled out (not str.strip()'s default) so the
@@ -39,11 +41,16 @@ _BLANK = " \t\n\r\f\v"
 
 @dataclass(frozen=True, slots=True)
 class Parsed:
-    """A model's answer after validation: the normalised output, or why it was rejected."""
+    """A model's answer after validation: the normalised output, or why it was rejected.
+    Structured answers (extract) also carry their `values` by field, which agreement and
+    votes compare one field at a time, and a rejected one the `reask` message that
+    quotes its validation errors to the model."""
 
     ok: bool
     output: str | None = None
     reason: str | None = None
+    values: Mapping[str, object] | None = None
+    reask: str | None = None
 
     @classmethod
     def accept(cls, output: str) -> Parsed:
@@ -81,6 +88,14 @@ class JobKind(Protocol):
         """A typical answer's length in tokens, for forecasting a job's cost."""
         ...
 
+    def output_schema(self) -> OutputSchema | None:
+        """The JSON Schema answers must match, sent with each request (None: free text)."""
+        ...
+
+    def typed_columns(self, outputs: Sequence[str | None]) -> pa.Table | None:
+        """Typed result columns of these validated outputs (None: only `output`)."""
+        ...
+
 
 # --- registry ---------------------------------------------------------------------------
 
@@ -89,6 +104,7 @@ _KINDS: dict[str, str] = {
     "classify": "jobs.classify:ClassifyJob",
     "summarise": "jobs.summarise:SummariseJob",
     "generate": "jobs.generate:GenerateJob",
+    "extract": "jobs.extract:ExtractJob",
 }
 
 
@@ -105,13 +121,13 @@ def register(kind: str, target: str) -> None:
 
 
 @cache
-def _load(target: str) -> Callable[[TaskSpec], JobKind]:
+def _load(target: str) -> Callable[[AnyTask], JobKind]:
     module_name, cls_name = target.split(":", 1)
-    factory: Callable[[TaskSpec], JobKind] = getattr(importlib.import_module(module_name), cls_name)
+    factory: Callable[[AnyTask], JobKind] = getattr(importlib.import_module(module_name), cls_name)
     return factory
 
 
-def get_job_kind(task: ClassifyTask | SummariseTask | GenerateTask) -> JobKind:
+def get_job_kind(task: AnyTask) -> JobKind:
     """The job kind for a task spec.
 
     get_job_kind(ClassifyTask(kind="classify", labels=["a", "b"])).kind   # 'classify'
@@ -123,6 +139,26 @@ def get_job_kind(task: ClassifyTask | SummariseTask | GenerateTask) -> JobKind:
             f"unknown task kind {task.kind!r}; known kinds: {', '.join(known_kinds())}"
         ) from None
     return _load(target)(task)
+
+
+# --- request size ---------------------------------------------------------------------
+
+
+def framing_tokens(kind: JobKind, model: str, family: str | None = None) -> int:
+    """Tokens a request spends around the row's text: instructions, chat framing, and an
+    output schema (providers bill a structured-output schema as input, whether it travels
+    as response_format, a tool or in the prompt).
+
+        framing_tokens(kind, "gpt-4o-mini")     # + the text's tokens = the call's input
+    """
+    from pipeline.tokens import chat_overhead_tokens, count_tokens
+
+    msgs = kind.build_messages("", model)
+    tokens = sum(count_tokens(m.content, model, family) for m in msgs)
+    schema = kind.output_schema()
+    if schema is not None:
+        tokens += count_tokens(schema.schema, model, family)
+    return tokens + chat_overhead_tokens(len(msgs))
 
 
 # --- row text ---------------------------------------------------------------------------

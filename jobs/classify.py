@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 
 from jobs.base import Parsed
-from jobs.prompts import Prompt
+from jobs.prompts import Variants
 from pipeline.providers.base import Message
-from schemas.job import ClassifyTask, task_prompt
+from schemas.job import ClassifyTask
 
 DEFAULT_INSTRUCTIONS = "Classify the text by its main topic."
 LABELS_PREFIX = "Allowed labels: "
@@ -45,14 +46,7 @@ class ClassifyJob:
         self.task = task
         self.labels: tuple[str, ...] = tuple(task.labels)
         self._by_folded = {label.casefold(): label for label in self.labels}
-        self._prompts: dict[str | None, Prompt] = {}
-
-    def prompt(self, model: str | None = None) -> Prompt:
-        p = self._prompts.get(model)
-        if p is None:
-            key, text = task_prompt(self.task, model)
-            p = self._prompts[model] = Prompt.of(key, text.strip() or DEFAULT_INSTRUCTIONS)
-        return p
+        self.prompt = Variants(task, DEFAULT_INSTRUCTIONS)
 
     def build_messages(self, text: str, model: str | None = None) -> tuple[Message, ...]:
         # The labels line and the answer rule follow every variant: parsing (and the
@@ -73,6 +67,12 @@ class ClassifyJob:
         # About 4 characters per token; +1 for the end-of-answer token.
         longest = max(len(label) for label in self.labels)
         return math.ceil(longest / 4) + 1
+
+    def output_schema(self) -> None:
+        return None
+
+    def typed_columns(self, outputs: Sequence[str | None]) -> None:
+        return None
 
     def parse(self, raw: str) -> Parsed:
         for candidate in _candidates(raw):

@@ -9,6 +9,7 @@ quality is judged downstream.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from jobs.base import Parsed
 from jobs.prompts import Prompt
@@ -42,6 +43,12 @@ class GenerateJob:
     def estimate_output_tokens(self) -> int:
         # No better prior than "a fair share of the cap" without earlier runs.
         return max(1, math.ceil(self.task.max_output_tokens / 4))
+
+    def output_schema(self) -> None:
+        return None
+
+    def typed_columns(self, outputs: Sequence[str | None]) -> None:
+        return None
 
     def parse(self, raw: str) -> Parsed:
         text = raw.strip()

@@ -16,11 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from schemas.job import task_prompt
 from schemas.prompts import prompt_version
 
 if TYPE_CHECKING:
     from jobs.base import JobKind
     from pipeline.providers.base import Message
+    from schemas.job import AnyTask
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,27 @@ class Prompt:
     @classmethod
     def of(cls, key: str, text: str) -> Prompt:
         return cls(key, text, prompt_version(text))
+
+
+class Variants:
+    """The prompt variant each model gets, built once per model; `default` stands in for
+    empty instructions.
+
+        self.prompt = Variants(task, DEFAULT_INSTRUCTIONS)     # kind.prompt(model)
+    """
+
+    __slots__ = ("_built", "default", "task")
+
+    def __init__(self, task: AnyTask, default: str = "") -> None:
+        self.task, self.default = task, default
+        self._built: dict[str | None, Prompt] = {}
+
+    def __call__(self, model: str | None = None) -> Prompt:
+        p = self._built.get(model)
+        if p is None:
+            key, text = task_prompt(self.task, model)
+            p = self._built[model] = Prompt.of(key, text.strip() or self.default)
+        return p
 
 
 class Messages(Protocol):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 
 from jobs.base import Parsed
 from jobs.prompts import Prompt
@@ -62,6 +63,12 @@ class SummariseJob:
     def estimate_output_tokens(self) -> int:
         # Summaries tend to use most of their word allowance.
         return math.ceil(self.max_words * TOKENS_PER_WORD)
+
+    def output_schema(self) -> None:
+        return None
+
+    def typed_columns(self, outputs: Sequence[str | None]) -> None:
+        return None
 
     def parse(self, raw: str) -> Parsed:
         text = _LABEL.sub("", raw, count=1).strip()

@@ -23,6 +23,9 @@ from schemas.base import PROVIDER_KINDS as PROVIDER_KINDS
 from schemas.base import TIER_ORDER as TIER_ORDER
 from schemas.base import Strict as Strict
 from schemas.base import TierName as TierName
+from schemas.extract import ExtractTask as ExtractTask
+from schemas.extract import FieldSpec as FieldSpec
+from schemas.extract import StructuredMode
 from schemas.prices import PriceTable, load_prices
 from schemas.problems import spec_problem
 from schemas.prompts import (
@@ -45,6 +48,7 @@ from schemas.routing import TierDeployments
 from schemas.routing import VoteSpec as VoteSpec
 from schemas.sim import (
     BatchBehaviour,
+    ExtractFaults,
     Faults,
     KeyLimits,
     Latency,
@@ -142,7 +146,10 @@ class GenerateTask(Strict):
         return {}
 
 
-Task = Annotated[ClassifyTask | SummariseTask | GenerateTask, Field(discriminator="kind")]
+Task = Annotated[
+    ClassifyTask | SummariseTask | GenerateTask | ExtractTask, Field(discriminator="kind")
+]
+AnyTask = ClassifyTask | SummariseTask | GenerateTask | ExtractTask
 
 
 def _checked_prompts(
@@ -154,9 +161,7 @@ def _checked_prompts(
     return v
 
 
-def task_prompt(
-    task: ClassifyTask | SummariseTask | GenerateTask, model: str | None
-) -> tuple[str, str]:
+def task_prompt(task: AnyTask, model: str | None) -> tuple[str, str]:
     """The variant a model gets: its key and its text, placeholders filled. Without a
     matching variant, ('default', task.instructions) as plain text, as it always was.
 
@@ -252,6 +257,11 @@ class SimOptions(Strict):
         default=1.0, ge=0, le=1, description="Chance a classify answer is the right label."
     )
     faults: Faults = Field(default_factory=Faults, description="Injected failures, all models.")
+    extract: ExtractFaults = Field(
+        default_factory=ExtractFaults,
+        description="Bad structured answers to extract requests (invalid JSON, a missing "
+        "required field, a wrong enum value), all models; per model under `models`.",
+    )
     batches: BatchBehaviour = Field(
         default_factory=BatchBehaviour,
         description="Batch API behaviour: turnaround, time scale, expiry, limits.",
@@ -280,6 +290,7 @@ class SimOptions(Strict):
             seed=self.seed,
             accuracy=self.accuracy,
             faults=self.faults,
+            extract=self.extract,
             default_limits=self.limits,
             models=self.models,
             replay_dir=Path(self.replay) if self.replay else None,
@@ -312,6 +323,13 @@ class ProviderSpec(Strict):
         "as `reasoning_effort`; unset leaves the model's default. Less effort, fewer hidden "
         "tokens billed as output.",
     )
+    structured_output: StructuredMode = Field(
+        default="native",
+        description="How an extract task asks for its JSON: native (OpenAI response_format "
+        "with a strict JSON schema, Anthropic tool use with an input schema), json_object "
+        "(OpenAI-compatible JSON mode, the schema in the prompt: vLLM, Ollama, Groq), or "
+        "prompt (the schema in the prompt only, for servers with neither).",
+    )
 
     @field_validator("kind")
     @classmethod
@@ -338,6 +356,11 @@ class ProviderSpec(Strict):
             raise ValueError(f"provider kind {self.kind!r} needs base_url")
         if self.base_url and not self.base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
+        if self.kind == "anthropic" and self.structured_output == "json_object":
+            raise ValueError(
+                "structured_output json_object is an OpenAI-compatible mode; Anthropic takes "
+                "native (tool use) or prompt"
+            )
         return self
 
 
@@ -585,16 +608,42 @@ class JobSpec(Strict):
                     f"routing: rows can be routed to tier {tier!r}, which has no deployments; "
                     f"give it one (tiers.{tier}: [provider/model]) or route no rows there"
                 )
-        if self.routing.canary is not None and self.task.kind == "summarise":
+        if self.routing.canary is not None and self.task.kind in ("summarise", "extract"):
+            what = "a summary" if self.task.kind == "summarise" else "an extracted record"
             problems.append(
-                "routing.canary: a summary has no single right answer to score; use a canary "
+                f"routing.canary: {what} has no single right answer to score; use a canary "
                 "with a classify or generate task, or remove routing.canary"
             )
+        problems += self._field_problems()
         problems += self._price_problems()
         if problems:
             # One line each, every one starting with its own field path (see parse_spec).
             raise ValueError("\n".join(problems))
         return self
+
+    def _field_problems(self) -> list[str]:
+        """`cascade.fields` and `vote.fields` name fields of an extract task."""
+        named = [
+            (
+                "routing.cascade.fields",
+                self.routing.cascade.fields if self.routing.cascade else None,
+            ),
+            ("routing.vote.fields", self.routing.vote.fields if self.routing.vote else None),
+        ]
+        problems = []
+        for where, fields in named:
+            if not fields:
+                continue
+            if not isinstance(self.task, ExtractTask):
+                problems.append(f"{where}: only an extract task has fields to compare")
+                continue
+            known = self.task.schema_fields()
+            for name in fields:
+                if name not in known:
+                    problems.append(
+                        f"{where}: {name!r} is not a field of the task (fields: {', '.join(known)})"
+                    )
+        return problems
 
     def _price_problems(self) -> list[str]:
         """Each `prices` entry must make a whole price (a new model needs every field)."""

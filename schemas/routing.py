@@ -162,6 +162,12 @@ class CascadeSpec(Strict):
         description="Two deployments that must give the same answer for a row at the first "
         "one's tier; when they differ the row escalates.",
     )
+    fields: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="extract: the fields `agree` compares (exact for enums, numbers, booleans "
+        "and dates; case and spacing aside for strings); default every field but strings.",
+    )
     min_logprob: float | None = Field(
         default=None,
         le=0,
@@ -177,6 +183,12 @@ class VoteSpec(Strict):
         min_length=2, description="Deployments that vote (each is called once per row)."
     )
     tier: TierName = Field(default="cheap", description="Rows routed to this tier are voted on.")
+    fields: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="extract: each field is voted on by itself; a tie on one of these "
+        "escalates the row (default every field but strings).",
+    )
 
 
 class SensitiveSpec(Strict):

@@ -122,6 +122,29 @@ class KeyLimits(BaseModel):
     )
 
 
+class ExtractFaults(BaseModel):
+    """Bad structured answers (extract requests), each drawn per request by a stable hash
+    of seed, model and messages, so a re-ask (more messages) draws afresh."""
+
+    model_config = _STRICT
+
+    invalid_json_rate: float = Field(
+        default=0.0, ge=0, le=1, description="Share of answers cut off mid-JSON (do not parse)."
+    )
+    missing_required_rate: float = Field(
+        default=0.0, ge=0, le=1, description="Share of answers missing a required field."
+    )
+    wrong_enum_rate: float = Field(
+        default=0.0, ge=0, le=1, description="Share of answers with an enum value not allowed."
+    )
+
+    @model_validator(mode="after")
+    def _check_total(self) -> ExtractFaults:
+        if self.invalid_json_rate + self.missing_required_rate + self.wrong_enum_rate > 1 + 1e-9:
+            raise ValueError("extract fault rates add up to more than 1")
+        return self
+
+
 class ModelBehaviour(BaseModel):
     """Overrides for the models whose name matches a key of `SimConfig.models`.
 
@@ -140,6 +163,9 @@ class ModelBehaviour(BaseModel):
             "Chance that a classify answer is the right label; otherwise a different allowed "
             "label, chosen by a stable hash of seed, model and prompt (so retries agree)."
         ),
+    )
+    extract: ExtractFaults | None = Field(
+        default=None, description="Bad structured answers of this model (extract requests)."
     )
 
 
@@ -269,6 +295,9 @@ class SimConfig(BaseModel):
         ge=0,
         le=1,
         description="Default chance that a classify answer is the right label.",
+    )
+    extract: ExtractFaults = Field(
+        default=ExtractFaults(), description="Default bad structured answers (none)."
     )
     models: dict[str, ModelBehaviour] = Field(
         default_factory=dict,

@@ -18,14 +18,16 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import aiohttp
 
 from jobs.base import JobKind, Parsed
 from jobs.prompts import FixedMessages, Messages, RowMessages
+from pipeline.calls.breaker import Breaker
 from pipeline.calls.hedge import CANCELLED, HEDGE_STEP, Hedges, first_answer
+from pipeline.calls.outcome import CallRecord, RowOutcome
 from pipeline.calls.pool import Pool
 from pipeline.calls.retry import RetryPolicy
 from pipeline.costs import call_cost_usd, worst_case_call_usd
@@ -41,8 +43,9 @@ from pipeline.errors import (
 from pipeline.limits.budget import Budgets
 from pipeline.limits.headroom import Headroom
 from pipeline.metrics import Metrics
-from pipeline.providers.base import ChatRequest, ChatResponse, Message, Provider
-from pipeline.routing.cascade import majority, normalise
+from pipeline.providers.base import ChatRequest, ChatResponse, Message, Provider, StructuredMode
+from pipeline.routing.cascade import same_answer, vote
+from pipeline.tokens import count_tokens
 from schemas.job import TIER_ORDER, CascadeSpec, Deployment, HedgeSpec, VoteSpec
 from schemas.prices import PriceTable
 
@@ -61,103 +64,6 @@ class Limiter(Protocol):
         response: ChatResponse | None,
         reserved_tokens: int = 0,
     ) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class CallRecord:
-    provider: str
-    model: str
-    tier: str
-    input_tokens: int
-    output_tokens: int
-    call_status: str  # ok | invalid_output | escalated | disagreed | cached | duplicate
-    attempt: int
-    step: str = "direct"  # direct | map | reduce (long documents)
-    chunk: int | None = None
-    cached_input_tokens: int = 0
-    cache_write_tokens: int = 0
-    mode: str = "sync"  # sync | batch: which price the call is billed at
-    prompt_version: str | None = None  # the prompt variant's version the call sent
-    token_method: str = "provider_usage"  # worst_case: a cancelled call, counted at its cap
-
-    def cost_row(self, row_id: str, unit: int | None, step: str | None = None) -> dict[str, object]:
-        """The call as a row of the costs table, before pricing (schemas.records.COSTS)."""
-        return {
-            "id": row_id,
-            "provider": self.provider,
-            "model": self.model,
-            "tier": self.tier,
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "cached_input_tokens": self.cached_input_tokens,
-            "cache_write_tokens": self.cache_write_tokens,
-            "mode": self.mode,
-            "call_status": self.call_status,
-            "prompt_version": self.prompt_version,
-            "attempt": self.attempt,
-            "token_method": self.token_method,
-            "step": step or self.step,
-            "chunk": self.chunk if step is None else None,
-            "unit": unit,
-        }
-
-
-@dataclass(slots=True)
-class RowOutcome:
-    id: str
-    tier: str
-    ok: bool
-    output: str | None = None
-    provider: str | None = None
-    model: str | None = None
-    attempts: int = 0
-    latency_ms: float = 0.0
-    error_type: str | None = None
-    message: str | None = None
-    calls: list[CallRecord] = field(default_factory=list)
-    retries: int = 0
-    rate_limited: int = 0
-    routed_tier: str = ""
-    accepted_attempt: int | None = None
-    accepted_reason: str | None = None
-    max_tokens: int | None = None  # answer cap when not the task's (long-document steps)
-    long_document: bool = False  # answered by map-reduce or a longer-context tier
-    prompt_version: str | None = None  # of the answer kept
-    completed_at: float | None = None  # unix seconds its answer (or final failure) arrived
-    limited_by: dict[str, int] = field(default_factory=dict)  # 429s met, by deployment
-
-
-class Breaker:
-    """Per-deployment circuit breaker: open after `threshold` consecutive failed calls,
-    skip the deployment for `cooldown_s`, then let one probe through (half-open)."""
-
-    def __init__(self, threshold: int, cooldown_s: float, clock: Callable[[], float]) -> None:
-        self.threshold, self.cooldown_s, self.clock = threshold, cooldown_s, clock
-        self.failures = 0
-        self.opened_at: float | None = None
-        self.probing = False
-
-    def allow(self) -> bool:
-        if self.opened_at is None:
-            return True
-        if self.clock() - self.opened_at >= self.cooldown_s and not self.probing:
-            self.probing = True
-            return True
-        return False
-
-    def closed(self) -> bool:
-        """Would let a call through now (no probe is taken by asking)."""
-        if self.opened_at is None:
-            return True
-        return self.clock() - self.opened_at >= self.cooldown_s and not self.probing
-
-    def record(self, ok: bool) -> None:
-        if ok:
-            self.failures, self.opened_at, self.probing = 0, None, False
-            return
-        self.failures += 1
-        if self.probing or self.failures >= self.threshold:
-            self.opened_at, self.probing = self.clock(), False
 
 
 class _TierDown(Exception):
@@ -194,10 +100,18 @@ class RowExecutor:
         reasoning_effort: Mapping[str, str | None] | None = None,
         strategies: Mapping[str, str] | None = None,
         hedge: HedgeSpec | None = None,
+        structured: Mapping[str, StructuredMode] | None = None,
+        reasks: int = 0,
+        compare_fields: Sequence[str] | None = None,
     ) -> None:
         self.kind = kind
         # Provider name -> the `reasoning_effort` its reasoning models are sent.
         self.reasoning_effort = reasoning_effort or {}
+        # Extract tasks: how each provider is asked for JSON, how often a failing answer
+        # is asked again on the same deployment, and the fields agreement and votes check.
+        self.structured = structured or {}
+        self.reasks = reasks
+        self.compare_fields = list(compare_fields) if compare_fields is not None else None
         # Prompt caching: every request of the job names the same key (OpenAI keeps them
         # on warm machines); `cache_prefix` leading messages are the block rows share.
         self.cache_key, self.cache_prefix = cache_key, cache_prefix
@@ -442,9 +356,10 @@ class RowExecutor:
         if not answers:
             errors = [r for r in results if isinstance(r, TierlineError)]
             raise _TierDown(errors[-1] if errors else None)
-        winner, tie = majority([a.parsed.output or "" for a in answers])
-        chosen = next(a for a in answers if normalise(a.parsed.output or "") == winner)
-        chosen.vote_tie = tie
+        fields = self.vote.fields if self.vote and self.vote.fields else self.compare_fields
+        i, parsed, tie = vote([a.parsed for a in answers], fields)
+        chosen = answers[i]
+        chosen.parsed, chosen.vote_tie = parsed, tie
         return chosen
 
     async def _check(
@@ -477,7 +392,8 @@ class RowExecutor:
                 other = await self._ask(partner, tier, messages, input_tokens, out, started)
                 if not isinstance(other, _Answer) or not other.parsed.ok:
                     return False, "disagree"
-                same = normalise(other.parsed.output or "") == normalise(ans.parsed.output or "")
+                fields = cascade.fields or self.compare_fields
+                same = same_answer(ans.parsed, other.parsed, fields)
                 return (True, "agree") if same else (False, "disagree")
         return True, "valid"
 
@@ -508,8 +424,13 @@ class RowExecutor:
         sent = messages.for_model(dep.model)
         # A model that thinks first spends hidden tokens inside the same cap: the price
         # table's allowance goes on top of the answer's, and the budget reserves it.
-        price = self.prices.lookup(dep.model) if self.prices is not None else None
+        price = (
+            self.prices.for_deployment(dep.provider, dep.model) if self.prices is not None else None
+        )
         reasoning = price is not None and price.reasoning
+        schema = self.kind.output_schema()
+        if schema is not None:
+            schema = replace(schema, mode=self.structured.get(dep.provider, "native"))
         request = ChatRequest(
             model=dep.model,
             messages=sent,
@@ -519,6 +440,7 @@ class RowExecutor:
             cache_prefix=min(self.cache_prefix, max(0, len(sent) - 1)),
             reasoning=reasoning,
             reasoning_effort=self.reasoning_effort.get(dep.provider) if reasoning else None,
+            output_schema=schema,
         )
         window = self.context_windows.get(dep.model)
         if window is not None and input_tokens + request.max_tokens > window:
@@ -526,6 +448,8 @@ class RowExecutor:
                 f"{input_tokens} input tokens + {request.max_tokens} for the answer exceed "
                 f"the {window}-token context window of {dep.model}"
             )
+        version = messages.version(dep.model)
+        # What a call cut off in flight is recorded as (at its worst case).
         call = CallRecord(
             dep.provider,
             dep.model,
@@ -535,12 +459,46 @@ class RowExecutor:
             "ok",
             0,
             step=step,
-            prompt_version=messages.version(dep.model),
+            prompt_version=version,
         )
         result = await self._try_deployment(dep, request, input_tokens, out, started, move_on, call)
         if isinstance(result, TierlineError):
             return result
         parsed = self.kind.parse(result.text)
+        for _ in range(self.reasks if parsed.reask else 0):
+            # Ask once more on the same deployment, quoting what failed validation; the
+            # failed call stays a cost row (`reasked`). A re-ask that cannot be sent leaves
+            # the invalid answer, which escalates like any other.
+            self._record(out, dep, tier, result, "reasked", version, step)
+            assert parsed.reask is not None
+            extra = (
+                Message("assistant", result.text[:_QUOTED_CHARS]),
+                Message("user", parsed.reask),
+            )
+            request = replace(request, messages=(*request.messages, *extra))
+            more = input_tokens + sum(count_tokens(m.content, dep.model) for m in extra)
+            retried = await self._try_deployment(
+                dep, request, more, out, started, call=replace(call, input_tokens=more)
+            )
+            if isinstance(retried, TierlineError):
+                return _Answer(dep, parsed, out.attempts, None)
+            result, parsed = retried, self.kind.parse(retried.text)
+            if parsed.ok or not parsed.reask:
+                break
+        status = "ok" if parsed.ok else "invalid_output"
+        self._record(out, dep, tier, result, status, version, step)
+        return _Answer(dep, parsed, out.attempts, result.mean_logprob)
+
+    @staticmethod
+    def _record(
+        out: RowOutcome,
+        dep: Deployment,
+        tier: str,
+        result: ChatResponse,
+        status: str,
+        version: str | None,
+        step: str,
+    ) -> None:
         out.calls.append(
             CallRecord(
                 dep.provider,
@@ -548,16 +506,15 @@ class RowExecutor:
                 tier,
                 result.usage.input_tokens,
                 result.usage.output_tokens,
-                "ok" if parsed.ok else "invalid_output",
+                status,
                 out.attempts,
                 cached_input_tokens=result.usage.cached_input_tokens,
                 cache_write_tokens=result.usage.cache_write_tokens,
                 mode=result.mode,
-                prompt_version=messages.version(dep.model),
+                prompt_version=version,
                 step=step,
             )
         )
-        return _Answer(dep, parsed, out.attempts, result.mean_logprob)
 
     async def _try_deployment(
         self,
@@ -673,6 +630,11 @@ class _Answer:
     attempt: int
     logprob: float | None = None
     vote_tie: bool | None = None
+
+
+# The longest invalid answer quoted back in a re-ask (an answer far past the schema's
+# size is cut: the model needs to see what it did, not all of it again).
+_QUOTED_CHARS = 4000
 
 
 class _Settled(Exception):

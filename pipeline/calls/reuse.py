@@ -30,7 +30,7 @@ from pipeline.calls.cache import (
     cache_key,
     chat_body,
 )
-from pipeline.calls.execute import CallRecord, RowOutcome
+from pipeline.calls.outcome import CallRecord, RowOutcome
 from pipeline.providers.base import ChatRequest
 from schemas.job import JobSpec
 
@@ -50,12 +50,15 @@ class AnswerReuse:
         if not self.enabled or sensitive or not deps:
             return None
         dep = deps[0]
+        provider = self.spec.providers[dep.provider]
+        schema = self.kind.output_schema()
         request = ChatRequest(
             model=dep.model,
             messages=self.kind.build_messages(text, dep.model),
             max_tokens=self.kind.max_output_tokens(),
+            output_schema=replace(schema, mode=provider.structured_output) if schema else None,
         )
-        return cache_key(self.spec.providers[dep.provider].kind, dep.model, chat_body(request))
+        return cache_key(provider.kind, dep.model, chat_body(request))
 
     def keys(self, rows: Sequence[Row]) -> list[str | None]:
         return [self.key(text, tier, sens) for _, text, tier, sens in rows]

@@ -137,6 +137,8 @@ class OutputAssumption:
             r = self.ratio
             return f"observed ratio out/in {r.p10:.3f}/{r.p50:.3f}/{r.p90:.3f} (earlier runs)"
         f = self.fixed or Interval(0, 0, 0)
+        if self.method == "estimate":
+            return f"the task's estimate {f.p10:.1f}/{f.p50:.1f}/{f.p90:.1f} tokens per answer"
         return f"observed {f.p10:.1f}/{f.p50:.1f}/{f.p90:.1f} tokens per answer (earlier runs)"
 
 

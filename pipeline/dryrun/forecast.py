@@ -28,7 +28,7 @@ from typing import Any
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobs.base import get_job_kind
+from jobs.base import framing_tokens, get_job_kind
 from pipeline.calls.batching import BatchPlan
 from pipeline.calls.reuse import AnswerReuse
 from pipeline.dryrun.canary import CanaryForecast, canary_method, forecast_canary, plus
@@ -46,6 +46,7 @@ from pipeline.dryrun.history import (
     read_history,
 )
 from pipeline.dryrun.pool import Backend, run_units, start_pool, workers_available
+from pipeline.dryrun.reasks import default_escalation, reask_rate, with_reasks
 from pipeline.dryrun.sums import (
     ForecastBucket,
     Range,
@@ -60,7 +61,7 @@ from pipeline.engine.plan import Plan, make_plan
 from pipeline.jobfolder import JobFolder, batch_turnaround
 from pipeline.longdoc.plan import tier_options
 from pipeline.store import Store
-from pipeline.tokens import chat_overhead_tokens, count_tokens, token_method
+from pipeline.tokens import count_tokens, token_method
 from schemas.job import TIER_ORDER, Deployment, JobSpec, SummariseTask, deadline_at
 from schemas.prices import PriceTable, load_prices
 
@@ -131,6 +132,9 @@ class Forecast(BaseModel):
     binding_limit: str
     providers: list[ProviderForecast]
     escalation_rate: float = Field(description="Extra calls per row, on the next tier up.")
+    reask_rate: float = Field(
+        default=0.0, description="extract: re-asks per row, on the same model."
+    )
     price_version: str
     method: list[str] = Field(description="How each number was made, in words.")
     history_jobs: list[str] = Field(description="Earlier runs whose answers were used.")
@@ -154,7 +158,7 @@ def _words(spec: JobSpec, model: str, family: str, cap: int) -> OutputAssumption
 ASSUMPTIONS = {"classify": _labels, "summarise": _words}
 # task kind -> how earlier runs are read: answers of set length, or (auto) whichever of
 # set length and growing with the text fits the earlier answers better
-OBSERVED = {"classify": "observed_mean", "summarise": "auto"}
+OBSERVED = {"classify": "observed_mean", "summarise": "auto", "extract": "observed_mean"}
 
 
 def _default_assumption(spec: JobSpec, model: str, family: str, cap: int) -> OutputAssumption:
@@ -180,9 +184,7 @@ def tier_plans(
         dep = deps[0]
         price = prices.lookup(dep.model)
         family = price.provider_family
-        messages = kind.build_messages("", dep.model)  # the model's prompt variant
-        prompt = sum(count_tokens(m.content, dep.model, family) for m in messages)
-        prompt += chat_overhead_tokens(len(messages))
+        prompt = framing_tokens(kind, dep.model, family)  # the model's prompt variant
         cap = min(kind.max_output_tokens(), price.max_output_tokens)
         if observed is not None and history is not None:
             # Earlier runs' output tokens hold their hidden reasoning already.
@@ -199,9 +201,7 @@ def _plan(spec: JobSpec, tier: str, dep: Deployment, prices: PriceTable, output:
     kind = get_job_kind(spec.task)
     price = prices.lookup(dep.model)
     family = price.provider_family
-    messages = kind.build_messages("", dep.model)
-    prompt = sum(count_tokens(m.content, dep.model, family) for m in messages)
-    prompt += chat_overhead_tokens(len(messages))
+    prompt = framing_tokens(kind, dep.model, family)
     cap = min(kind.max_output_tokens(), price.max_output_tokens) + price.reasoning_tokens
     return TierPlan(dep.provider, dep.model, family, prompt, cap, output)
 
@@ -332,6 +332,7 @@ def _forecast(
         history, used = None, []
     plans = tier_plans(spec, prices, history)
     rate, rate_note = _escalation(spec, history, escalation_rate)
+    reasks, reask_note = reask_rate(spec, history)
 
     cache_uri = cache_with_answers(spec, out_uri)
     ctx = UnitContext(
@@ -349,8 +350,8 @@ def _forecast(
     )
     todo = {u.index for u in plan.todo}
     totals = sum_results(run_units(ctx, plan.units, backend=backend, pool=pool), todo)
-    usage = with_escalation(totals.usage.values(), rate, plans)
-    todo_usage = with_escalation(totals.todo.values(), rate, plans)
+    usage = with_reasks(with_escalation(totals.usage.values(), rate, plans), reasks)
+    todo_usage = with_reasks(with_escalation(totals.todo.values(), rate, plans), reasks)
     duration = job_duration(provider_loads(spec, usage), spec.run.workers)
     turnaround = batch_turnaround(root, dirs, spec.run.batch_turnaround_s)
     timing = plan_finish(spec, duration.seconds.p50, rate, turnaround[0])
@@ -369,6 +370,11 @@ def _forecast(
     if spec.run.mode != "sync":
         method.append(f"batch turnaround: {turnaround[0]:.0f} s per stage, {turnaround[1]}")
     method += canary_method(canary)
+    if reasks > 0:
+        method.append(
+            f"re-asks: {reasks:.3f} per row on the same model, with the failed answer and "
+            f"the errors quoted ({reask_note})"
+        )
     fc = Forecast(
         job_id=plan.job_id,
         name=spec.name,
@@ -411,6 +417,7 @@ def _forecast(
             for pd in duration.providers
         ],
         escalation_rate=rate,
+        reask_rate=reasks,
         price_version=prices.version,
         method=method,
         history_jobs=used,
@@ -434,6 +441,8 @@ def _escalation(
         return given, "as given"
     if history is not None:
         return observed_escalation(history), "observed in earlier runs"
+    if (extract := default_escalation(spec)) is not None and spec.routing.escalates():
+        return extract
     cascading = spec.routing.cascade is not None or spec.routing.vote is not None
     rate = POLICY_ESCALATION.get("cascade" if cascading else spec.routing.policy, 0.0)
     return rate, "a stated default for cascades" if rate else "routing sends each row once"

@@ -30,6 +30,7 @@ _COLUMNS = {
     "unit": pl.Int64,
     "input_tokens": pl.Int64,
     "output_tokens": pl.Int64,
+    "call_status": pl.String,
 }
 
 
@@ -99,6 +100,10 @@ def observed_assumption(calls: pl.DataFrame, how: str, cap: int) -> OutputAssump
 
 
 def observed_escalation(calls: pl.DataFrame) -> float:
-    """Billed calls per row beyond the first (escalations, re-asks), as a rate."""
+    """Billed calls per row beyond the first (escalations, agreement checks), as a rate;
+    re-asks are counted apart (`pipeline.dryrun.reasks`)."""
     rows = calls["id"].n_unique()
-    return max(0.0, calls.height / rows - 1.0) if rows else 0.0
+    if "call_status" in calls.columns:
+        calls = calls.filter(pl.col("call_status").fill_null("") != "reasked")
+    asked = calls.height
+    return max(0.0, asked / rows - 1.0) if rows else 0.0

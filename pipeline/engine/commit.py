@@ -26,14 +26,15 @@ from schemas.records import COSTS, ERRORS, RESULTS, FileEntry, UnitCommit
 Tables = tuple[pa.Table, pa.Table, pa.Table]  # results, costs, errors
 
 
-def read_commit(out: Store, commit: UnitCommit) -> Tables:
-    """The committed tables of a unit, with today's columns (older files: nulls added)."""
+def read_commit(out: Store, commit: UnitCommit, results: pa.Schema = RESULTS) -> Tables:
+    """The committed tables of a unit, with today's columns (older files: nulls added);
+    `results` is the job kind's results schema (extract adds its typed columns)."""
 
     def read(path: str, schema: pa.Schema) -> pa.Table:
         return conform_table(pq.read_table(pa.BufferReader(out.read_bytes(path))), schema)
 
     return (
-        read(commit.results.path, RESULTS),
+        read(commit.results.path, results),
         read(commit.costs.path, COSTS),
         read(commit.errors.path, ERRORS),
     )

@@ -32,7 +32,7 @@ from types import TracebackType
 from typing import Any
 
 from pipeline.calls.cache import FREE_STATUSES
-from pipeline.calls.execute import CallRecord, RowOutcome
+from pipeline.calls.outcome import CallRecord, RowOutcome
 from pipeline.calls.reuse import AnswerReuse
 from pipeline.errors import TierlineError
 from pipeline.jobfolder import JobFolder

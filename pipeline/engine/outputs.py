@@ -18,17 +18,27 @@ from datetime import UTC, datetime
 import polars as pl
 import pyarrow as pa
 
+from jobs.base import JobKind
 from pipeline.calls.cache import FREE_STATUSES
-from pipeline.calls.execute import RowOutcome
+from pipeline.calls.outcome import RowOutcome
 from pipeline.costs import add_cost_column
 from schemas.prices import PriceTable
 from schemas.records import COSTS, ERRORS, RESULTS, RETRYABLE_ERRORS
 
 
+def results_schema(kind: JobKind | None = None) -> pa.Schema:
+    """RESULTS, and after it the kind's typed columns (extract: out_<field>)."""
+    typed = kind.typed_columns([]) if kind is not None else None
+    if typed is None:
+        return RESULTS
+    return pa.schema([*RESULTS, *typed.schema])
+
+
 def unit_tables(
-    unit: int, outcomes: list[RowOutcome], prices: PriceTable
+    unit: int, outcomes: list[RowOutcome], prices: PriceTable, kind: JobKind | None = None
 ) -> tuple[pa.Table, pa.Table, pa.Table]:
-    """A unit's results, costs (priced) and errors, one row per outcome (and per call)."""
+    """A unit's results, costs (priced) and errors, one row per outcome (and per call);
+    results carry the kind's typed columns after the common ones."""
     now = datetime.now(UTC)
     costs = price_calls(call_rows(outcomes, unit), prices)
     spent: dict[str, float] = {}
@@ -42,6 +52,10 @@ def unit_tables(
         [_result_row(o, unit, spent.get(o.id, 0.0), at(o)) for o in outcomes if o.ok],
         schema=RESULTS,
     )
+    typed = kind.typed_columns([o.output for o in outcomes if o.ok]) if kind is not None else None
+    if typed is not None:
+        for field, column in zip(typed.schema, typed.columns, strict=True):
+            results = results.append_column(field, column)
     errors = pa.Table.from_pylist(
         [
             {

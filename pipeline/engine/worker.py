@@ -24,16 +24,17 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jobs.base import get_job_kind
+from jobs.base import framing_tokens, get_job_kind
 from pipeline.calls.batching import BatchAwareLimiter, BatchingProvider, BatchPlan, SyncCall
 from pipeline.calls.cache import ResponseCache
-from pipeline.calls.execute import Limiter, RowExecutor, RowOutcome
+from pipeline.calls.execute import Limiter, RowExecutor
+from pipeline.calls.outcome import RowOutcome
 from pipeline.calls.retry import RetryPolicy
 from pipeline.calls.reuse import AnswerReuse, InFlight, split_rows
 from pipeline.engine.commit import read_commit, write_unit
 from pipeline.engine.figures import unit_figures
 from pipeline.engine.journal import UnitJournal, take_back
-from pipeline.engine.outputs import row_costs, unit_tables
+from pipeline.engine.outputs import results_schema, row_costs, unit_tables
 from pipeline.engine.plan import Unit
 from pipeline.engine.rows import ID, SENSITIVE, TEXT, TIER, prepare_unit, read_unit, unit_columns
 from pipeline.engine.stopping import RowGate
@@ -47,9 +48,9 @@ from pipeline.metrics import Metrics
 from pipeline.providers import registry
 from pipeline.providers.base import ChatRequest, ChatResponse, Provider
 from pipeline.store import Store
-from pipeline.tokens import chat_overhead_tokens, count_tokens, count_tokens_batch
+from pipeline.tokens import count_tokens, count_tokens_batch
 from schemas.figures import UnitFigures
-from schemas.job import CascadeSpec, Deployment, JobSpec
+from schemas.job import CascadeSpec, Deployment, ExtractTask, JobSpec
 from schemas.prices import PriceTable
 from schemas.records import UnitCommit
 
@@ -182,6 +183,9 @@ class UnitRunner:
             reasoning_effort={n: p.reasoning_effort for n, p in self.spec.providers.items()},
             strategies=self.spec.strategies(),
             hedge=self.spec.run.hedge,
+            structured={n: p.structured_output for n, p in self.spec.providers.items()},
+            reasks=task.reasks if isinstance(task := self.spec.task, ExtractTask) else 0,
+            compare_fields=task.compared_fields() if isinstance(task, ExtractTask) else None,
         )
         if self.spec.task.kind == "summarise":
             self.longdocs = LongDocs(self.spec, self.prices, self.executor)
@@ -256,8 +260,7 @@ class UnitRunner:
 
     def _prompt_tokens(self, model: str) -> int:
         """Tokens of the request around the row's text: instructions and chat framing."""
-        msgs = self.kind.build_messages("", model)
-        return sum(count_tokens(m.content, model) for m in msgs) + chat_overhead_tokens(len(msgs))
+        return framing_tokens(self.kind, model)
 
     def _cascade(self) -> CascadeSpec | None:
         routing = self.spec.routing
@@ -441,7 +444,7 @@ class UnitRunner:
         kept: tuple[pa.Table, pa.Table, pa.Table] | None = None
         if previous is not None:
             old_results, old_costs, old_errors = await asyncio.to_thread(
-                read_commit, self.out, previous
+                read_commit, self.out, previous, results_schema(self.kind)
             )
             retry = old_errors.filter(pc.field("retryable"))["id"].to_pylist()
             todo = todo.filter(pl.col("id").is_in(retry))
@@ -466,7 +469,7 @@ class UnitRunner:
             return UnitReport(unit.index, len(outcomes), 0, 0, 0, 0.0, {}, stopped=True)
         for o in early:
             self.metrics.row(o.tier, False)
-        results, costs, errors = unit_tables(unit.index, outcomes, self.prices)
+        results, costs, errors = unit_tables(unit.index, outcomes, self.prices, self.kind)
         added = self._figures(results, costs, errors)  # what this run adds to the unit
         figures = added
         if kept is not None:

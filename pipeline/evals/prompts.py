@@ -17,10 +17,10 @@ import yaml
 from pydantic import ValidationError
 
 from pipeline.errors import ConfigError
-from schemas.job import ClassifyTask, GenerateTask, JobSpec, SummariseTask
+from schemas.job import AnyTask, JobSpec
 from schemas.prompts import DEFAULT
 
-TaskSpec = ClassifyTask | SummariseTask | GenerateTask
+TaskSpec = AnyTask
 
 
 class PromptsFromError(ConfigError):

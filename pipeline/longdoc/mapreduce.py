@@ -21,7 +21,7 @@ from typing import Literal
 
 from jobs.longdoc_prompts import map_messages, reduce_messages
 from jobs.summarise import SummariseJob
-from pipeline.calls.execute import CallRecord
+from pipeline.calls.outcome import CallRecord
 from pipeline.longdoc.chunking import Count, fit_group, plan_reduce, split_text
 from pipeline.longdoc.plan import (
     REDUCE_OVERHEAD,

@@ -18,7 +18,8 @@ from dataclasses import replace
 
 from jobs.prompts import FixedMessages
 from jobs.summarise import SummariseJob
-from pipeline.calls.execute import CallRecord, RowExecutor, RowOutcome
+from pipeline.calls.execute import RowExecutor
+from pipeline.calls.outcome import CallRecord, RowOutcome
 from pipeline.longdoc.mapreduce import (
     CallResult,
     StepRequest,

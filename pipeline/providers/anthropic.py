@@ -13,6 +13,7 @@ and writes are added back in; reads are `cached_input_tokens`, writes `cache_wri
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aiohttp
@@ -20,6 +21,7 @@ import aiohttp
 from pipeline.errors import ProviderUnavailable
 from pipeline.providers.base import ChatRequest, ChatResponse, Message, Usage
 from pipeline.providers.http import post_json, resolve_key
+from pipeline.providers.structured import anthropic_tool, with_schema_in_prompt
 from schemas.job import Timeouts
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -72,10 +74,14 @@ def _system(messages: list[tuple[int, Message]], marked: int) -> str | list[dict
 
 def messages_body(request: ChatRequest) -> dict[str, Any]:
     """The Messages body of `request` (a batch request's `params` is the same)."""
-    marked = min(request.cache_prefix, len(request.messages)) - 1  # -1: nothing cached
-    system = [(i, m) for i, m in enumerate(request.messages) if m.role == "system"]
+    messages = request.messages
+    schema = request.output_schema
+    if schema is not None and schema.mode != "native":
+        messages = with_schema_in_prompt(messages, schema)
+    marked = min(request.cache_prefix, len(messages)) - 1  # -1: nothing cached
+    system = [(i, m) for i, m in enumerate(messages) if m.role == "system"]
     turns: list[dict[str, Any]] = []
-    for i, m in enumerate(request.messages):
+    for i, m in enumerate(messages):
         if m.role == "system":
             continue
         content: str | list[dict[str, Any]] = m.content
@@ -90,16 +96,22 @@ def messages_body(request: ChatRequest) -> dict[str, Any]:
     }
     if any(m.content for _, m in system):
         payload["system"] = _system(system, marked)
+    if schema is not None and schema.mode == "native":
+        payload["tools"], payload["tool_choice"] = anthropic_tool(schema)
     return payload
 
 
 def parse_answer(
     body: dict[str, Any], model: str, where: str, rate: dict[str, str] | None = None
 ) -> ChatResponse:
-    """A Messages answer as a `ChatResponse`; `ProviderUnavailable` when it has no text."""
+    """A Messages answer as a `ChatResponse`; `ProviderUnavailable` when it has no text.
+    A tool call (structured output) is its input as JSON text."""
     try:
-        text = "".join(
-            part.get("text", "") for part in body["content"] if part.get("type") == "text"
+        tools = [p["input"] for p in body["content"] if p.get("type") == "tool_use"]
+        text = (
+            json.dumps(tools[0], ensure_ascii=False)
+            if tools
+            else "".join(p.get("text", "") for p in body["content"] if p.get("type") == "text")
         )
         usage = body.get("usage") or {}
         read = int(usage.get("cache_read_input_tokens") or 0)

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from schemas.extract import StructuredMode
+
 if TYPE_CHECKING:  # only a type here: the forecast's worker processes never load aiohttp
     import aiohttp
 
@@ -25,6 +27,17 @@ Role = Literal["system", "user", "assistant"]
 class Message:
     role: Role
     content: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSchema:
+    """The JSON Schema an answer must match (extract tasks), and how the provider is asked
+    for it (`pipeline.providers.structured`): native structured output, JSON mode, or the
+    schema written into the prompt. `schema` is JSON text, so requests stay hashable."""
+
+    name: str
+    schema: str
+    mode: StructuredMode = "native"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +60,8 @@ class ChatRequest:
     # temperature (only the default is accepted), and `reasoning_effort` when set.
     reasoning: bool = False
     reasoning_effort: str | None = None
+    # Extract tasks: the answer's JSON Schema, sent the way the provider takes it.
+    output_schema: OutputSchema | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,11 @@ import aiohttp
 from pipeline.errors import ProviderUnavailable
 from pipeline.providers.base import ChatRequest, ChatResponse, Usage
 from pipeline.providers.http import post_json, resolve_key
+from pipeline.providers.structured import (
+    openai_response_format,
+    schema_in_prompt,
+    with_schema_in_prompt,
+)
 from schemas.job import Timeouts
 
 
@@ -44,9 +49,13 @@ def auth_headers(key: str | None) -> dict[str, str]:
 
 def chat_body(request: ChatRequest) -> dict[str, Any]:
     """The chat-completions body of `request` (a batch line sends the same)."""
+    messages = request.messages
+    schema = request.output_schema
+    if schema is not None and schema_in_prompt(schema):
+        messages = with_schema_in_prompt(messages, schema)
     payload: dict[str, Any] = {
         "model": request.model,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": [{"role": m.role, "content": m.content} for m in messages],
     }
     if request.reasoning:
         # Reasoning models refuse max_tokens and any temperature but the default (400).
@@ -60,6 +69,8 @@ def chat_body(request: ChatRequest) -> dict[str, Any]:
         payload["logprobs"] = True
     if request.cache_key is not None:  # likewise: older compatible servers reject it
         payload["prompt_cache_key"] = request.cache_key
+    if schema is not None and schema.mode != "prompt":
+        payload["response_format"] = openai_response_format(schema)
     return payload
 
 

@@ -16,7 +16,7 @@ from fnmatch import fnmatchcase
 from typing import Literal
 
 from pipeline.sim.generate import stable_fraction
-from schemas.sim import Faults, Latency, SimConfig
+from schemas.sim import ExtractFaults, Faults, Latency, SimConfig
 
 Fault = int | Literal["hang", "reset"]
 _MODEL_CACHE_SIZE = 4096
@@ -30,6 +30,7 @@ class ModelSettings:
     faults: Faults
     accuracy: float
     thresholds: tuple[tuple[float, Fault], ...]
+    extract: ExtractFaults
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +77,13 @@ class Behaviour:
             pattern = next((p for p in self._globs if fnmatchcase(model, p)), None)
             override = config.models[pattern] if pattern is not None else None
         latency, faults, accuracy = config.latency, config.faults, config.accuracy
+        extract = config.extract
         if override is not None:
             latency = override.latency or latency
             faults = override.faults or faults
             accuracy = override.accuracy if override.accuracy is not None else accuracy
-        return ModelSettings(latency, faults, accuracy, _thresholds(faults))
+            extract = override.extract or extract
+        return ModelSettings(latency, faults, accuracy, _thresholds(faults), extract)
 
     def plan(self, model: str, *, prompt: int, occurrence: int) -> ReplyPlan:
         settings = self.settings(model)

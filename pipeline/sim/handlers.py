@@ -11,12 +11,14 @@ limits and latency (the batch's timeline stands for both): `answer_batched`.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Mapping
+from functools import lru_cache
 from pathlib import Path
 
 from aiohttp import web
 
-from pipeline.sim import generate
+from pipeline.sim import extract, generate
 from pipeline.sim.batches import BatchStore
 from pipeline.sim.behaviour import Behaviour, ReplyPlan
 from pipeline.sim.catalogue import Catalogue, Refusal
@@ -92,6 +94,20 @@ def _refusal_body(wire: WireFormat, refusal: Refusal) -> JSON:
     return body
 
 
+def _input_tokens(request: SimRequest) -> int:
+    """Prompt tokens as the providers bill them: a structured-output schema sent beside
+    the messages (response_format, a tool's input schema) counts as input too."""
+    tokens = generate.input_tokens(request.messages, request.model)
+    if request.schema is not None:
+        tokens += _schema_tokens(json.dumps(request.schema, ensure_ascii=False), request.model)
+    return tokens
+
+
+@lru_cache(maxsize=256)
+def _schema_tokens(schema: str, model: str) -> int:
+    return count_tokens(schema, model)  # a job sends one schema with every request
+
+
 class CompletionHandler:
     """Answers completion requests in any wire format."""
 
@@ -134,7 +150,7 @@ class CompletionHandler:
                 state.stats.failed(model, key, 404)
                 message = f"no recorded answer for model {model} and this prompt"
                 return _error(wire, 404, message, "not_found")
-        tokens_in = generate.input_tokens(sim_request.messages, model)
+        tokens_in = _input_tokens(sim_request)
         verdict = state.limiter.admit(key, model, tokens_in + (sim_request.max_tokens or 0))
         headers = wire.rate_headers(verdict.state, state.wall_clock())
         if not verdict.allowed:
@@ -212,7 +228,7 @@ class CompletionHandler:
             status = {"hang": 504, "reset": 500}.get(str(plan.fault)) or int(plan.fault)
             state.stats.failed(model, key, status)
             return status, wire.error(status, f"simulated error {status}")
-        tokens_in = generate.input_tokens(request.messages, model)
+        tokens_in = _input_tokens(request)
         reply = self._reply(request, key, tokens_in, plan, recorded)
         self._count_answer(request, key, prompt, reply)
         answer_id = f"sim{prompt:016x}{occurrence}"
@@ -253,8 +269,13 @@ class CompletionHandler:
         recorded: Recorded | None,
     ) -> Reply:
         model, seed, accuracy = request.model, self.state.config.seed, plan.settings.accuracy
+        schema = request.schema or extract.schema_in_prompt(request.messages)
         if recorded is not None:
             text = recorded.response
+        elif schema is not None:
+            found = extract.extract_answer(schema, extract.row_text(request.messages))
+            parts = (seed, model, request.messages)
+            text = extract.spoil(found, schema, plan.settings.extract, *parts)
         else:
             text = generate.answer(request.messages, model=model, seed=seed, accuracy=accuracy)
         # A model that thinks spends its hidden tokens first, inside the same cap.

@@ -41,6 +41,10 @@ class SimRequest:
     cap_field: str | None = None
     temperature: float | None = None
     reasoning_effort: str | None = None
+    # Structured output: the JSON Schema the answer must match (OpenAI response_format,
+    # an Anthropic tool's input_schema), and the tool to answer with (Anthropic).
+    schema: JSON | None = None
+    tool: str | None = None
 
 
 def _mark(block: Mapping[str, object], where: str) -> Ttl | None:
@@ -116,6 +120,43 @@ def read_messages(
         out.append((roles[role], text))
         marks.extend(Breakpoint(first + i, end, ttl) for end, ttl in ends)
     return out, marks
+
+
+def response_format(value: object) -> JSON | None:
+    """The schema of OpenAI's `response_format` (None: free text or plain JSON mode)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or value.get("type") not in (
+        "text",
+        "json_object",
+        "json_schema",
+    ):
+        raise WireError("response_format.type must be text, json_object or json_schema")
+    if value["type"] != "json_schema":
+        return None
+    spec = value.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+        raise WireError("response_format.json_schema.schema must be an object")
+    if not isinstance(spec.get("name"), str):
+        raise WireError("response_format.json_schema.name is required")
+    return cast(JSON, spec["schema"])
+
+
+def forced_tool(tools: object, choice: object) -> tuple[JSON | None, str | None]:
+    """(input schema, name) of the tool an Anthropic request forces, else (None, None)."""
+    if tools is None:
+        return None, None
+    if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+        raise WireError("tools must be a list of objects")
+    for i, t in enumerate(tools):
+        if not isinstance(t.get("name"), str) or not isinstance(t.get("input_schema"), dict):
+            raise WireError(f"tools.{i}: name and input_schema are required")
+    if not isinstance(choice, dict) or choice.get("type") != "tool":
+        return None, None  # the model may answer in text: the sim does
+    tool = next((t for t in tools if t["name"] == choice.get("name")), None)
+    if tool is None:
+        raise WireError(f"tool_choice.name {choice.get('name')!r} is not one of the tools")
+    return cast(JSON, tool["input_schema"]), str(tool["name"])
 
 
 def check_marks(marks: list[Breakpoint]) -> tuple[Breakpoint, ...]:

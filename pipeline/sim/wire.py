@@ -10,6 +10,7 @@ rate-limit headers its own way; the server never asks which format it is talking
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,9 +26,11 @@ from pipeline.sim.request import (
     WireError,
     check_marks,
     common,
+    forced_tool,
     positive_int,
     read_content,
     read_messages,
+    response_format,
 )
 
 __all__ = [  # SimRequest and WireError live in request.py; handlers find them here
@@ -132,6 +135,7 @@ class OpenAIWire:
             cap_field=cap_field,
             temperature=None if temperature is None else float(temperature),
             reasoning_effort=effort,
+            schema=response_format(data.get("response_format")),
         )
 
     def answer(
@@ -230,7 +234,16 @@ class AnthropicWire:
             messages.insert(0, ("system", text))
             marks[:0] = [Breakpoint(0, end, ttl) for end, ttl in ends]
         marked = check_marks(marks)
-        return SimRequest(model, tuple(messages), max_tokens, marks=marked, caching="marked")
+        schema, tool = forced_tool(data.get("tools"), data.get("tool_choice"))
+        return SimRequest(
+            model,
+            tuple(messages),
+            max_tokens,
+            marks=marked,
+            caching="marked",
+            schema=schema,
+            tool=tool,
+        )
 
     def answer(
         self,
@@ -260,8 +273,8 @@ class AnthropicWire:
             "type": "message",
             "role": "assistant",
             "model": request.model,
-            "content": [{"type": "text", "text": reply.text}],
-            "stop_reason": "max_tokens" if reply.truncated else "end_turn",
+            "content": [_content(request, reply, answer_id)],
+            "stop_reason": _stop_reason(request, reply),
             "stop_sequence": None,
             "usage": usage,
         }
@@ -284,6 +297,36 @@ class AnthropicWire:
                 headers[f"anthropic-ratelimit-{dim}-remaining"] = str(remaining)
                 headers[f"anthropic-ratelimit-{dim}-reset"] = rfc3339(wall_now + reset)
         return headers
+
+
+def _tool_input(request: SimRequest, reply: Reply) -> object:
+    """The answer as a forced tool's input, or None (not a tool call, or not a JSON object:
+    then it goes back as text, as a model that ignored the tool would send)."""
+    if request.tool is None or reply.truncated:
+        return None
+    try:
+        value = json.loads(reply.text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _content(request: SimRequest, reply: Reply, answer_id: str) -> JSON:
+    tool_input = _tool_input(request, reply)
+    if tool_input is None:
+        return {"type": "text", "text": reply.text}
+    return {
+        "type": "tool_use",
+        "id": f"toolu_{answer_id}",
+        "name": request.tool,
+        "input": tool_input,
+    }
+
+
+def _stop_reason(request: SimRequest, reply: Reply) -> str:
+    if reply.truncated:
+        return "max_tokens"
+    return "tool_use" if _tool_input(request, reply) is not None else "end_turn"
 
 
 def _openai_logprobs(pieces: list[tuple[str, float]] | None) -> JSON | None:

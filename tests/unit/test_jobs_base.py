@@ -24,7 +24,7 @@ def test_known_kinds_cover_the_spec_task_kinds() -> None:
 
     members = typing.get_args(typing.get_args(Task)[0])
     spec_kinds = sorted(typing.get_args(m.model_fields["kind"].annotation)[0] for m in members)
-    assert known_kinds() == spec_kinds == ["classify", "generate", "summarise"]
+    assert known_kinds() == spec_kinds == ["classify", "extract", "generate", "summarise"]
 
 
 def test_unknown_kind_names_the_known_ones() -> None:

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.calls.execute import CallRecord, RowOutcome
+from pipeline.calls.outcome import CallRecord, RowOutcome
 from pipeline.engine.journal import UnitJournal, take_back, worth_keeping
 from pipeline.jobfolder import JobFolder
 from pipeline.store import Store

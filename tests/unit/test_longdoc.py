@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 import pytest
 
-from pipeline.calls.execute import CallRecord
+from pipeline.calls.outcome import CallRecord
 from pipeline.longdoc.mapreduce import (
     CallResult,
     DocOutcome,

@@ -256,7 +256,9 @@ ANSWERS: dict[str, tuple[str, Case, tuple[Any, ...]]] = {
                 output_tokens=45,
             ),
         ),
-        ("Labelling.", 380, 45, 0, 0, "tool_use"),
+        # The tool's input is the answer (extract asks Anthropic for JSON as a forced tool);
+        # the text beside it is the model's preamble.
+        ('{"label": "billing"}', 380, 45, 0, 0, "tool_use"),
     ),
 }
 
