@@ -207,6 +207,13 @@ class InputSpec(Strict):
     rows_per_unit: int = Field(
         default=1000, ge=1, le=1_000_000, description="Upper bound on rows in one work unit."
     )
+    accept_skipped_files: bool = Field(
+        default=False,
+        description="A job whose input had files that could not be used (unreadable, a "
+        "column missing) ends complete, the files named in bad_files. Off: such a job is "
+        "incomplete (exit 1), since their rows are in neither results nor errors. Not part "
+        "of the job's identity: turning it on resumes the same job.",
+    )
 
     @field_validator("uri")
     @classmethod

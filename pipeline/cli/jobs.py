@@ -71,6 +71,14 @@ def run(
             "limits): no key needed, nothing paid; written as job <name>-rehearsal.",
         ),
     ] = False,
+    accept_skipped_files: Annotated[
+        bool,
+        typer.Option(
+            "--accept-skipped-files",
+            help="End complete (exit 0) even if input files could not be used; they are "
+            "named in the summary's bad_files (as input.accept_skipped_files: true).",
+        ),
+    ] = False,
 ) -> None:
     """Run a job: plan, call providers, write results/costs/errors and summary.json.
 
@@ -91,6 +99,9 @@ def run(
         )
         return
     s = load_or_exit(spec, input_uri=input_uri, checks=True, rehearse=rehearse)
+    if accept_skipped_files:
+        accepted = s.input.model_copy(update={"accept_skipped_files": True})
+        s = s.model_copy(update={"input": accepted})
     probe_or_exit(s, output_uri=output)  # seconds, where a run's retries take a minute
     bind_private_ray_to_loopback()  # before the driver imports Ray
     from pipeline.engine.driver import run_job

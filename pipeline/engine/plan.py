@@ -141,7 +141,8 @@ def job_identity(spec: JobSpec, files: list[FileInfo]) -> str:
     doc = {
         "name": spec.name,
         "task": task,
-        "input": spec.input.model_dump(mode="json"),
+        # Whether skipped files are accepted judges the job; it does not change its rows.
+        "input": spec.input.model_dump(mode="json", exclude={"accept_skipped_files"}),
         "input_resolved": _resolved(spec.input.uri),
         "tiers": {t: [d.name for d in deps] for t, deps in spec.tiers.items()},
         "routing": spec.routing.model_dump(mode="json", exclude=DRIFT_FIELDS),
@@ -233,7 +234,8 @@ def _claim_prefix(out: Store, job_id: str, identity: str, spec: JobSpec) -> None
         "identity": identity,
         "name": spec.name,
         # What `tierline verify` needs to check the outputs against the input.
-        "input": spec.input.model_dump(mode="json"),
+        # Whether skipped files are accepted judges the job; it does not change its rows.
+        "input": spec.input.model_dump(mode="json", exclude={"accept_skipped_files"}),
         "input_resolved": _resolved(spec.input.uri),
         "flagship": spec.flagship().name,
     }

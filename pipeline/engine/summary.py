@@ -159,7 +159,11 @@ class JobSummary(BaseModel):
         reasons = [f"unit {u}: {why}" for u, why in sorted(self.units_failed.items())]
         if self.canary is not None and not self.canary.passed:
             reasons.insert(0, "the canary failed (see summary.canary)")
-        reasons += [f"file {f}: {why}" for f, why in sorted(self.bad_files.items())]
+        reasons += [
+            f"file {f} skipped: {why} (fix it and rerun, or accept it with "
+            "--accept-skipped-files / input.accept_skipped_files)"
+            for f, why in sorted(self.bad_files.items())
+        ]
         if self.stopped:
             reasons.insert(0, self.stopped)
         if self.rows_retryable:
@@ -209,7 +213,11 @@ def build_summary(
     failed = failed_units or {}
     rows_dup = sum(c.rows_duplicate for c in plan.committed.values())
     retryable = sum(c.rows_retryable for c in plan.committed.values())
-    complete = len(plan.committed) == len(plan.units) and not failed and not retryable
+    # A file that could not be used leaves its rows in neither results nor errors.
+    skipped = bool(plan.bad_files) and not spec.input.accept_skipped_files
+    complete = (
+        len(plan.committed) == len(plan.units) and not failed and not retryable and not skipped
+    )
     rows = f.rows
     return JobSummary(
         job_id=plan.job_id,

@@ -62,10 +62,22 @@ def test_schema_drift_and_wrong_types_fail_that_shard_only(tmp_path: Path, ray_l
     ticket_frame(80, 40).with_columns(pl.col("subject").str.len_chars()).write_parquet(
         inp / "c.parquet"
     )
-    summary = run_job(spec_for(str(inp), str(tmp_path / "out")))
+    spec = spec_for(str(inp), str(tmp_path / "out"))
+    summary = run_job(spec)
     assert "text column 'body' is missing" in summary.bad_files["b.parquet"]
     assert "text column 'subject' has type" in summary.bad_files["c.parquet"]
     assert summary.rows_total == 40 and summary.rows_ok + summary.rows_error == 40
+    # Their 80 rows are in neither results nor errors: the job is not complete.
+    assert summary.status == "incomplete"
+    assert any("b.parquet skipped" in r for r in summary.reasons)
+
+    # Accepting the skipped files resumes the same job (nothing paid again) and ends it.
+    accepted = spec.model_copy(
+        update={"input": spec.input.model_copy(update={"accept_skipped_files": True})}
+    )
+    again = run_job(accepted)
+    assert again.job_id == summary.job_id and again.status == "complete"
+    assert again.cost_usd == summary.cost_usd and again.bad_files == summary.bad_files
 
 
 def test_invalid_utf8_and_oversized_rows_become_error_rows(tmp_path: Path, ray_local: None) -> None:
