@@ -20,6 +20,7 @@ __all__ = [
     "JobSpec",
     "JobSummary",
     "SpecError",
+    "StorageUnusable",
     "VerifyReport",
     "check",
     "forecast",
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from pipeline.api import check, forecast, load_spec, run, verify
     from pipeline.engine.summary import JobSummary
     from pipeline.engine.verify import VerifyReport
-    from pipeline.errors import JobIncomplete
+    from pipeline.errors import JobIncomplete, StorageUnusable
     from schemas.job import JobSpec, SpecError
 
 # name -> module that defines it; resolved on first use (PEP 562).
@@ -45,6 +46,7 @@ _EXPORTS = {
     "JobSummary": "pipeline.engine.summary",
     "VerifyReport": "pipeline.engine.verify",
     "JobIncomplete": "pipeline.errors",
+    "StorageUnusable": "pipeline.errors",
     "JobSpec": "schemas.job",
     "SpecError": "schemas.job",
 }

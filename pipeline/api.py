@@ -1,7 +1,8 @@
 """The functions behind `import pipeline`: the same checks and steps as the CLI.
 
     spec = load_spec("nightly.yaml", input="s3://acme/tickets/2026-12-04/")
-    summary = run(spec)                       # raises SpecError before Ray starts
+    summary = run(spec)                       # raises SpecError (or StorageUnusable)
+                                              # before Ray starts
     summary.raise_for_status()                # JobIncomplete naming failed units
 
 Each function takes a path, a mapping or a `JobSpec`. A spec that cannot run raises
@@ -73,6 +74,21 @@ def _checked(spec: SpecLike, input: str | None, output: str | None, *, keys: boo
     return job
 
 
+def _probed(job: JobSpec) -> None:
+    """The input listed and the output (and cache) written once, with a short timeout,
+    before Ray starts: `StorageUnusable` names each location that fails and the fix."""
+    from pipeline.errors import StorageUnusable
+    from pipeline.storeprobe import probe_storage
+
+    problems = probe_storage(
+        input_uri=job.input.uri,
+        output_uri=job.output.uri,
+        cache_uri=job.cache_uri if job.cache != "off" else None,
+    )
+    if problems:
+        raise StorageUnusable("storage not usable: " + "; ".join(problems), problems=problems)
+
+
 def _source(spec: SpecLike) -> str:
     return str(spec) if isinstance(spec, str | Path) else f"<{type(spec).__name__}>"
 
@@ -95,6 +111,7 @@ def run(
         summary.rows_ok, summary.cost_usd, summary.savings_pct
     """
     job = _checked(spec, input, output, keys=True)
+    _probed(job)
     from pipeline.engine.rayenv import bind_private_ray_to_loopback
 
     bind_private_ray_to_loopback()
@@ -118,6 +135,8 @@ def forecast(
         fc.cost_usd.p50, fc.duration_s.p50
     """
     job = _checked(spec, input, output, keys=False)
+    if write:
+        _probed(job)
     from pipeline.dryrun.forecast import forecast_job
 
     return forecast_job(job, job_id=job_id, write=write)

@@ -141,6 +141,16 @@ class ConfigError(TerminalError):
     error_type = "config_error"
 
 
+class StorageUnusable(ConfigError):
+    """The input cannot be listed or the output not written (`pipeline.storeprobe`),
+    found before Ray starts. `problems` has one line per location: URI, what was tried,
+    the fix."""
+
+    @property
+    def problems(self) -> list[str]:
+        return list(self.context.get("problems") or [])
+
+
 class CanaryFailed(TerminalError):
     """A routed deployment answered the golden set worse than `routing.canary.min_accuracy`;
     the job stopped before calling any of its rows. The message names each one."""

@@ -97,3 +97,25 @@ def test_an_incomplete_job_says_why_and_raises_on_request() -> None:
 def test_a_complete_job_has_no_reasons() -> None:
     s = _summary(status="complete", rows_retryable=0, rows_pending=0, units_failed={})
     assert s.ok and s.why_incomplete() == [] and s.raise_for_status() is s
+
+
+def test_run_refuses_storage_it_cannot_write_before_ray(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An output under a regular file cannot be written: the Python entry point says so
+    with the URI and the fix, as `tierline run` does, and neither Ray nor a job starts."""
+
+    def never(*_: Any, **__: Any) -> None:
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr(ray, "init", never)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    spec = (REPO / "jobs/examples/classify.yaml").read_text()
+    spec = spec.replace("jobs/examples/data", str(REPO / "jobs/examples/data"))
+    path = tmp_path / "classify.yaml"
+    path.write_text(spec)
+    with pytest.raises(pipeline.StorageUnusable) as exc:
+        pipeline.run(path, output=str(blocker / "out"))
+    assert exc.value.problems and str(blocker) in exc.value.problems[0]
+    assert "fix" in exc.value.problems[0]
