@@ -98,7 +98,9 @@ class WorkerActor:
         have failed for that reason alone (calls to a dead simulator), and must be redone
         by the next run instead of being committed as error rows."""
         refs = [actor.__ray_ready__.remote() for actor in self.guards.values()]
-        await asyncio.wait_for(asyncio.gather(*refs), timeout=GUARD_TIMEOUT_S)
+        # Not `asyncio.wait_for`, which on Python 3.11 can drop a cancel of the unit.
+        async with asyncio.timeout(GUARD_TIMEOUT_S):
+            await asyncio.gather(*refs)
 
     async def stop(self, grace_s: float) -> None:
         """The run is stopping: start no more rows; calls in flight get `grace_s`."""

@@ -142,8 +142,12 @@ class UnitJournal:
     async def _run(self) -> None:
         while True:
             started = time.monotonic()
+            # Not `asyncio.wait_for`: on Python 3.11 it drops a cancel that comes as the
+            # wait ends (a unit's last answer wakes this writer, and the unit's block ends
+            # in the same turn); the writer then never ends, nor does the block.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.every_s)
+                async with asyncio.timeout(self.every_s):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.flush()

@@ -76,3 +76,27 @@ def test_take_back_answers_its_rows_and_their_identical_rows() -> None:
     assert done[1].id == "b" and done[1].output == "billing"
     assert [c.call_status for c in done[1].calls] == ["duplicate"]  # $0: paid once, for "a"
     assert take_back(["a"], [None], {}) == ({}, [0])
+
+
+def test_block_ends_when_its_last_answer_and_its_end_come_in_one_turn(tmp_path: Path) -> None:
+    """A unit's last answer wakes the journal's writer, and the unit's block ends before
+    the writer has run: the block must still end, with the answer written. (On Python
+    3.11, `asyncio.wait_for` dropped a cancel that met a wait already finished: the
+    writer went on forever and its unit never reached its commit, issue 19.)"""
+    j = journal(tmp_path, every_rows=1)
+    j.every_s = 60.0  # only an answer wakes the writer
+
+    async def unit_block() -> None:
+        async with j:
+            for _ in range(3):
+                await asyncio.sleep(0)  # the writer starts and waits for answers
+            j.add(answered("a"))  # wakes the writer; the block ends in this same turn
+
+    async def go() -> bool:
+        block = asyncio.create_task(unit_block())
+        done, _ = await asyncio.wait({block}, timeout=5)
+        return block in done
+
+    assert asyncio.run(go()), "the journal's block did not end: its unit could not commit"
+    assert j.written == 1
+    assert sorted(journal(tmp_path).read()) == ["a"]
