@@ -468,7 +468,9 @@ class RowExecutor:
         for _ in range(self.reasks if parsed.reask else 0):
             # Ask once more on the same deployment, quoting what failed validation; the
             # failed call stays a cost row (`reasked`). A re-ask that cannot be sent leaves
-            # the invalid answer, which escalates like any other.
+            # the invalid answer, which escalates like any other; one the budget refuses
+            # ends the row as the budget's retryable error instead (below).
+            mine = len(out.calls)
             self._record(out, dep, tier, result, "reasked", version, step)
             assert parsed.reask is not None
             extra = (
@@ -480,6 +482,13 @@ class RowExecutor:
             retried = await self._try_deployment(
                 dep, request, more, out, started, call=replace(call, input_tokens=more)
             )
+            if isinstance(retried, BudgetExhausted):
+                # Nothing went out: the invalid answer is an ordinary `invalid_output`
+                # cost row, paid once, and the row waits for a bigger budget. Escalating
+                # would ask a dearer tier of the same budget, and an `invalid_output`
+                # error row would never be asked again by a rerun.
+                out.calls[mine] = replace(out.calls[mine], call_status="invalid_output")
+                return retried
             if isinstance(retried, TierlineError):
                 return _Answer(dep, parsed, out.attempts, None)
             result, parsed = retried, self.kind.parse(retried.text)

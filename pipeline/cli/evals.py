@@ -3,6 +3,7 @@ version, scored on labelled rows, side by side.
 
     tierline eval jobs/examples/classify.yaml --golden golden.csv
     tierline eval spec.yaml --golden golden.parquet --prompts-from v2.yaml --json eval.json
+    tierline eval jobs/examples/extract-tickets.yaml --golden reviewed.parquet  # per field
 
 Exit codes: 0 done, 1 the evaluation failed (a provider, storage), 2 bad spec, golden set
 or prompts file (before any call).
@@ -66,7 +67,8 @@ def eval_command(
         str,
         typer.Option(
             help="Labelled rows (.parquet, .jsonl or .csv; local or s3://) with the spec's "
-            "id and text columns and a label column.",
+            "id and text columns and a label column (extract: a column per field to score, "
+            "named as the field or out_<field>).",
             show_default=False,
         ),
     ],
@@ -77,7 +79,9 @@ def eval_command(
             "text file (the default prompt)."
         ),
     ] = None,
-    label: Annotated[str, typer.Option(help="The golden set's label column.")] = "label",
+    label: Annotated[
+        str, typer.Option(help="The golden set's label column (not extract: its field columns).")
+    ] = "label",
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
     output_format: Annotated[OutputFormat, typer.Option(help="How to print it.")] = (
         OutputFormat.table
@@ -117,11 +121,13 @@ def eval_command(
         return
     out.print(eval_table(report))
     for r in report.rows:
+        if r.field_accuracy:
+            fields = ", ".join(f"{f} {a:.3f}" for f, a in r.field_accuracy.items())
+            out.print(f"  {r.deployment} with {r.prompt_version}, per field: {fields}")
         if r.errors:
             out.print(
                 f"  {r.deployment} with {r.prompt_version}: {r.errors:,} rows without an "
                 "answer (counted wrong)"
             )
-    out.print(
-        f"golden set {report.golden}, label column {report.label!r}; prices {report.price_version}"
-    )
+    scored = f"label column {report.label!r}" if report.label else "scored per field"
+    out.print(f"golden set {report.golden}, {scored}; prices {report.price_version}")

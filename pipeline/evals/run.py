@@ -13,12 +13,16 @@ caps the whole evaluation. `kind: sim` providers are started here for its length
 
 A row is correct when its answer equals its label, case, surrounding punctuation and
 runs of white space forgiven (`pipeline.routing.cascade.normalise`); rows that end as
-errors (invalid output, too long, a failed call) count as wrong.
+errors (invalid output, too long, a failed call) count as wrong. An extract task is
+scored one field at a time against the golden set's field columns
+(`pipeline.evals.fields`): `field_accuracy` per field, and a row is correct when every
+scored field is.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import tempfile
 
 import pyarrow.compute as pc
@@ -27,6 +31,7 @@ from pydantic import BaseModel, Field
 from jobs.base import get_job_kind
 from pipeline.engine.outputs import unit_tables
 from pipeline.engine.worker import UnitRunner
+from pipeline.evals.fields import score_fields
 from pipeline.evals.golden import EvalSet
 from pipeline.evals.prompts import PromptSet
 from pipeline.limits.budget import BudgetClient, Budgets, LeaseBook, LocalSource
@@ -49,6 +54,10 @@ class EvalRow(BaseModel):
     calls: int = Field(description="Billed calls, retries and long-document steps included.")
     accuracy: float = Field(description="correct / rows.")
     cost_usd: float = Field(description="Priced from the price table, as a job's cost rows.")
+    field_accuracy: dict[str, float] = Field(
+        default_factory=dict,
+        description="extract: per scored field, rows whose value equals the golden one / rows.",
+    )
 
 
 class EvalReport(BaseModel):
@@ -89,19 +98,23 @@ def one_deployment_spec(spec: JobSpec, dep: Deployment, prompts: PromptSet) -> J
     return parse_spec(doc, f"{spec.name} on {dep.name}")
 
 
-def score(golden: EvalSet, answers: dict[str, str]) -> int:
-    """Rows whose answer equals the label (normalised)."""
-    return sum(
+def score(golden: EvalSet, answers: dict[str, str]) -> tuple[int, dict[str, int]]:
+    """(rows whose answer equals the label (normalised), {}); extract: (rows right in
+    every scored field, {field: rows right})."""
+    if golden.expected:
+        return score_fields(golden.expected, {k: json.loads(v) for k, v in answers.items()})
+    right = sum(
         1
         for rid, label in golden.labels.items()
         if rid in answers and normalise(answers[rid]) == normalise(label)
     )
+    return right, {}
 
 
 async def _one(
     spec: JobSpec, golden: EvalSet, endpoints: dict[str, str], book: LeaseBook, out_uri: str
-) -> tuple[int, int, int, float]:
-    """(correct, errors, calls, cost) of the golden rows on a one-deployment spec."""
+) -> tuple[tuple[int, dict[str, int]], int, int, float]:
+    """(score, errors, calls, cost) of the golden rows on a one-deployment spec."""
     budgets = Budgets(BudgetClient(LocalSource(book, "eval"))) if spec.budget_usd else Budgets()
     runner = _EvalRunner(spec, "eval", out_uri, endpoints, budgets=budgets)
     async with runner:
@@ -137,7 +150,8 @@ async def evaluate(
                     same.prompt_source += f" + {prompts.source}"  # one text, asked once
                     continue
                 one = one_deployment_spec(spec, dep, prompts)
-                correct, errors, calls, cost = await _one(one, golden, urls, book, out_uri)
+                scored, errors, calls, cost = await _one(one, golden, urls, book, out_uri)
+                correct, per_field = scored
                 done[prompt.version] = row = EvalRow(
                     deployment=dep.name,
                     tier=tier,
@@ -150,6 +164,7 @@ async def evaluate(
                     calls=calls,
                     accuracy=correct / golden.rows if golden.rows else 0.0,
                     cost_usd=cost,
+                    field_accuracy={f: n / golden.rows for f, n in per_field.items()},
                 )
                 rows.append(row)
     return EvalReport(

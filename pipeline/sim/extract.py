@@ -292,10 +292,13 @@ def extract_answer(schema: dict[str, Any], text: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, prop in props.items():
         if isinstance(prop, dict):
-            kinds = prop.get("type")
-            nullable = isinstance(kinds, list) and "null" in kinds
-            out[name] = _value(name, prop, text, name in required and not nullable)
+            out[name] = _value(name, prop, text, name in required and not _nullable(prop))
     return out
+
+
+def _nullable(prop: object) -> bool:
+    kinds = prop.get("type") if isinstance(prop, dict) else None
+    return isinstance(kinds, list) and "null" in kinds
 
 
 def spoil(
@@ -312,8 +315,15 @@ def spoil(
         return text[: max(1, len(text) // 2)]
     edge += faults.missing_required_rate
     if draw < edge:
+        # A strict schema (OpenAI) lists every property as required, the optional ones
+        # nullable: leaving one of those out spoils nothing, so the first non-nullable goes.
         names = schema.get("required")
-        required = [r for r in names if r in answer] if isinstance(names, list) else []
+        props = schema.get("properties") or {}
+        required = (
+            [r for r in names if r in answer and not _nullable(props.get(r))]
+            if isinstance(names, list)
+            else []
+        )
         if required:
             answer = {k: v for k, v in answer.items() if k != required[0]}
         return json.dumps(answer, ensure_ascii=False)

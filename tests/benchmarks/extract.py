@@ -15,6 +15,8 @@ answers injected on the cheap tier, against the same job as `classify`.
    answer that fails validation is re-asked once on the same model, then escalates.
 3. The same job as `classify` (labels billing / technical / account / other, same input,
    tiers, routing and simulator), timed the same way: `rows_per_s` of both, and the ratio.
+   Both run with a stall timeout: a job that stops making progress ends incomplete, its
+   status is printed, and no rate or ratio is given for it.
 
 Measured from the outputs: `valid_pct` (rows with a validated answer, of the rows with
 text; target 100), `reasks` (cost rows `reasked`), `escalations` (rows answered or failed
@@ -52,6 +54,7 @@ from schemas.job import JobSpec, parse_spec  # noqa: E402
 EXAMPLE = REPO / "jobs" / "examples" / "extract-tickets.yaml"
 TICKETS = REPO / "jobs" / "examples" / "data" / "tickets"
 CHEAP = "gpt-4o-mini"
+STALL_S = 120.0
 KNOWN = ("queue", "priority", "language")
 
 
@@ -78,7 +81,8 @@ def specs(input_dir: Path, out: Path, invalid: float) -> tuple[JobSpec, JobSpec]
     doc["output"]["uri"] = str(out)
     doc["cache"] = "off"
     doc["budget_usd"] = 100.0
-    doc["run"] = {"workers": 2, "max_in_flight": 64}
+    # A run that stops making progress ends (incomplete) instead of hanging the benchmark.
+    doc["run"] = {"workers": 2, "max_in_flight": 64, "stall_timeout_s": STALL_S}
     faults = {"invalid_json_rate": share, "missing_required_rate": share, "wrong_enum_rate": share}
     doc["providers"]["sim"]["sim"]["models"] = {CHEAP: {"extract": faults}}
     extract = parse_spec(doc)
@@ -148,6 +152,7 @@ ROWS = [
     ("forecast USD / error %", "forecast_cost_usd", "forecast_error_pct"),
     ("calls", "calls"),
     ("rows/s (extract / classify / ratio)", "rows_per_s", "classify_rows_per_s", "ratio"),
+    ("status (extract / classify)", "extract_status", "classify_status"),
 ]
 
 
@@ -183,14 +188,19 @@ def main() -> None:
             baseline = run_job(classify)
     finally:
         ray.shutdown()
-    classify_rate = baseline.rows_total / baseline.wall_s if baseline.wall_s else 0.0
+    # A rate is only a rate of a job that finished: an incomplete run (stalled, stopped)
+    # is reported as such, never as a slow one.
+    done = summary.status == baseline.status == "complete"
+    classify_rate = baseline.rows_total / baseline.wall_s if done and baseline.wall_s else 0.0
     result |= {
+        "extract_status": summary.status,
+        "classify_status": baseline.status,
         "invalid_injected": args.invalid,
         "forecast_cost_usd": round(fc.cost_usd.p50, 6),
         "forecast_error_pct": round(100.0 * (fc.cost_usd.p50 / summary.cost_usd - 1.0), 1)
         if summary.cost_usd
         else None,
-        "classify_rows_per_s": round(classify_rate, 1),
+        "classify_rows_per_s": round(classify_rate, 1) if done else None,
         "ratio": round(result["rows_per_s"] / classify_rate, 3) if classify_rate else None,
         "classify_cost_usd": round(baseline.cost_usd, 6),
     }

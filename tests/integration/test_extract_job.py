@@ -11,6 +11,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from pipeline.engine.driver import run_job
 from pipeline.engine.verify import verify_job
@@ -104,3 +105,110 @@ def test_extract_in_batch_mode_validates_the_same_answers(tmp_path: Path, ray_lo
     asked = costs.filter(pl.col("call_status").is_in(["ok", "reasked"]))
     assert set(asked["mode"].to_list()) == {"batch"}
     assert "reasked" in set(costs["call_status"].to_list())
+
+
+def test_eval_scores_an_extract_spec_one_field_at_a_time(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli.app import app
+    from tests.integration.helpers import TOPICS
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "name": "eval-extract",
+                "task": TASK,
+                "input": {"uri": "in/", "id_column": "ticket_id", "text_columns": ["body"]},
+                "output": {"uri": "out/"},
+                "providers": {
+                    "sim": {
+                        "kind": "sim",
+                        "sim": {
+                            "latency_ms": 1,
+                            "jitter_ms": 0,
+                            # Every cheap answer leaves out a required field.
+                            "models": {"gpt-4o-mini": {"extract": {"missing_required_rate": 1}}},
+                        },
+                    }
+                },
+                "tiers": {"cheap": ["sim/gpt-4o-mini"], "flagship": ["sim/gpt-4o"]},
+                "budget_usd": 1.0,
+            },
+            sort_keys=False,  # the fields in the task's order
+        )
+    )
+    rows = [
+        {"ticket_id": f"G-{i}", "body": f"{body} (case {10 + i}).", "queue": queue, "case": 10 + i}
+        for i, (queue, body) in enumerate(TOPICS.items())
+    ]
+    rows.append(  # the queue labelled wrong on purpose: no model can score it
+        {"ticket_id": "G-9", "body": TOPICS["billing"] + " (case 19).", "queue": "account",
+         "case": 19}
+    )  # fmt: skip
+    golden = tmp_path / "golden.csv"
+    pl.DataFrame(rows).write_csv(golden)
+    out_json = tmp_path / "eval.json"
+
+    args = ["eval", str(spec), "--golden", str(golden), "--json", str(out_json)]
+    result = CliRunner().invoke(app, args)
+
+    assert result.exit_code == 0, result.output
+    report = {r["deployment"]: r for r in json.loads(out_json.read_text())["rows"]}
+    flagship, cheap = report["sim/gpt-4o"], report["sim/gpt-4o-mini"]
+    # Scored one field at a time: the case numbers are all right, the mislabelled queue not.
+    assert flagship["field_accuracy"] == {"queue": 0.8, "case": 1.0}
+    assert flagship["accuracy"] == 0.8 and flagship["errors"] == 0 and flagship["calls"] == 5
+    # Answers that never validate are error rows, wrong in every field; both asks are billed.
+    assert cheap["field_accuracy"] == {"queue": 0.0, "case": 0.0} and cheap["errors"] == 5
+    assert cheap["calls"] == 10 and cheap["cost_usd"] > 0
+    assert "per field: queue 0.800, case 1.000" in result.output
+    assert "scored per field" in result.output
+
+
+def _readme_blocks(language: str) -> list[str]:
+    """The `language` code blocks of the README's structured extraction section."""
+    import re
+
+    text = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = text.split("### Structured extraction", 1)[1].split("\n### ", 1)[0]
+    return re.findall(rf"```{language}\n(.*?)```", section, re.DOTALL)
+
+
+def test_the_readmes_queries_run_on_the_example_jobs_output(
+    tmp_path: Path, ray_local: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import duckdb
+
+    repo = Path(__file__).parents[2]
+    doc = yaml.safe_load((repo / "jobs/examples/extract-tickets.yaml").read_text())
+    (tmp_path / "in").mkdir()
+    tickets = pl.read_parquet(repo / "jobs/examples/data/tickets").sort("ticket_id").head(80)
+    tickets.write_parquet(tmp_path / "in" / "tickets.parquet")
+    doc["input"]["uri"] = str(tmp_path / "in")
+    doc["output"]["uri"] = str(tmp_path / "tierline-out")  # where the README looks
+    doc["providers"]["sim"]["sim"]["latency_ms"] = 2
+    doc["cache"] = "off"
+    doc["run"] = {"workers": 1}
+    from schemas.job import parse_spec
+
+    summary = run_job(parse_spec(doc))
+    assert summary.rows_ok > 60
+    results = read_all(Store.open(summary.output), "results")
+    monkeypatch.chdir(tmp_path)  # the README's paths are relative to where the job ran
+
+    (sql,) = _readme_blocks("sql")
+    rows = duckdb.sql(sql).fetchall()
+    assert sum(n for _, _, n in rows) == results.height
+    expected = results.group_by("out_queue", "out_priority").len()
+    assert sorted((q, p, n) for q, p, n in rows) == sorted(
+        (str(q), str(p), n) for q, p, n in expected.iter_rows()
+    )
+    assert {q for q, _, _ in rows} <= {"billing", "technical", "account", "other"}
+
+    (code,) = _readme_blocks("python")
+    scope: dict[str, Any] = {}
+    exec(compile(code.replace("\nr.group_by", "\nanswer = r.group_by"), "README", "exec"), scope)
+    assert scope["answer"]["len"].sum() == results.height

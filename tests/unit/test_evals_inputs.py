@@ -147,3 +147,75 @@ def test_cli_refuses_a_bad_golden_set_with_exit_2_before_any_call(
     empty = write(tmp_path / "e.jsonl", [])
     result = CliRunner().invoke(app, ["eval", str(spec_path), "--golden", empty])
     assert result.exit_code == 2 and "no rows" in result.output
+
+
+# --- extract: a column per field, scored one field at a time ------------------------------
+
+EXTRACT_FIELDS = {
+    "queue": {"type": "enum", "values": ["billing", "technical"]},
+    "seats": {"type": "integer", "required": False},
+    "due": {"type": "date", "required": False},
+    "subject": {"type": "string", "max_length": 80},  # also a text column of the input
+}
+
+
+def extract_spec() -> JobSpec:
+    doc = spec().model_dump(mode="json", exclude_none=True)
+    doc["task"] = {"kind": "extract", "fields": EXTRACT_FIELDS}
+    return parse_spec(doc)
+
+
+def test_an_extract_golden_set_reads_each_fields_values_as_its_type(tmp_path: Path) -> None:
+    rows = [
+        # Enum case is forgiven, "3" is 3, dates come as text; `subject` is the input's
+        # text column, so the field's value is the out_ column.
+        {"ticket_id": 1, "subject": "Billing", "body": "x", "queue": "Billing", "seats": "3",
+         "due": "2026-12-03", "out_subject": "Charged twice"},
+        {"ticket_id": 2, "subject": "Login", "body": "y", "queue": "technical", "seats": "",
+         "due": None, "out_subject": "Cannot log in"},
+    ]  # fmt: skip
+    for name in ("g.csv", "g.parquet"):
+        golden = read_golden(write(tmp_path / name, rows), extract_spec())
+        assert golden.fields == ["queue", "seats", "due", "subject"] and golden.labels == {}
+        assert golden.expected["1"] == {
+            "queue": "billing",
+            "seats": 3,
+            "due": "2026-12-03",
+            "subject": "Charged twice",
+        }
+        assert golden.expected["2"]["seats"] is None and golden.expected["2"]["due"] is None
+        assert golden.table.column_names == ["ticket_id", "subject", "body"]
+
+
+def test_fields_are_scored_one_at_a_time_and_an_error_row_is_wrong_in_all() -> None:
+    from pipeline.evals.fields import score_fields
+
+    expected = {
+        "1": {"queue": "billing", "subject": "Charged twice"},
+        "2": {"queue": "technical", "subject": "Cannot log in"},
+        "3": {"queue": "billing", "subject": "Refund"},
+    }
+    answers = {
+        "1": {"queue": "billing", "subject": "  charged TWICE."},  # strings: case, spacing
+        "2": {"queue": "billing", "subject": "Cannot log in"},
+    }  # row 3 ended as an error row: no answer
+    assert score_fields(expected, answers) == (1, {"queue": 1, "subject": 2})
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ([{**ROWS[0]}], "no field to score; an extract task's golden set has a column per field"),
+        ([{**ROWS[0], "queue": "sales"}], "row 1, column queue: Input should be 'billing' or"),
+        ([{**ROWS[0], "seats": "many"}], "row 1, column seats: Input should be a valid integer"),
+        ([{"ticket_id": 1, "queue": "billing"}], "missing column(s) subject, body"),
+    ],
+)
+def test_bad_extract_golden_sets_name_the_row_column_and_fix(
+    tmp_path: Path, rows: list[dict[str, Any]], expected: str
+) -> None:
+    path = write(tmp_path / "g.csv", rows)
+    with pytest.raises(GoldenSetError) as exc:
+        read_golden(path, extract_spec())
+    assert exc.value.message.startswith(f"golden set {path}:")
+    assert expected in exc.value.message and "\n" not in exc.value.message

@@ -75,6 +75,11 @@ def test_faults_spoil_the_share_asked_for() -> None:
     assert not JOB.parse(spoil(answer, SCHEMA, every, 0, "m", "x")).ok
     missing = JOB.parse(spoil(answer, SCHEMA, ExtractFaults(missing_required_rate=1.0), 0, "x"))
     assert missing.reason is not None and "queue: required field is missing" in missing.reason
+    # A strict schema lists optional fields as required (nullable): a truly required one goes.
+    props = {"seats": {"type": ["integer", "null"]}, **SCHEMA["properties"]}
+    strict = {**SCHEMA, "properties": props, "required": list(props)}
+    missing = JOB.parse(spoil(answer, strict, ExtractFaults(missing_required_rate=1.0), 0, "x"))
+    assert missing.reason is not None and "queue: required field is missing" in missing.reason
     wrong = JOB.parse(spoil(answer, SCHEMA, ExtractFaults(wrong_enum_rate=1.0), 0, "x"))
     assert wrong.reason is not None and wrong.reason.startswith("fields failed: queue")
     five = ExtractFaults(invalid_json_rate=0.05)
