@@ -78,13 +78,9 @@ def _probed(job: JobSpec) -> None:
     """The input listed and the output (and cache) written once, with a short timeout,
     before Ray starts: `StorageUnusable` names each location that fails and the fix."""
     from pipeline.errors import StorageUnusable
-    from pipeline.storeprobe import probe_storage
+    from pipeline.storeprobe import probe_spec
 
-    problems = probe_storage(
-        input_uri=job.input.uri,
-        output_uri=job.output.uri,
-        cache_uri=job.cache_uri if job.cache != "off" else None,
-    )
+    problems = probe_spec(job)
     if problems:
         raise StorageUnusable("storage not usable: " + "; ".join(problems), problems=problems)
 

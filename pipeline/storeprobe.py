@@ -18,12 +18,25 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import redact
 
+if TYPE_CHECKING:
+    from schemas.job import JobSpec
+
 PROBE_TIMEOUT_S = 5.0
 PROBE_NAME = ".tierline-probe-"  # hidden: no lister of job folders takes it for a job
+
+
+def probe_spec(spec: JobSpec, *, output_uri: str | None = None) -> list[str]:
+    """`probe_storage` for a job: its input, its output (or `output_uri`), its response
+    cache when the cache is on."""
+    return probe_storage(
+        input_uri=spec.input.uri,
+        output_uri=output_uri or spec.output.uri,
+        cache_uri=spec.cache_uri if spec.cache != "off" else None,
+    )
 
 
 def probe_storage(

@@ -95,14 +95,10 @@ def probe_or_exit(spec: JobSpec, *, output_uri: str | None = None) -> None:
     """Before Ray starts or a call is made: the input can be listed and the output (and
     the response cache) written, each asked once with a short timeout. Exits 2 with one
     line per location: the URI, what was tried and the fix."""
-    from pipeline.storeprobe import probe_storage
+    from pipeline.storeprobe import probe_spec
 
     with err.status("checking storage", spinner="dots"):
-        problems = probe_storage(
-            input_uri=spec.input.uri,
-            output_uri=output_uri or spec.output.uri,
-            cache_uri=spec.cache_uri if spec.cache != "off" else None,
-        )
+        problems = probe_spec(spec, output_uri=output_uri)
     if problems:
         err.print("[red]storage not usable[/]:")
         for p in problems:

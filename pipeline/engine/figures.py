@@ -164,7 +164,7 @@ def unit_figures(
             pl.col("routed_tier").is_not_null() & (pl.col("routed_tier") != pl.col("tier"))
         )["id"].to_list()
     )
-    hedges = costs.filter(pl.col("step") == HEDGE_STEP)  # and CANCELLED: what they cut off
+    hedges = costs.filter(pl.col("step") == HEDGE_STEP)
     last = costs.sort("attempt").group_by("id").agg(pl.col("input_tokens", "output_tokens").last())
     return UnitFigures(
         rows_ok=results.height,

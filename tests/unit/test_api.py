@@ -17,6 +17,17 @@ from schemas.job import load_spec
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture
+def ray_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray may already run in this process (another test started it): what counts is
+    that the call under test does not reach it."""
+
+    def never(*_: Any, **__: Any) -> None:
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr(ray, "init", never)
+
+
 def _unpriced(tmp_path: Path) -> Path:
     text = (REPO / "jobs/examples/classify.yaml").read_text()
     text = text.replace("sim/gpt-4o-mini", "sim/gpt-unpriced-9")
@@ -27,7 +38,7 @@ def _unpriced(tmp_path: Path) -> Path:
 
 
 def test_run_refuses_an_unpriced_spec_before_ray_with_the_validate_problems(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ray_refused: None
 ) -> None:
     import pipeline.engine.driver as driver
 
@@ -35,9 +46,6 @@ def test_run_refuses_an_unpriced_spec_before_ray_with_the_validate_problems(
         raise AssertionError("the job was started")
 
     monkeypatch.setattr(driver, "run_job", never)
-    # Another test may have started Ray in this process already: what counts is that this
-    # call does not reach it.
-    monkeypatch.setattr(ray, "init", never)
     spec = _unpriced(tmp_path)
     for how in (spec, pipeline.load_spec(spec), str(spec)):
         with pytest.raises(pipeline.SpecError) as exc:
@@ -49,17 +57,11 @@ def test_run_refuses_an_unpriced_spec_before_ray_with_the_validate_problems(
     assert not (tmp_path / "out").exists()
 
 
-def test_the_engine_itself_checks_before_it_starts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_engine_itself_checks_before_it_starts(tmp_path: Path, ray_refused: None) -> None:
     """A caller that goes around the public API gets the same refusal, not a job that
     retries every unit against a price it cannot find."""
     from pipeline.engine.driver import run_job
 
-    def never(*_: Any, **__: Any) -> None:
-        raise AssertionError("Ray was started")
-
-    monkeypatch.setattr(ray, "init", never)
     with pytest.raises(pipeline.SpecError, match=r"tiers\.cheap\.0: no price"):
         run_job(load_spec(_unpriced(tmp_path)), output_uri=str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
@@ -99,16 +101,10 @@ def test_a_complete_job_has_no_reasons() -> None:
     assert s.ok and s.why_incomplete() == [] and s.raise_for_status() is s
 
 
-def test_run_refuses_storage_it_cannot_write_before_ray(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_run_refuses_storage_it_cannot_write_before_ray(tmp_path: Path, ray_refused: None) -> None:
     """An output under a regular file cannot be written: the Python entry point says so
     with the URI and the fix, as `tierline run` does, and neither Ray nor a job starts."""
 
-    def never(*_: Any, **__: Any) -> None:
-        raise AssertionError("Ray was started")
-
-    monkeypatch.setattr(ray, "init", never)
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     spec = (REPO / "jobs/examples/classify.yaml").read_text()
