@@ -319,11 +319,14 @@ def timeline(parts: list[Completions]) -> Timeline:
     step_s = next(
         (s for s in TIMELINE_STEPS_S if s >= finest and (t1 - t0) / s < 60), TIMELINE_STEPS_S[-1]
     )
-    start = math.floor(t0 / step_s) * step_s
-    n = int((t1 - start) // step_s) + 1
+    # Bucket numbers on the whole time axis, counted from the first: floor is monotonic,
+    # so every event lands in 0..n-1 (a start recomputed in seconds can round past t0).
+    first = math.floor(t0 / step_s)
+    n = math.floor(t1 / step_s) - first + 1
+    start = first * step_s
     rows, retried, rl = [0] * n, [0] * n, [0] * n
     for t, (r, rt, x) in events:
-        b = min(n - 1, int((t - start) // step_s))
+        b = math.floor(t / step_s) - first
         rows[b] += r
         retried[b] += rt
         rl[b] += x

@@ -499,3 +499,19 @@ def test_pool_shares_count_rows_429s_and_latency_per_deployment() -> None:
     assert (b.deployment, b.rows, b.share, b.rate_limited) == ("b/gpt-4o", 3, 0.75, 0)
     # The median of 40, 60 and 5,000 ms, read from fixed buckets (within 12%).
     assert b.p50_ms == pytest.approx(60.0, rel=0.12)
+
+
+def test_the_timeline_keeps_rows_whose_time_rounds_past_its_start() -> None:
+    """1764950000.3 s on 0.1 s buckets: floor(t / 0.1) * 0.1 is a hair above t, which once
+    left the timeline no bucket at all (the report failed with an IndexError)."""
+    from pipeline.report.data import timeline
+    from schemas.figures import Completions
+
+    t = 1764950000.3
+    one = Completions(start_s=t, step_s=0.1, buckets={0: [3, 1, 2]})
+    later = Completions(start_s=t, step_s=0.1, buckets={0: [1, 0, 0], 25: [4, 0, 1]})
+    tl = timeline([one, later])
+    assert sum(tl.rows) == 8 and sum(tl.retried) == 1 and sum(tl.rate_limited) == 3
+    assert tl.rows[0] == 4 and tl.rows[-1] == 4
+    assert tl.start is not None and tl.start.timestamp() <= t + 1e-6
+    assert timeline([one]).rows == (3,)
