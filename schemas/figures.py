@@ -36,6 +36,11 @@ LATENCY_BUCKETS = 6 * LATENCY_PER_DECADE  # 1 ms .. 1,000 s
 TIMELINE_STEPS_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0,
                     600.0, 900.0, 1800.0, 3600.0, 21600.0, 86400.0)  # fmt: skip
 TIMELINE_UNIT_BUCKETS = 240
+# A sum of more units' timelines than this is merged into one, on the smallest step that
+# gives at most TIMELINE_JOB_BUCKETS buckets: a job's figures stay the same size however
+# many units it has (the report draws at most 60 buckets anyway).
+TIMELINE_PARTS = 64
+TIMELINE_JOB_BUCKETS = 600
 ERROR_EXAMPLES = 5
 
 
@@ -146,6 +151,34 @@ class Completions(_Part):
         for b, v in self.buckets.items():
             yield self.start_s + b * self.step_s, v
 
+    @staticmethod
+    def merged(parts: list[Completions]) -> Completions:
+        """`parts` as one, each bucket counted in the new bucket holding its start (as the
+        report bins them), on the smallest step no finer than any part's that gives at
+        most TIMELINE_JOB_BUCKETS buckets.
+
+            Completions.merged(unit_timelines).buckets    # {0: [rows, retried, 429s], ...}
+        """
+        events = [(t, v) for p in parts for t, v in p.events()]
+        finest = max((p.step_s for p in parts), default=TIMELINE_STEPS_S[0])
+        per_call = all(p.per_call_429 for p in parts)
+        if not events:
+            return Completions(start_s=0.0, step_s=finest, per_call_429=per_call)
+        t0, t1 = min(t for t, _ in events), max(t for t, _ in events)
+        step = next(
+            (s for s in TIMELINE_STEPS_S if s >= finest and (t1 - t0) / s < TIMELINE_JOB_BUCKETS),
+            TIMELINE_STEPS_S[-1],
+        )
+        first = math.floor(t0 / step)
+        buckets: dict[int, list[int]] = {}
+        for t, v in events:
+            acc = buckets.setdefault(math.floor(t / step) - first, [0] * len(v))
+            for i, x in enumerate(v):
+                acc[i] += x
+        return Completions(
+            start_s=first * step, step_s=step, buckets=buckets, per_call_429=per_call
+        )
+
 
 class UnitFigures(_Part):
     """One unit's figures, or (summed) a job's. See the module docstring for definitions."""
@@ -213,7 +246,7 @@ class UnitFigures(_Part):
             errors=_merge(self.errors, o.errors),
             latency=_merge(self.latency, o.latency),
             pools=_merge(self.pools, o.pools),
-            timelines=self.timelines + o.timelines,
+            timelines=_timelines(self.timelines + o.timelines),
         )
 
     @staticmethod
@@ -225,6 +258,10 @@ class UnitFigures(_Part):
 
 
 _P = TypeVar("_P", Tally, ErrorSample, Latency, Deployment)
+
+
+def _timelines(parts: list[Completions]) -> list[Completions]:
+    return [Completions.merged(parts)] if len(parts) > TIMELINE_PARTS else parts
 
 
 def _merge(a: dict[str, _P], b: dict[str, _P]) -> dict[str, _P]:

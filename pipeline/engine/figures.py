@@ -25,7 +25,7 @@ import polars as pl
 from pipeline.calls.cache import CACHED, DUPLICATE, FREE_STATUSES, reused_answers_usd
 from pipeline.calls.hedge import CANCELLED, HEDGE_STEP
 from pipeline.costs import add_cost_column
-from pipeline.jobfolder import JobFolder
+from pipeline.jobfolder import FigureSum, JobFolder
 from schemas.figures import (
     ERROR_EXAMPLES,
     LATENCY_BUCKETS,
@@ -62,11 +62,15 @@ def job_figures(
     prices: PriceTable | None = None,
     *,
     skipped: list[str] | None = None,
+    summed: FigureSum | None = None,
 ) -> UnitFigures:
     """The sum of the units' figures. A marker without figures (an older writer) has its
     unit's files read, a few units at a time, and summed like any other; with `skipped`
-    given, a unit whose files cannot be read is left out and named there (else it raises)."""
-    ordered = sorted(commits, key=lambda c: c.unit)
+    given, a unit whose files cannot be read is left out and named there (else it raises).
+    With `summed` (from `JobFolder.committed_units(sum_into=...)`), its units' figures are
+    taken from it, and their markers need not carry them."""
+    done = summed.units if summed is not None else set()
+    ordered = sorted((c for c in commits if c.unit not in done), key=lambda c: c.unit)
 
     def one(c: UnitCommit) -> UnitFigures | str:
         if c.figures is not None:
@@ -82,7 +86,7 @@ def job_figures(
     # Units are small; reading several at once hides the S3 round trips.
     with ThreadPoolExecutor(max_workers=min(8, len(old) or 1)) as pool:
         parts = list(pool.map(one, ordered))
-    total = UnitFigures()
+    total = summed.total if summed is not None else UnitFigures()
     for part in parts:
         if isinstance(part, str):
             assert skipped is not None

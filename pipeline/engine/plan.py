@@ -201,7 +201,7 @@ def make_plan(spec: JobSpec, *, output_uri: str | None = None, job_id: str | Non
             f"no input file is usable; {inp.display(first.source)}: {first.reason}"
             + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
         )
-    committed = JobFolder(out).committed_units()
+    committed = JobFolder(out).committed_units(figures=False)  # a resume needs counts only
     return Plan(jid, identity, units, committed, bad, files)
 
 

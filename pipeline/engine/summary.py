@@ -21,7 +21,7 @@ from pipeline.drift.shift import ShiftReport
 from pipeline.engine.figures import forecast_error_pct, job_figures
 from pipeline.engine.plan import Plan
 from pipeline.errors import JobIncomplete
-from pipeline.jobfolder import JobFolder, forecast_rows_usd
+from pipeline.jobfolder import FigureSum, JobFolder, forecast_rows_usd
 from pipeline.store import Store
 from schemas.figures import Tally, UnitFigures
 from schemas.job import JobSpec
@@ -203,8 +203,9 @@ def build_summary(
 ) -> JobSummary:
     prices = prices or spec.price_table()
     folder = JobFolder(Store.open(output_uri).child(plan.job_id))
-    plan.committed = folder.committed_units()
-    f = job_figures(folder, plan.committed.values(), prices)
+    summed = FigureSum()
+    plan.committed = folder.committed_units(sum_into=summed)
+    f = job_figures(folder, plan.committed.values(), prices, summed=summed)
     cost = f.cost_usd
     flagship = spec.flagship()
     baseline = baseline_usd(f, flagship.model, prices)

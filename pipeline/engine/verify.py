@@ -22,7 +22,7 @@ import polars as pl
 from pipeline.engine.figures import conform, unit_figures
 from pipeline.engine.plan import Unit
 from pipeline.engine.rows import read_unit
-from pipeline.jobfolder import MANIFEST, JobFolder
+from pipeline.jobfolder import MANIFEST, FigureSum, JobFolder
 from pipeline.store import Store
 from schemas.records import COSTS, ERRORS, RESULTS, UnitCommit
 
@@ -158,7 +158,8 @@ def verify_job(prefix: str) -> VerifyReport:
     inp = Store.open(manifest["input_resolved"])
     id_col = manifest["input"]["id_column"]
     markers = folder.commit_markers()
-    commits = folder.committed_units()
+    summed = FigureSum()
+    commits = folder.committed_units(sum_into=summed)
     for info in markers:
         c = folder.read_commit(info.path)
         if c.unit not in commits:
@@ -166,11 +167,13 @@ def verify_job(prefix: str) -> VerifyReport:
             continue
         report.units_checked += 1
         _check_unit(out, inp, id_col, c, report)
-    _check_summary(folder, commits, report)
+    _check_summary(folder, commits, summed, report)
     return report
 
 
-def _check_summary(folder: JobFolder, commits: dict[int, UnitCommit], report: VerifyReport) -> None:
+def _check_summary(
+    folder: JobFolder, commits: dict[int, UnitCommit], summed: FigureSum, report: VerifyReport
+) -> None:
     s = folder.read_summary()
     if s is None:
         report.add("summary.json is missing (the job has not ended yet?)")
@@ -184,8 +187,8 @@ def _check_summary(folder: JobFolder, commits: dict[int, UnitCommit], report: Ve
             f"summary.json says {s.get('rows_ok')} ok / {s.get('rows_error')} error rows, "
             f"the committed files hold {rows_ok} / {rows_error}"
         )
-    calls = sum(c.figures.calls for c in commits.values() if c.figures is not None)
-    if all(c.figures is not None for c in commits.values()) and s.get("calls") != calls:
+    calls = summed.total.calls
+    if summed.units == set(commits) and s.get("calls") != calls:
         report.add(f"summary.json says {s.get('calls')} calls, the units' markers {calls}")
     if abs(float(s.get("cost_usd", 0.0)) - cost) > 1e-6:
         report.add(f"summary.json cost_usd {s.get('cost_usd')} differs from the cost rows' {cost}")

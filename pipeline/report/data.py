@@ -26,7 +26,7 @@ from pipeline.drift.canary import CanaryResult
 from pipeline.drift.shift import ShiftReport
 from pipeline.engine.figures import forecast_error_pct, job_figures
 from pipeline.errors import InputError
-from pipeline.jobfolder import JobFolder
+from pipeline.jobfolder import FigureSum, JobFolder
 from pipeline.store import Store
 from schemas.figures import (
     TIMELINE_STEPS_S,
@@ -175,9 +175,10 @@ def build_report(prefix_uri: str) -> ReportData:
     markers = folder.commit_markers()
     if summary is None and not markers:
         raise NotAJob(_no_job_message(store))
-    commits = _read_commits(folder, [m.path for m in markers], notes)
+    summed = FigureSum()
+    commits = _read_commits(folder, [m.path for m in markers], notes, summed)
     prices = _prices(notes)
-    f = job_figures(folder, commits, prices, skipped=notes)
+    f = job_figures(folder, commits, prices, skipped=notes, summed=summed)
     if summary is None:
         notes.append("no summary.json (job running or interrupted): figures cover committed units")
         job_id = commits[0].job_id if commits else _tail(store)
@@ -410,11 +411,14 @@ def _read_summary(folder: JobFolder, notes: list[str]) -> _Summary | None:
         return None
 
 
-def _read_commits(folder: JobFolder, paths: list[str], notes: list[str]) -> list[UnitCommit]:
+def _read_commits(
+    folder: JobFolder, paths: list[str], notes: list[str], summed: FigureSum
+) -> list[UnitCommit]:
+    """Every marker, its figures summed into `summed` as it is read (not kept)."""
     commits: list[UnitCommit] = []
     for path in paths:
         try:
-            commits.append(folder.read_commit(path))
+            commits.append(summed.take(folder.read_commit(path)))
         except (ValidationError, ValueError, FileNotFoundError):
             notes.append(f"{path} is not a valid commit marker; its unit is left out")
     return sorted(commits, key=lambda c: c.unit)

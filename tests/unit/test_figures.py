@@ -11,7 +11,15 @@ import pyarrow as pa
 import pytest
 
 from pipeline.engine.figures import conform, forecast_error_pct, unit_figures
-from schemas.figures import Latency, UnitFigures, latency_bucket
+from pipeline.report.data import timeline
+from schemas.figures import (
+    TIMELINE_JOB_BUCKETS,
+    TIMELINE_PARTS,
+    TIMELINE_UNIT_BUCKETS,
+    Latency,
+    UnitFigures,
+    latency_bucket,
+)
 from schemas.prices import load_prices
 from schemas.records import COSTS, ERRORS, RESULTS
 
@@ -128,3 +136,31 @@ def test_forecast_errors_have_one_sign_convention() -> None:
     assert forecast_error_pct(forecast=10.0, actual=8.0) == pytest.approx(-20.0)
     assert forecast_error_pct(forecast=0.0, actual=0.0) == 0.0
     assert forecast_error_pct(forecast=0.0, actual=1.0) is None
+
+
+def test_a_jobs_figures_stay_the_same_size_however_many_units_it_has() -> None:
+    """Summing 1,000 units' figures keeps one merged timeline, not 1,000: the summary and
+    the report of a job of 100,000 units must not hold every unit's timeline."""
+    prices = load_prices()
+    r, c, e = tables(60)
+    units = []
+    for u in range(1000):  # the same unit's rows, each unit 10 minutes after the last
+        shift = pl.col("completed_at") + timedelta(minutes=10 * u)
+        units.append(unit_figures(r.with_columns(completed_at=shift), c, e, prices=prices))
+    small = UnitFigures.total(units[:10])
+    total = UnitFigures.total(units)
+    assert len(small.timelines) == 10  # a few units keep their own timelines
+    assert len(total.timelines) <= TIMELINE_PARTS
+    merged = total.timelines[0]  # the first part: what was merged when too many came
+    assert len(merged.buckets) <= TIMELINE_JOB_BUCKETS
+    assert sum(v[0] for t in total.timelines for v in t.buckets.values()) == 1000 * r.height
+    assert sum(v[2] for t in total.timelines for v in t.buckets.values()) == 1000 * int(
+        r["rate_limited"].sum()
+    )
+    bound = TIMELINE_JOB_BUCKETS + TIMELINE_PARTS * TIMELINE_UNIT_BUCKETS
+    assert sum(len(t.buckets) for t in total.timelines) <= bound
+    # The report draws the same totals from the merged timeline as from the units' own.
+    drawn, exact = timeline(total.timelines), timeline([t for f in units for t in f.timelines])
+    assert sum(drawn.rows) == sum(exact.rows) == 1000 * r.height
+    assert sum(drawn.rate_limited) == sum(exact.rate_limited)
+    assert drawn.start == exact.start

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline.jobfolder import JobFolder, unit_files
+from pipeline.jobfolder import FigureSum, JobFolder, unit_files
 from pipeline.store import Store, table_to_parquet_bytes
+from schemas.figures import UnitFigures
 from schemas.records import FileEntry, UnitCommit
 
 
@@ -81,3 +82,23 @@ def test_markers_written_before_sizes_were_recorded_are_checked_by_footer(
     (tmp_path / "job" / unit_files(1).results).write_bytes(other)
 
     assert sorted(folder.committed_units()) == [0, 2]
+
+
+def test_markers_read_for_a_sum_are_not_kept_with_their_figures(tmp_path: Path) -> None:
+    """The summary and verify sum the units' figures as markers are read and keep each
+    marker without them (36 KB a marker with, 4 KB without); a resume keeps none."""
+    folder = JobFolder(Store.open(str(tmp_path / "job")))
+    for unit in range(5):
+        c = commit_unit(folder, unit, rows=3)
+        figures = UnitFigures(rows_ok=3, calls=3, cost_usd=0.5 * unit)
+        folder.write_commit(c.model_copy(update={"figures": figures}))
+    commit_unit(folder, 5, rows=3)  # an older writer's marker: no figures
+    summed = FigureSum()
+    commits = folder.committed_units(sum_into=summed)
+    assert sorted(commits) == list(range(6))
+    assert all(c.figures is None for c in commits.values())
+    assert summed.units == {0, 1, 2, 3, 4}
+    assert (summed.total.rows_ok, summed.total.calls) == (15, 15)
+    assert summed.total.cost_usd == 0.5 * (0 + 1 + 2 + 3 + 4)
+    assert all(c.figures is None for c in folder.committed_units(figures=False).values())
+    assert folder.committed_units()[4].figures is not None
