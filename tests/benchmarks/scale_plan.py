@@ -9,8 +9,11 @@ nightly job that stopped near its end goes on:
 1. plan: `make_plan` over N input files (one listing, every Parquet footer read, units
    split). Baseline: the same `make_plan` reading one footer at a time.
 2. resume: `JobFolder.committed_units` over a job folder of N committed units (a marker
-   and three data files each). Baseline: what a resume did before markers recorded file
-   sizes: every marker and every data file's footer read one after another.
+   with the figures of a 1,000-row unit, and three data files each). Baseline: what a
+   resume did before markers recorded file sizes: every marker and every data file's
+   footer read one after another. Also the memory the summary's reading of the markers
+   holds per unit (`resume_kb_per_unit`, resident set growth over N), which is what makes
+   a driver grow with a job's number of units.
 
 Both run on a local folder and on S3: a moto server in a child process on loopback (real
 HTTP, so every read pays a round trip, as on S3, only shorter; moto serves one request
@@ -31,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,10 +49,12 @@ import boto3  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
+from pipeline.engine.figures import unit_figures  # noqa: E402
 from pipeline.engine.plan import make_plan  # noqa: E402
-from pipeline.jobfolder import JobFolder, read_parquet_footer, unit_files  # noqa: E402
+from pipeline.jobfolder import FigureSum, JobFolder, read_parquet_footer, unit_files  # noqa: E402
 from pipeline.store import Store, concurrently  # noqa: E402
 from tests.integration.helpers import spec_for  # noqa: E402
+from tests.unit.test_figures import tables  # noqa: E402
 from tests.unit.test_resume_markers import commit_unit  # noqa: E402
 
 BUCKET = "tierline-bench"
@@ -121,9 +127,26 @@ def write_inputs(store: Store, files: int) -> None:
 
 
 def write_units(folder: JobFolder, units: int) -> None:
-    concurrently(
-        lambda u: commit_unit(folder, u, rows=3), range(units), workers=folder.store.parallel_reads
-    )
+    figures = unit_figures(*tables(1000))  # a 1,000-row unit's figures, as a worker writes them
+
+    def one(u: int) -> None:
+        c = commit_unit(folder, u, rows=3)
+        folder.write_commit(c.model_copy(update={"figures": figures}))
+
+    concurrently(one, range(units), workers=folder.store.parallel_reads)
+
+
+def held_kb_per_unit(folder: JobFolder, units: int) -> float:
+    """Python memory the summary's read of the markers still holds after it, per unit."""
+    tracemalloc.start()
+    try:
+        summed = FigureSum()
+        held = folder.committed_units(sum_into=summed)
+        current, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(held) == units
+    return round(current / 1024 / units, 2)
 
 
 def timed(fn: Callable[[], Any], repeats: int) -> float:
@@ -171,9 +194,10 @@ def measure(root: str, files: int, units: int, repeats: int) -> dict[str, float]
     out = {
         "plan_s": timed(lambda: make_plan(spec), repeats),
         "plan_sequential_s": timed(lambda: sequential_plan(spec), repeats),
-        "resume_s": timed(folder.committed_units, repeats),
+        "resume_s": timed(lambda: folder.committed_units(figures=False), repeats),
         "resume_sequential_s": timed(lambda: sequential_resume(folder), repeats),
     }
+    out["resume_kb_per_unit"] = held_kb_per_unit(folder, units)
     out["plan_speedup"] = out["plan_sequential_s"] / out["plan_s"]
     out["resume_speedup"] = out["resume_sequential_s"] / out["resume_s"]
     return out
@@ -200,6 +224,7 @@ def main() -> int:
                 f"{store:<6} {what:<8} {f[f'{what}_s']:>11.2f} "
                 f"{f[f'{what}_sequential_s']:>13.2f} {f[f'{what}_speedup']:>8.1f}x"
             )
+        print(f"{store:<6} memory held by the summary's read: {f['resume_kb_per_unit']} KB a unit")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
     return 0
