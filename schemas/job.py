@@ -19,6 +19,8 @@ from typing import Annotated, ClassVar, Literal
 import yaml
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from schemas.azure import AzureOptions as AzureOptions
+from schemas.base import BATCH_KINDS as BATCH_KINDS
 from schemas.base import PROVIDER_KINDS as PROVIDER_KINDS
 from schemas.base import TIER_ORDER as TIER_ORDER
 from schemas.base import Strict as Strict
@@ -307,9 +309,11 @@ class SimOptions(Strict):
 
 
 class ProviderSpec(Strict):
-    kind: str = Field(description="Wire format: sim | openai | anthropic.")
+    kind: str = Field(description="Wire format: sim | openai | anthropic | azure.")
     base_url: str | None = Field(
-        default=None, description="API root, e.g. https://api.openai.com/v1."
+        default=None,
+        description="API root, e.g. https://api.openai.com/v1; for kind azure the resource "
+        "endpoint, e.g. https://my-resource.openai.azure.com.",
     )
     api_key_env: str | None = Field(
         default=None, description="Name of the environment variable holding the API key."
@@ -318,6 +322,11 @@ class ProviderSpec(Strict):
     timeouts: Timeouts = Field(default_factory=Timeouts, description="Request timeouts.")
     sim: SimOptions = Field(
         default_factory=SimOptions, description="Simulator behaviour (kind sim)."
+    )
+    azure: AzureOptions | None = Field(
+        default=None,
+        description="Kind azure: the api-version and, per model, the deployment that serves "
+        "it, e.g. {api_version: 2024-10-21, deployments: {gpt-4o-mini: mini-prod}}.",
     )
     daily_budget_usd: float | None = Field(
         default=None,
@@ -368,7 +377,32 @@ class ProviderSpec(Strict):
                 "structured_output json_object is an OpenAI-compatible mode; Anthropic takes "
                 "native (tool use) or prompt"
             )
+        self._check_azure()
         return self
+
+    def _check_azure(self) -> None:
+        if self.kind != "azure":
+            if self.azure is not None:
+                raise ValueError(
+                    f"azure: only a provider of kind azure takes it (kind is {self.kind!r})"
+                )
+            return
+        if self.azure is None:
+            raise ValueError(
+                "kind azure needs azure: {api_version: 2024-10-21, deployments: {<model>: "
+                "<deployment name>}}"
+            )
+        if self.api_key_env is None:
+            raise ValueError(
+                "kind azure needs api_key_env: the variable holding the resource's key "
+                "(e.g. AZURE_OPENAI_API_KEY)"
+            )
+        if self.base_url and ("/openai" in self.base_url or "?" in self.base_url):
+            raise ValueError(
+                f"base_url {self.base_url!r}: give the resource endpoint only (e.g. "
+                "https://my-resource.openai.azure.com); tierline adds /openai/deployments/... "
+                "and the api-version itself"
+            )
 
 
 class HedgeSpec(Strict):
@@ -622,6 +656,7 @@ class JobSpec(Strict):
                 "with a classify or generate task, or remove routing.canary"
             )
         problems += self._field_problems()
+        problems += self._azure_problems(extra)
         problems += self._price_problems()
         if problems:
             # One line each, every one starting with its own field path (see parse_spec).
@@ -649,6 +684,32 @@ class JobSpec(Strict):
                 if name not in known:
                     problems.append(
                         f"{where}: {name!r} is not a field of the task (fields: {', '.join(known)})"
+                    )
+        return problems
+
+    def _azure_problems(self, extra: list[tuple[str, Deployment]]) -> list[str]:
+        """Every model routed to an azure provider has a deployment; no batch mode there."""
+        routed = [(f"tiers.{t}", d) for t, deps in self.tiers.items() for d in deps] + extra
+        problems, seen = [], set()
+        for where, dep in routed:
+            provider = self.providers.get(dep.provider)
+            if provider is None or provider.azure is None or (where, dep.name) in seen:
+                continue
+            seen.add((where, dep.name))
+            if dep.model not in provider.azure.deployments:
+                problems.append(
+                    f"{where}: {dep.name!r} needs an Azure deployment for model {dep.model!r}; "
+                    f"add providers.{dep.provider}.azure.deployments.{dep.model}: "
+                    "<deployment name> (have: "
+                    f"{', '.join(provider.azure.deployments)})"
+                )
+        if self.run.mode == "batch":
+            for name, p in self.providers.items():
+                if p.kind not in BATCH_KINDS:
+                    problems.append(
+                        f"run.mode: batch sends every call through a batch API, and provider "
+                        f"{name!r} (kind {p.kind}) has none in tierline; use mode auto (its "
+                        "rows then go synchronously) or sync"
                     )
         return problems
 

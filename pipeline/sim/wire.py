@@ -186,6 +186,9 @@ class OpenAIWire:
         code = {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(status)
         return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
+    def retry_headers(self, wait_s: float) -> dict[str, str]:
+        return {"retry-after": str(wait_s)}
+
     def rate_headers(self, state: RateState, wall_now: float) -> dict[str, str]:
         headers: dict[str, str] = {}
         for dim, limit, remaining, reset in (
@@ -286,6 +289,9 @@ class AnthropicWire:
         error_type = self._TYPES.get(status, fallback)
         return {"type": "error", "error": {"type": error_type, "message": message}}
 
+    def retry_headers(self, wait_s: float) -> dict[str, str]:
+        return {"retry-after": str(wait_s)}
+
     def rate_headers(self, state: RateState, wall_now: float) -> dict[str, str]:
         headers: dict[str, str] = {}
         for dim, limit, remaining, reset in (
@@ -369,6 +375,10 @@ class WireFormat(Protocol):
     ) -> JSON: ...
 
     def error(self, status: int, message: str, kind: str | None = None) -> JSON: ...
+
+    def retry_headers(self, wait_s: float) -> dict[str, str]:
+        """The headers of a 429 (or 503) that says when to try again."""
+        ...
 
     def rate_headers(self, state: RateState, wall_now: float) -> dict[str, str]: ...
 

@@ -116,3 +116,34 @@ def read_all(store: Store, folder: str) -> pl.DataFrame:
 
 def arrow_ids(table: pa.Table) -> list[str]:
     return [str(x) for x in table.column("id").to_pylist()]
+
+
+FREE_CALLS = ("cached", "duplicate")  # cost rows of reused answers: no call was made
+
+
+def ledger_by_model(costs: pl.DataFrame) -> dict[str, tuple[int, int, int]]:
+    """model -> (calls, input tokens, output tokens) of the paid cost rows."""
+    paid = costs.filter(~pl.col("call_status").is_in(FREE_CALLS))
+    sums = paid.group_by("model").agg(
+        pl.len(), pl.col("input_tokens").sum(), pl.col("output_tokens").sum()
+    )
+    return {str(m): (int(n), int(i), int(o)) for m, n, i, o in sums.iter_rows()}
+
+
+def sim_by_model(stats: dict[str, Any]) -> dict[str, tuple[int, int, int]]:
+    """model -> (answered requests, input tokens, output tokens) from the simulator's /stats."""
+    return {
+        name: (int(c["ok"]), int(c["tokens_in"]), int(c["tokens_out"]))
+        for name, c in stats["models"].items()
+        if c["ok"]
+    }
+
+
+def sim_stats(root_url: str) -> dict[str, Any]:
+    """The simulator's /stats (`root_url` without /v1)."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(root_url.removesuffix("/v1") + "/stats", timeout=10) as r:
+        stats: dict[str, Any] = json.load(r)
+    return stats
