@@ -10,6 +10,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.engine.summary import JobSummary
 from pipeline.store import Store
 from schemas.job import JobSpec, parse_spec
 
@@ -147,3 +148,25 @@ def sim_stats(root_url: str) -> dict[str, Any]:
     with urllib.request.urlopen(root_url.removesuffix("/v1") + "/stats", timeout=10) as r:
         stats: dict[str, Any] = json.load(r)
     return stats
+
+
+def tiers_on(provider: str) -> dict[str, list[str]]:
+    """The test job's tiers, all on one provider: gpt-4o-mini cheap and mid, gpt-4o flagship."""
+    mini, big = f"{provider}/gpt-4o-mini", f"{provider}/gpt-4o"
+    return {"cheap": [mini], "mid": [mini], "flagship": [big]}
+
+
+def every_row_once(
+    summary: JobSummary, data: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(results, errors, costs) of a complete job that verifies, after checking that every
+    input row is in results or errors exactly once, and only rows without text failed."""
+    from pipeline.engine.verify import verify_job
+
+    assert summary.status == "complete" and verify_job(summary.output).ok
+    out = Store.open(summary.output)
+    results, errors, costs = (read_all(out, k) for k in ("results", "errors", "costs"))
+    ids = pl.concat([results["id"], errors["id"]])
+    assert ids.n_unique() == ids.len() == data.height
+    assert set(errors["error_type"].to_list()) <= {"empty_text"}
+    return results, errors, costs

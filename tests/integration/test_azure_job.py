@@ -5,20 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 from pipeline.engine.driver import run_job
-from pipeline.engine.verify import verify_job
 from pipeline.sim import SimConfig, run_in_thread
-from pipeline.store import Store
 from tests.conftest import CANARY_KEYS
 from tests.integration.helpers import (
+    every_row_once,
     ledger_by_model,
-    read_all,
     sim_by_model,
     sim_stats,
     spec_for,
+    tiers_on,
     write_shards,
 )
 
@@ -51,22 +49,13 @@ def test_a_job_on_azure_deployments_answers_every_row_once(tmp_path: Path, ray_l
             str(tmp_path / "in"),
             str(tmp_path / "out"),
             providers={"azure": azure},
-            tiers={
-                "cheap": ["azure/gpt-4o-mini"],
-                "mid": ["azure/gpt-4o-mini"],
-                "flagship": ["azure/gpt-4o"],
-            },
+            tiers=tiers_on("azure"),
         )
         summary = run_job(spec)
         stats = sim_stats(root)
     finally:
         stop()
-    assert summary.status == "complete" and verify_job(summary.output).ok
-    out = Store.open(summary.output)
-    results, errors, costs = (read_all(out, k) for k in ("results", "errors", "costs"))
-    ids = pl.concat([results["id"], errors["id"]])
-    assert ids.n_unique() == ids.len() == data.height
-    assert set(errors["error_type"].to_list()) <= {"empty_text"}  # only rows with no text
+    results, _, costs = every_row_once(summary, data)
     assert set(results["provider"].to_list()) == {"azure"}
     # What the ledger says was bought is what the deployments answered, call for call.
     assert ledger_by_model(costs) == sim_by_model(stats)
