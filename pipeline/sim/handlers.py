@@ -25,6 +25,7 @@ from pipeline.sim.catalogue import Catalogue, Refusal
 from pipeline.sim.limits import SimLimiter
 from pipeline.sim.prompt_cache import NO_CACHE, CacheUse, PromptCache
 from pipeline.sim.replay import Recorded, ReplayTable
+from pipeline.sim.schema_refs import plain
 from pipeline.sim.stats import SimStats, prompt_id
 from pipeline.sim.wire import JSON, Reply, SimRequest, WireError, WireFormat
 from pipeline.tokens import count_tokens
@@ -283,6 +284,8 @@ class CompletionHandler:
     ) -> Reply:
         model, seed, accuracy = request.model, self.state.config.seed, plan.settings.accuracy
         schema = request.schema or extract.schema_in_prompt(request.messages)
+        if schema is not None:  # the SDKs' schemas: $defs and $refs, nullable anyOf
+            schema = plain(schema)
         if recorded is not None:
             text = recorded.response
         elif schema is not None:

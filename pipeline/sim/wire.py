@@ -27,6 +27,7 @@ from pipeline.sim.request import (
     check_marks,
     common,
     forced_tool,
+    output_format,
     positive_int,
     read_content,
     read_messages,
@@ -238,6 +239,8 @@ class AnthropicWire:
             marks[:0] = [Breakpoint(0, end, ttl) for end, ttl in ends]
         marked = check_marks(marks)
         schema, tool = forced_tool(data.get("tools"), data.get("tool_choice"))
+        if schema is None:
+            schema = output_format(data)
         return SimRequest(
             model,
             tuple(messages),
