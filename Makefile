@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PACKAGES := pipeline jobs schemas
 
-.PHONY: demo test test-fast lint format schema docs clean
+.PHONY: demo test test-fast lint format schema docs gateway clean
 
 $(BIN)/tierline: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,19 @@ lint: $(BIN)/tierline
 test-fast: $(BIN)/tierline
 	$(BIN)/pytest tests/unit -q
 
+# LiteLLM's proxy in a venv of its own, for the test of a job through a real gateway
+# (tests/integration/test_litellm_proxy.py skips without it).
+GATEWAY := .venv-gateway
+GATEWAY_REQUIREMENTS := tests/integration/gateway-requirements.txt
+
+$(GATEWAY)/bin/litellm: $(GATEWAY_REQUIREMENTS)
+	rm -rf $(GATEWAY)
+	$(PY) -m venv $(GATEWAY)
+	$(GATEWAY)/bin/pip install -q -r $(GATEWAY_REQUIREMENTS) || (rm -rf $(GATEWAY); exit 1)
+	touch $@
+
+gateway: $(GATEWAY)/bin/litellm
+
 format: $(BIN)/tierline
 	$(BIN)/ruff check --fix $(PACKAGES) tests
 	$(BIN)/ruff format $(PACKAGES) tests
@@ -42,4 +55,4 @@ docs: schema
 	$(BIN)/python -m schemas.export
 
 clean:
-	rm -rf $(VENV) tierline-out .pytest_cache
+	rm -rf $(VENV) $(GATEWAY) tierline-out .pytest_cache

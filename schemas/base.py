@@ -11,7 +11,10 @@ TierName = Literal["cheap", "mid", "flagship"]
 
 # The wire formats tierline speaks, by provider `kind`. The engine's adapter registry
 # (pipeline.providers.registry) serves exactly these; a test keeps the two equal.
-PROVIDER_KINDS: tuple[str, ...] = ("anthropic", "openai", "sim")
+PROVIDER_KINDS: tuple[str, ...] = ("anthropic", "azure", "openai", "sim")
+# The kinds whose batch API tierline speaks (the registry's batch adapters, likewise kept
+# equal by a test). Azure's batches need a Global Batch deployment of their own.
+BATCH_KINDS: tuple[str, ...] = ("anthropic", "openai", "sim")
 
 
 class Strict(BaseModel):

@@ -11,7 +11,6 @@ spec: a provider names the environment variable that holds its key (`api_key_env
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
@@ -19,13 +18,14 @@ from typing import Annotated, ClassVar, Literal
 import yaml
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from schemas.azure import AzureOptions as AzureOptions
+from schemas.base import BATCH_KINDS as BATCH_KINDS
 from schemas.base import PROVIDER_KINDS as PROVIDER_KINDS
 from schemas.base import TIER_ORDER as TIER_ORDER
 from schemas.base import Strict as Strict
 from schemas.base import TierName as TierName
 from schemas.extract import ExtractTask as ExtractTask
 from schemas.extract import FieldSpec as FieldSpec
-from schemas.extract import StructuredMode
 from schemas.prices import PriceTable, load_prices
 from schemas.problems import spec_problem
 from schemas.prompts import (
@@ -35,6 +35,10 @@ from schemas.prompts import (
     render,
     resolve_variant,
 )
+from schemas.providers import Limits as Limits
+from schemas.providers import ProviderSpec as ProviderSpec
+from schemas.providers import SimOptions as SimOptions
+from schemas.providers import Timeouts as Timeouts
 from schemas.routing import CanarySpec as CanarySpec
 from schemas.routing import CascadeSpec as CascadeSpec
 from schemas.routing import Deployment as Deployment
@@ -46,18 +50,7 @@ from schemas.routing import Rule as Rule
 from schemas.routing import SensitiveSpec as SensitiveSpec
 from schemas.routing import TierDeployments
 from schemas.routing import VoteSpec as VoteSpec
-from schemas.sim import (
-    BatchBehaviour,
-    ExtractFaults,
-    Faults,
-    KeyLimits,
-    Latency,
-    ModelBehaviour,
-    PromptCaching,
-    SimConfig,
-)
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
@@ -230,145 +223,6 @@ class OutputSpec(Strict):
     @classmethod
     def _uri(cls, v: str) -> str:
         return _check_uri(v, "output.uri")
-
-
-# --- providers ------------------------------------------------------------------------
-
-
-class Limits(Strict):
-    """A provider account's limits; unset means unknown (discovered from 429s)."""
-
-    rpm: int | None = Field(default=None, ge=1, description="Requests per minute.")
-    tpm: int | None = Field(default=None, ge=1, description="Tokens (in + out) per minute.")
-    max_concurrency: int | None = Field(default=None, ge=1, description="Requests in flight.")
-    tokens_per_day: int | None = Field(default=None, ge=1, description="Tokens per day.")
-    per_model: bool = Field(
-        default=False, description="The provider limits each model separately (one quota each)."
-    )
-
-
-class Timeouts(Strict):
-    connect_s: float = Field(default=10.0, gt=0, description="TCP connect timeout, seconds.")
-    total_s: float = Field(default=120.0, gt=0, description="Whole-request timeout, seconds.")
-
-
-class SimOptions(Strict):
-    """Behaviour of the built-in simulator (provider kind `sim`)."""
-
-    latency_ms: float = Field(default=20.0, ge=0, description="Mean answer latency, ms.")
-    jitter_ms: float = Field(
-        default=5.0, ge=0, description="Latency spread: uniform within +/- this many ms."
-    )
-    seed: int = Field(default=0, description="Seed for latency, fault and accuracy draws.")
-    accuracy: float = Field(
-        default=1.0, ge=0, le=1, description="Chance a classify answer is the right label."
-    )
-    faults: Faults = Field(default_factory=Faults, description="Injected failures, all models.")
-    extract: ExtractFaults = Field(
-        default_factory=ExtractFaults,
-        description="Bad structured answers to extract requests (invalid JSON, a missing "
-        "required field, a wrong enum value), all models; per model under `models`.",
-    )
-    batches: BatchBehaviour = Field(
-        default_factory=BatchBehaviour,
-        description="Batch API behaviour: turnaround, time scale, expiry, limits.",
-    )
-    prompt_cache: PromptCaching = Field(
-        default_factory=PromptCaching,
-        description="Prompt caching as the providers report it (cached / cache-write tokens).",
-    )
-    limits: KeyLimits = Field(
-        default_factory=KeyLimits, description="Limits the simulator enforces (429s past them)."
-    )
-    models: dict[str, ModelBehaviour] = Field(
-        default_factory=dict, description="Per model name or glob: latency, faults, accuracy."
-    )
-    replay: str | None = Field(
-        default=None,
-        description="Folder of recorded answers (prompts.parquet, responses.parquet) to serve.",
-    )
-
-    def to_sim_config(self, served_models: Sequence[str] = ()) -> SimConfig:
-        """The simulator's config; `served_models` are models the job routes to it that
-        the price table may lack (the job's own `prices:` entries)."""
-        return SimConfig(
-            served_models=sorted(set(served_models)),
-            latency=Latency(mean_ms=self.latency_ms, jitter_ms=self.jitter_ms),
-            seed=self.seed,
-            accuracy=self.accuracy,
-            faults=self.faults,
-            extract=self.extract,
-            default_limits=self.limits,
-            models=self.models,
-            replay_dir=Path(self.replay) if self.replay else None,
-            batches=self.batches,
-            prompt_cache=self.prompt_cache,
-        )
-
-
-class ProviderSpec(Strict):
-    kind: str = Field(description="Wire format: sim | openai | anthropic.")
-    base_url: str | None = Field(
-        default=None, description="API root, e.g. https://api.openai.com/v1."
-    )
-    api_key_env: str | None = Field(
-        default=None, description="Name of the environment variable holding the API key."
-    )
-    limits: Limits = Field(default_factory=Limits, description="Account limits.")
-    timeouts: Timeouts = Field(default_factory=Timeouts, description="Request timeouts.")
-    sim: SimOptions = Field(
-        default_factory=SimOptions, description="Simulator behaviour (kind sim)."
-    )
-    daily_budget_usd: float | None = Field(
-        default=None,
-        gt=0,
-        description="Cap on this provider's spend per UTC day, all jobs on the cluster together.",
-    )
-    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = Field(
-        default=None,
-        description="Sent to this provider's reasoning models (the price table's `reasoning`) "
-        "as `reasoning_effort`; unset leaves the model's default. Less effort, fewer hidden "
-        "tokens billed as output.",
-    )
-    structured_output: StructuredMode = Field(
-        default="native",
-        description="How an extract task asks for its JSON: native (OpenAI response_format "
-        "with a strict JSON schema, Anthropic tool use with an input schema), json_object "
-        "(OpenAI-compatible JSON mode, the schema in the prompt: vLLM, Ollama, Groq), or "
-        "prompt (the schema in the prompt only, for servers with neither).",
-    )
-
-    @field_validator("kind")
-    @classmethod
-    def _kind(cls, v: str) -> str:
-        if v not in PROVIDER_KINDS:
-            raise ValueError(
-                f"unknown provider kind {v!r}; known kinds: {', '.join(PROVIDER_KINDS)}"
-            )
-        return v
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _env(cls, v: str | None) -> str | None:
-        if v is not None and not _ENV_NAME.match(v):
-            raise ValueError(
-                "api_key_env must be the NAME of an environment variable (e.g. OPENAI_API_KEY), "
-                "not the key itself"
-            )
-        return v
-
-    @model_validator(mode="after")
-    def _needs_url(self) -> ProviderSpec:
-        if self.kind != "sim" and not self.base_url:
-            raise ValueError(f"provider kind {self.kind!r} needs base_url")
-        if self.base_url and not self.base_url.startswith(("http://", "https://")):
-            raise ValueError("base_url must start with http:// or https://")
-        if self.kind == "anthropic" and self.structured_output == "json_object":
-            raise ValueError(
-                "structured_output json_object is an OpenAI-compatible mode; Anthropic takes "
-                "native (tool use) or prompt"
-            )
-        return self
 
 
 class HedgeSpec(Strict):
@@ -622,6 +476,7 @@ class JobSpec(Strict):
                 "with a classify or generate task, or remove routing.canary"
             )
         problems += self._field_problems()
+        problems += self._azure_problems(extra)
         problems += self._price_problems()
         if problems:
             # One line each, every one starting with its own field path (see parse_spec).
@@ -649,6 +504,32 @@ class JobSpec(Strict):
                 if name not in known:
                     problems.append(
                         f"{where}: {name!r} is not a field of the task (fields: {', '.join(known)})"
+                    )
+        return problems
+
+    def _azure_problems(self, extra: list[tuple[str, Deployment]]) -> list[str]:
+        """Every model routed to an azure provider has a deployment; no batch mode there."""
+        routed = [(f"tiers.{t}", d) for t, deps in self.tiers.items() for d in deps] + extra
+        problems, seen = [], set()
+        for where, dep in routed:
+            provider = self.providers.get(dep.provider)
+            if provider is None or provider.azure is None or (where, dep.name) in seen:
+                continue
+            seen.add((where, dep.name))
+            if dep.model not in provider.azure.deployments:
+                problems.append(
+                    f"{where}: {dep.name!r} needs an Azure deployment for model {dep.model!r}; "
+                    f"add providers.{dep.provider}.azure.deployments.{dep.model}: "
+                    "<deployment name> (have: "
+                    f"{', '.join(provider.azure.deployments)})"
+                )
+        if self.run.mode == "batch":
+            for name, p in self.providers.items():
+                if p.kind not in BATCH_KINDS:
+                    problems.append(
+                        f"run.mode: batch sends every call through a batch API, and provider "
+                        f"{name!r} (kind {p.kind}) has none in tierline; use mode auto (its "
+                        "rows then go synchronously) or sync"
                     )
         return problems
 

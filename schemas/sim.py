@@ -331,6 +331,14 @@ class SimConfig(BaseModel):
     seed: int = Field(
         default=0, description="Seed of every random choice (faults, jitter, accuracy)."
     )
+    azure_deployments: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Azure OpenAI deployment name -> the model it serves, for "
+            "/openai/deployments/{name}/chat/completions; a served model's own name works "
+            "as a deployment too, any other name is answered 404 (DeploymentNotFound)."
+        ),
+    )
     batches: BatchBehaviour = Field(
         default=BatchBehaviour(), description="Batch API timing, failures and limits."
     )

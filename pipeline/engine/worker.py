@@ -155,6 +155,7 @@ class UnitRunner:
                 base_url=self.endpoints.get(name) or p.base_url or "",
                 api_key_env=p.api_key_env,
                 timeouts=p.timeouts,
+                azure=p.azure,
             )
             for name, p in self.spec.providers.items()
         }

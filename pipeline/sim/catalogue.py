@@ -84,7 +84,7 @@ class Catalogue:
                 return Refusal(404, f"model: {model}", "not_found_error")
             message = f"The model `{model}` does not exist or you do not have access to it."
             return Refusal(404, message, "invalid_request_error", "model_not_found")
-        if wire != "openai":
+        if wire == "anthropic":  # OpenAI's parameter rules hold on Azure too
             return None
         price = self.price(model)
         if price is not None and price.reasoning:

@@ -5,8 +5,9 @@ chosen deterministically from the user's text.
     # {'queue': 'billing', 'priority': 'high', 'due': '2026-11-03', ...}
 
 The schema comes from the request: OpenAI `response_format` (json_schema), an Anthropic
-tool's `input_schema` under a forced `tool_choice`, or a system line `JSON Schema: {...}`
-(the prompt modes). Per property:
+tool's `input_schema` under a forced `tool_choice` or Anthropic's `output_config.format`,
+or a system line `JSON Schema: {...}` (the prompt modes); `schema_refs.plain` first
+inlines the `$ref`s and nullable `anyOf`s the SDKs write from pydantic models. Per property:
 
 - enum: the value whose keywords the text uses most. A value's keywords are its own
   words and those the description gives it as `value: word, word;` (e.g. "high: urgent,

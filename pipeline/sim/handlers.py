@@ -25,6 +25,7 @@ from pipeline.sim.catalogue import Catalogue, Refusal
 from pipeline.sim.limits import SimLimiter
 from pipeline.sim.prompt_cache import NO_CACHE, CacheUse, PromptCache
 from pipeline.sim.replay import Recorded, ReplayTable
+from pipeline.sim.schema_refs import plain
 from pipeline.sim.stats import SimStats, prompt_id
 from pipeline.sim.wire import JSON, Reply, SimRequest, WireError, WireFormat
 from pipeline.tokens import count_tokens
@@ -89,7 +90,7 @@ def _error(
 def _refusal_body(wire: WireFormat, refusal: Refusal) -> JSON:
     body = wire.error(refusal.status, refusal.message, refusal.kind)
     detail = body.get("error")
-    if wire.name == "openai" and isinstance(detail, dict):  # OpenAI names code and param
+    if wire.name != "anthropic" and isinstance(detail, dict):  # OpenAI names code and param
         detail.update(code=refusal.code, param=refusal.param)
     return body
 
@@ -120,7 +121,11 @@ class CompletionHandler:
 
         return handle
 
-    async def complete(self, request: web.Request, wire: WireFormat) -> web.StreamResponse:
+    async def complete(
+        self, request: web.Request, wire: WireFormat, *, model: str | None = None
+    ) -> web.StreamResponse:
+        """Answer one request; `model` overrides the body's (Azure: the URL's deployment
+        chooses it)."""
         state, config = self.state, self.state.config
         raw_key = wire.api_key(request.headers)
         key = raw_key or ANONYMOUS
@@ -128,14 +133,16 @@ class CompletionHandler:
             body: object = await request.json()
         except (ValueError, UnicodeDecodeError):
             body = _NOT_JSON
+        if model is not None and isinstance(body, dict):
+            body = {**body, "model": model}
         hint = body.get("model") if isinstance(body, dict) else None
         if key_refused(config, raw_key):
-            return self._refuse(wire, hint, key, 401, "missing or unknown API key")
+            return self.refuse(wire, hint, key, 401, "missing or unknown API key")
         try:
             sim_request = wire.parse(body, request.headers)
         except WireError as exc:
             message = "the request body is not valid JSON" if body is _NOT_JSON else str(exc)
-            return self._refuse(wire, hint, key, 400, message)
+            return self.refuse(wire, hint, key, 400, message)
         refusal = state.catalogue.refusal(sim_request, wire.name)
         if refusal is not None:
             self._refused(sim_request.model, key, refusal.status)
@@ -161,7 +168,7 @@ class CompletionHandler:
                 return _error(wire, 400, message, headers=headers)
             state.stats.failed(model, key, 429)
             wait = verdict.retry_after_s
-            headers["retry-after"] = str(wait)
+            headers |= wire.retry_headers(wait)
             message = f"rate limit reached on {verdict.denial}; retry after {wait}s"
             return _error(wire, 429, message, str(verdict.denial), headers)
         try:
@@ -183,12 +190,19 @@ class CompletionHandler:
         finally:
             state.limiter.release(key)
 
-    def _refuse(
-        self, wire: WireFormat, model: object, key: str, status: int, message: str
+    def refuse(
+        self,
+        wire: WireFormat,
+        model: object,
+        key: str,
+        status: int,
+        message: str,
+        kind: str | None = None,
     ) -> web.Response:
-        """Answer a request that never got as far as having a model and messages."""
+        """Answer (and count) a request that never got as far as having a model and
+        messages."""
         self._refused(model if isinstance(model, str) else "", key, status)
-        return _error(wire, status, message)
+        return _error(wire, status, message, kind)
 
     def _refused(self, model: str, key: str, status: int, *, batched: bool = False) -> None:
         self.state.stats.received(model, key, None, batched=batched)
@@ -270,6 +284,8 @@ class CompletionHandler:
     ) -> Reply:
         model, seed, accuracy = request.model, self.state.config.seed, plan.settings.accuracy
         schema = request.schema or extract.schema_in_prompt(request.messages)
+        if schema is not None:  # the SDKs' schemas: $defs and $refs, nullable anyOf
+            schema = plain(schema)
         if recorded is not None:
             text = recorded.response
         elif schema is not None:
@@ -326,5 +342,5 @@ class CompletionHandler:
         status = int(fault or 500)
         stats.failed(model, key, status)
         if status in (429, 503, 529):
-            headers["retry-after"] = str(faults.retry_after_s)
+            headers |= wire.retry_headers(faults.retry_after_s)
         return _error(wire, status, f"simulated error {status}", headers=headers)

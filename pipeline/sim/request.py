@@ -159,6 +159,20 @@ def forced_tool(tools: object, choice: object) -> tuple[JSON | None, str | None]
     return cast(JSON, tool["input_schema"]), str(tool["name"])
 
 
+def output_format(body: JSON) -> JSON | None:
+    """The schema of Anthropic's structured output (`output_config.format`, or the beta's
+    top-level `output_format`): the answer is a text block of that JSON."""
+    config = body.get("output_config")
+    fmt = config.get("format") if isinstance(config, dict) else body.get("output_format")
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        raise WireError("output_config.format.type: must be 'json_schema'")
+    if not isinstance(fmt.get("schema"), dict):
+        raise WireError("output_config.format.schema: must be an object")
+    return cast(JSON, fmt["schema"])
+
+
 def check_marks(marks: list[Breakpoint]) -> tuple[Breakpoint, ...]:
     if len(marks) > MAX_BREAKPOINTS:
         raise WireError(

@@ -7,6 +7,7 @@
     serve(config, "127.0.0.1", 8700)                       # the `tierline sim serve` command
 
 Routes: `POST /v1/chat/completions` (OpenAI), `POST /v1/messages` (Anthropic),
+`POST /openai/deployments/{deployment}/chat/completions` (Azure, see `azure.py`),
 `GET /v1/models`, `GET /stats`, `GET|POST /admin/config`, `POST /admin/reset-stats`;
 OpenAI's files and batches (`/v1/files`, `/v1/batches`, see `openai_batches.py`) and
 Anthropic's message batches (`/v1/messages/batches`, see `anthropic_batches.py`).
@@ -27,7 +28,7 @@ from types import TracebackType
 from aiohttp import web
 from pydantic import ValidationError
 
-from pipeline.sim import anthropic_batches, openai_batches, openai_files
+from pipeline.sim import anthropic_batches, azure, openai_batches, openai_files
 from pipeline.sim.handlers import STATE, Clock, CompletionHandler, SimState
 from pipeline.sim.replay import ReplayDataError
 from pipeline.sim.stats import SimStats
@@ -50,6 +51,7 @@ def build_app(
     completions = CompletionHandler(state)
     app.router.add_post("/v1/chat/completions", completions.route(FORMATS["openai"]))
     app.router.add_post("/v1/messages", completions.route(FORMATS["anthropic"]))
+    azure.add_routes(app, completions)
     openai_files.add_routes(app)
     openai_batches.add_routes(app, completions)
     anthropic_batches.add_routes(app, completions)

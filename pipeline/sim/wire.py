@@ -27,6 +27,7 @@ from pipeline.sim.request import (
     check_marks,
     common,
     forced_tool,
+    output_format,
     positive_int,
     read_content,
     read_messages,
@@ -186,6 +187,9 @@ class OpenAIWire:
         code = {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(status)
         return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
+    def retry_headers(self, wait_s: float) -> dict[str, str]:
+        return {"retry-after": str(wait_s)}
+
     def rate_headers(self, state: RateState, wall_now: float) -> dict[str, str]:
         headers: dict[str, str] = {}
         for dim, limit, remaining, reset in (
@@ -235,6 +239,8 @@ class AnthropicWire:
             marks[:0] = [Breakpoint(0, end, ttl) for end, ttl in ends]
         marked = check_marks(marks)
         schema, tool = forced_tool(data.get("tools"), data.get("tool_choice"))
+        if schema is None:
+            schema = output_format(data)
         return SimRequest(
             model,
             tuple(messages),
@@ -285,6 +291,9 @@ class AnthropicWire:
         fallback = "api_error" if status >= 500 else "invalid_request_error"
         error_type = self._TYPES.get(status, fallback)
         return {"type": "error", "error": {"type": error_type, "message": message}}
+
+    def retry_headers(self, wait_s: float) -> dict[str, str]:
+        return {"retry-after": str(wait_s)}
 
     def rate_headers(self, state: RateState, wall_now: float) -> dict[str, str]:
         headers: dict[str, str] = {}
@@ -369,6 +378,10 @@ class WireFormat(Protocol):
     ) -> JSON: ...
 
     def error(self, status: int, message: str, kind: str | None = None) -> JSON: ...
+
+    def retry_headers(self, wait_s: float) -> dict[str, str]:
+        """The headers of a 429 (or 503) that says when to try again."""
+        ...
 
     def rate_headers(self, state: RateState, wall_now: float) -> dict[str, str]: ...
 

@@ -10,6 +10,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.engine.summary import JobSummary
 from pipeline.store import Store
 from schemas.job import JobSpec, parse_spec
 
@@ -116,3 +117,56 @@ def read_all(store: Store, folder: str) -> pl.DataFrame:
 
 def arrow_ids(table: pa.Table) -> list[str]:
     return [str(x) for x in table.column("id").to_pylist()]
+
+
+FREE_CALLS = ("cached", "duplicate")  # cost rows of reused answers: no call was made
+
+
+def ledger_by_model(costs: pl.DataFrame) -> dict[str, tuple[int, int, int]]:
+    """model -> (calls, input tokens, output tokens) of the paid cost rows."""
+    paid = costs.filter(~pl.col("call_status").is_in(FREE_CALLS))
+    sums = paid.group_by("model").agg(
+        pl.len(), pl.col("input_tokens").sum(), pl.col("output_tokens").sum()
+    )
+    return {str(m): (int(n), int(i), int(o)) for m, n, i, o in sums.iter_rows()}
+
+
+def sim_by_model(stats: dict[str, Any]) -> dict[str, tuple[int, int, int]]:
+    """model -> (answered requests, input tokens, output tokens) from the simulator's /stats."""
+    return {
+        name: (int(c["ok"]), int(c["tokens_in"]), int(c["tokens_out"]))
+        for name, c in stats["models"].items()
+        if c["ok"]
+    }
+
+
+def sim_stats(root_url: str) -> dict[str, Any]:
+    """The simulator's /stats (`root_url` without /v1)."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(root_url.removesuffix("/v1") + "/stats", timeout=10) as r:
+        stats: dict[str, Any] = json.load(r)
+    return stats
+
+
+def tiers_on(provider: str) -> dict[str, list[str]]:
+    """The test job's tiers, all on one provider: gpt-4o-mini cheap and mid, gpt-4o flagship."""
+    mini, big = f"{provider}/gpt-4o-mini", f"{provider}/gpt-4o"
+    return {"cheap": [mini], "mid": [mini], "flagship": [big]}
+
+
+def every_row_once(
+    summary: JobSummary, data: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(results, errors, costs) of a complete job that verifies, after checking that every
+    input row is in results or errors exactly once, and only rows without text failed."""
+    from pipeline.engine.verify import verify_job
+
+    assert summary.status == "complete" and verify_job(summary.output).ok
+    out = Store.open(summary.output)
+    results, errors, costs = (read_all(out, k) for k in ("results", "errors", "costs"))
+    ids = pl.concat([results["id"], errors["id"]])
+    assert ids.n_unique() == ids.len() == data.height
+    assert set(errors["error_type"].to_list()) <= {"empty_text"}
+    return results, errors, costs

@@ -114,10 +114,11 @@ def test_public_names_are_exported_and_documented() -> None:
 
 
 def test_the_adapter_registry_serves_exactly_the_spec_kinds() -> None:
-    from pipeline.providers.registry import known_kinds
-    from schemas.base import PROVIDER_KINDS
+    from pipeline.providers.registry import batch_kinds, known_kinds
+    from schemas.base import BATCH_KINDS, PROVIDER_KINDS
 
     assert sorted(PROVIDER_KINDS) == known_kinds()
+    assert sorted(BATCH_KINDS) == batch_kinds()
 
 
 def _prints(path: Path) -> list[int]:

@@ -174,3 +174,30 @@ def test_faults_are_per_model() -> None:
                 assert JOB.parse(answer.text).ok is ok
 
     run(go)
+
+
+def test_schemas_with_refs_and_nullable_unions_are_read_as_their_targets() -> None:
+    from pipeline.sim.schema_refs import plain
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "queue": {"$ref": "#/$defs/Queue", "description": "billing: invoice"},
+            "amount": {"anyOf": [{"type": "number"}, {"type": "null"}]},
+            "parent": {"$ref": "#/$defs/Node"},  # a schema that refers to itself
+        },
+        "required": ["queue", "amount", "parent"],
+        "$defs": {
+            "Queue": {"enum": ["billing", "other"], "type": "string"},
+            "Node": {"type": "object", "properties": {"parent": {"$ref": "#/$defs/Node"}}},
+        },
+    }
+    flat = plain(schema)
+    assert flat["properties"]["queue"] == {
+        "enum": ["billing", "other"],
+        "type": "string",
+        "description": "billing: invoice",
+    }
+    assert flat["properties"]["amount"] == {"type": ["number", "null"]}
+    answer = extract_answer(flat, "The invoice was 12.5 dollars.")
+    assert (answer["queue"], answer["amount"]) == ("billing", 12.5)
