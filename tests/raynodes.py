@@ -4,6 +4,7 @@ that need Ray's own servers (the Jobs API on the dashboard, separate raylets).
     nodes = RayNodes.start_head(num_cpus=2)      # `ray start --head --block` on free ports
     nodes.dashboard                               # http://127.0.0.1:PORT (Jobs API)
     worker = nodes.add_worker(num_cpus=2)        # `ray start --address HEAD --block`
+    subprocess.run(cmd, env=nodes.client_env)    # a driver joining it (RAY_ADDRESS)
     nodes.kill(worker)                           # the node's processes, SIGKILL
     nodes.stop()                                 # everything this object started, only that
 
@@ -127,9 +128,17 @@ class RayNodes:
         nodes._wait_for_dashboard()
         return nodes
 
+    @property
+    def client_env(self) -> dict[str, str]:
+        """The environment of a process that joins this cluster (a node, a driver run with
+        RAY_ADDRESS): only `ray start --head` turns token authentication on by itself when
+        it finds a token; a joining `ray start --address` does not, and the head refuses it."""
+        return {**self.env, "RAY_ADDRESS": self.gcs, "RAY_AUTH_MODE": "token"}
+
     def add_worker(self, *, num_cpus: int = 2) -> subprocess.Popen[bytes]:
         host = self.gcs.rsplit(":", 1)[0]
-        proc = self._start([f"--address={self.gcs}"], num_cpus, host, free_ports(len(PORT_FLAGS)))
+        ports = free_ports(len(PORT_FLAGS))
+        proc = self._start([f"--address={self.gcs}"], num_cpus, host, ports, self.client_env)
         deadline = time.monotonic() + 60
         while len(self.alive_nodes()) < len(self.procs):
             if time.monotonic() > deadline or proc.poll() is not None:
@@ -138,7 +147,12 @@ class RayNodes:
         return proc
 
     def _start(
-        self, args: list[str], num_cpus: int, host: str, ports: list[int]
+        self,
+        args: list[str],
+        num_cpus: int,
+        host: str,
+        ports: list[int],
+        env: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         n = len(self.procs)
         cmd = [
@@ -157,7 +171,7 @@ class RayNodes:
         with open(self.root / f"node-{n}.log", "wb") as log:
             proc = subprocess.Popen(
                 cmd,
-                env=self.env,
+                env=env or self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

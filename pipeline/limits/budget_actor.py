@@ -23,6 +23,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from pipeline.limits.budget import BudgetClient, DailyLeaseBook, LeaseBook
+from pipeline.limits.placement import near_driver
 from schemas.records import UnitCommit
 
 NAMESPACE = "tierline"
@@ -114,13 +115,12 @@ def start_daily_budget(
     provider: str, cap_usd: float, clock: Callable[[], float] = time.time
 ) -> Any:
     """Start (or find) the provider's detached daily budget actor; the cap is updated."""
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
     actor: Any = DailyBudgetActor.options(
         name=daily_actor_name(provider),
         namespace=NAMESPACE,
         lifetime="detached",
         get_if_exists=True,
-        scheduling_strategy=here,
+        **near_driver(),  # the day's spend lives in it: not on a node that may go
     ).remote(cap_usd, clock)
     ray.get(actor.configure.remote(cap_usd))
     return actor

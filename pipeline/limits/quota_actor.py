@@ -25,10 +25,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from pipeline.errors import RateLimited, TierlineError
 from pipeline.limits.headroom import UNLIMITED, Headroom
+from pipeline.limits.placement import near_driver
 from pipeline.limits.quota import QuotaState
 from pipeline.providers.base import ChatResponse
 from schemas.job import Deployment, JobSpec, Limits
@@ -117,15 +117,14 @@ class QuotaActor:
 
 
 def ensure_quota_actor(name: str, limits: Limits) -> Any:
-    # Prefer the driver's node (usually the head, the node least likely to go away);
-    # if that node is lost the actor restarts elsewhere with a fresh lease book.
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    # On the driver's node (see `placement`); if that node is lost the actor restarts
+    # elsewhere with a fresh lease book.
     actor = QuotaActor.options(  # type: ignore[attr-defined]
         name=name,
         namespace=NAMESPACE,
         lifetime="detached",
         get_if_exists=True,
-        scheduling_strategy=here,
+        **near_driver(),
     ).remote(limits.model_dump_json())
     # A second job may bring other limits for the same account: the latest spec wins.
     ray.get(actor.configure.remote(limits.model_dump_json()))

@@ -47,11 +47,16 @@ LOST_AT_MOST = 2 * EVERY_ROWS + 2 * IN_FLIGHT
 class Driver:
     """`tierline run SPEC` in its own session (process group), as a user or a pod runs it."""
 
-    def __init__(self, tmp_path: Path, spec: dict[str, Any]) -> None:
+    def __init__(
+        self, tmp_path: Path, spec: dict[str, Any], env: dict[str, str] | None = None
+    ) -> None:
+        """`env`: the command's environment (default: this process's, without RAY_ADDRESS,
+        so the run starts a private Ray)."""
+        tmp_path.mkdir(parents=True, exist_ok=True)
         self.spec_file = tmp_path / "spec.yaml"
         self.spec_file.write_text(yaml.safe_dump(spec))
         self.cmd = [sys.executable, "-m", "pipeline.cli.app", "run", str(self.spec_file)]
-        self.env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        self.env = env or {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         self.log = tmp_path / "driver.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -70,8 +75,21 @@ class Driver:
     def tail(self) -> str:
         return self.log.read_text()[-3000:]
 
-    def rerun(self, timeout: float = 150) -> subprocess.CompletedProcess[str]:
-        """The same command again; if it does not end, the test reports where it waits:
+    def wait(self, timeout: float = 150) -> int:
+        """The exit code of the command `start` began; if it does not end, the test reports
+        what its processes are doing, then kills them."""
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stacks = hang_report(self.proc.pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            pytest.fail(f"the run did not end within {timeout:.0f} s\n{stacks}\n{self.tail()}")
+
+    def run_to_end(self, timeout: float = 150) -> subprocess.CompletedProcess[str]:
+        """The command (again), to its end; if it does not end, the test reports where it waits:
         the stacks of the driver's threads (faulthandler, on SIGABRT) and of the processes
         of its private Ray (py-spy, where installed)."""
         env = {**self.env, "PYTHONFAULTHANDLER": "1"}
@@ -95,7 +113,7 @@ class Driver:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
             pytest.fail(
-                f"the rerun did not end within {timeout:.0f} s\n{stacks}\n"
+                f"the run did not end within {timeout:.0f} s\n{stacks}\n"
                 f"driver stderr:\n{err[-12000:]}"
             )
         return subprocess.CompletedProcess(self.cmd, proc.returncode, out, err)
@@ -156,7 +174,7 @@ def test_driver_killed_mid_unit_rerun_pays_no_answer_twice(
     committed_before = len(commits(tmp_path / "out"))
 
     sim.post("/admin/config", {"latency": {"mean_ms": 5, "jitter_ms": 1}})
-    rerun = driver.rerun()
+    rerun = driver.run_to_end()
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     prefix = job_folder(tmp_path)
     assert_verified(str(prefix))
@@ -211,7 +229,7 @@ def test_sigterm_stops_gracefully_then_rerun_pays_nothing_twice(tmp_path: Path, 
     answered_before = answers(sim)
 
     sim.post("/admin/config", {"latency": {"mean_ms": 5, "jitter_ms": 1}})
-    rerun = driver.rerun()
+    rerun = driver.run_to_end()
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     prefix = job_folder(tmp_path)
     assert_verified(str(prefix))
@@ -249,7 +267,7 @@ def test_ctrl_c_twice_stops_at_once_then_rerun_finishes(tmp_path: Path, sim: Sim
     committed_before = len(commits(tmp_path / "out"))
 
     sim.post("/admin/config", {"latency": {"mean_ms": 5, "jitter_ms": 1}})
-    rerun = driver.rerun()
+    rerun = driver.run_to_end()
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     prefix = job_folder(tmp_path)
     assert_verified(str(prefix))
