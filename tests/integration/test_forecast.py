@@ -11,7 +11,8 @@ import polars as pl
 import pytest
 
 from pipeline.dryrun.estimates import STARTUP_S
-from pipeline.dryrun.forecast import forecast_job, tier_plans
+from pipeline.dryrun.forecast import forecast_job
+from pipeline.dryrun.plans import tier_plans
 from pipeline.dryrun.pool import run_units
 from pipeline.dryrun.units import UnitContext
 from pipeline.engine.driver import run_job

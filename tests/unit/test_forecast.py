@@ -20,7 +20,7 @@ from pipeline.dryrun.estimates import (
     observed_interval,
     provider_duration,
 )
-from pipeline.dryrun.forecast import (
+from pipeline.dryrun.plans import (
     asker_plans,
     choose_backend,
     long_doc_planner,
