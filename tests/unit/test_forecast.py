@@ -20,6 +20,7 @@ from pipeline.dryrun.estimates import (
     observed_interval,
     provider_duration,
 )
+from pipeline.dryrun.history import observed_assumption, observed_escalation
 from pipeline.dryrun.plans import (
     asker_plans,
     choose_backend,
@@ -27,7 +28,6 @@ from pipeline.dryrun.plans import (
     sensitive_plans,
     tier_plans,
 )
-from pipeline.dryrun.history import observed_assumption, observed_escalation
 from pipeline.dryrun.pool import tasks_of
 from pipeline.dryrun.sums import ForecastUsage, price_usage, sum_results, with_escalation
 from pipeline.dryrun.units import UnitContext, UnitResult, forecast_file, unit_rows, units_rows
