@@ -96,7 +96,11 @@ def s3_server() -> Iterator[str]:
         yield f"s3://{BUCKET}"
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # moto busy with a long listing: the figures count
+            proc.kill()
+            proc.wait(timeout=10)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
