@@ -284,7 +284,9 @@ class RowExecutor:
             return await self._vote(tier, messages, input_tokens, out, started, allowed)
         last: TierlineError | None = None
         cap = out.max_tokens if out.max_tokens is not None else self.kind.max_output_tokens()
-        deps = self.pool.order(tier, self._candidates(tier, allowed), input_tokens + cap)
+        candidates = self._candidates(tier, allowed)
+        await self.pool.room(tier, candidates, input_tokens + cap)
+        deps = self.pool.order(tier, candidates, input_tokens + cap)
         pooled = self.pool.strategy(tier) != "ordered"
         for i, dep in enumerate(deps):
             # In a pool, a transient failure moves the row on while a later deployment can

@@ -15,6 +15,11 @@ Strategies (per tier, `pools.<tier>.strategy` in the spec):
   less than about a second for its permits, and it is not slower than the pool's fastest
   by more than that); when none has, as `spread`.
 
+A row binds late: while no deployment of its pooled tier could take it within about a
+second (`Pool.room`), it waits unbound, and goes to whichever deployment frees first. A
+row that joined one deployment's queue early would wait there while another idles (the
+end of a job, where the queues drain unevenly, measured at 0.82-0.90 of each limit).
+
 The quota wait comes from the limiter's `Headroom` (the quota actors' view, refreshed at
 every lease and sync, with this worker's own queue counted here), so a 429 (a pause and a
 halved rate) moves rows away within one sync. Latency is this worker's own: an EWMA of
@@ -24,6 +29,8 @@ share while its calls are still hanging, and gets it back once answers come quic
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import random
 import statistics
@@ -44,6 +51,8 @@ HEADROOM_S = 1.0  # the quota buckets hold one second of rate: a shorter wait is
 FLOOR_S = 0.01  # spread weights: no deployment counts as faster than this
 EWMA_ALPHA = 0.2  # about five answers move the latency estimate most of the way
 RECENT = 200  # answers kept per deployment for its p95
+ROOM_MAX_S = 30.0  # a row waits unbound at most this long, then joins a queue anyway
+ROOM_POLL_S = 0.25  # ...looking again at least this often (the quota view changes by sync)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +158,7 @@ class Pool:
         self.rng = rng or random.Random()
         self.stats: dict[str, DeploymentStats] = {}
         self._ids = count()
+        self._moved = asyncio.Event()  # set (and replaced) when a queued row gets its permits
 
     def strategy(self, tier: str) -> str:
         return self.strategies.get(tier, self.default)
@@ -163,6 +173,28 @@ class Pool:
         s = self.of(dep)
         wait = self.limiter.headroom(dep).wait_s(s.queued, tokens)
         return Option(wait, s.latency_s(self.clock()), self.price_of(dep, tokens))
+
+    async def room(self, tier: str, deps: Sequence[Deployment], tokens: int) -> None:
+        """Wait, unbound, until some deployment of a pooled tier could take a new row within
+        HEADROOM_S (or ROOM_MAX_S have passed, or every one is closed for good)."""
+        if self.strategy(tier) == "ordered" or len(deps) <= 1:
+            return
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + ROOM_MAX_S
+        while True:
+            best = min(self.option(d, tokens).wait_s for d in deps)
+            left = give_up - loop.time()
+            if best <= HEADROOM_S or not math.isfinite(best) or left <= 0:
+                return
+            moved = self._moved
+            # Not `asyncio.wait_for`: on Python 3.11 it can drop a cancel (see journal.py).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(ROOM_POLL_S, best - HEADROOM_S, left)):
+                    await moved.wait()
+
+    def _moving(self) -> None:
+        self._moved.set()
+        self._moved = asyncio.Event()
 
     def order(self, tier: str, deps: Sequence[Deployment], tokens: int) -> list[Deployment]:
         """The tier's deployments for one row: the chosen one first, then the fallbacks."""
@@ -186,6 +218,7 @@ class Pool:
         try:
             async with self.limiter.slot(dep, tokens):
                 s.queued, queued = s.queued - 1, False
+                self._moving()
                 call = next(self._ids)
                 started = s.open_calls[call] = self.clock()
                 try:

@@ -296,3 +296,34 @@ def test_a_deployment_priced_on_its_own_costs_its_own_price_everywhere() -> None
         prices=table,  # type: ignore[arg-type]
     )
     assert ex.price_of(B, 500) < ex.price_of(A, 500)
+
+
+def test_a_row_waits_unbound_while_no_deployment_has_room_then_takes_the_first_free() -> None:
+    """Late binding: with every deployment's queue past a second, a new row joins none of
+    them; once one gets room (its queued row got its permits), the row goes there. Bound
+    early, it would have waited in one queue while the other idled (the end of a job)."""
+    full = Headroom(requests_per_s=5.0, requests_queued=20.0)
+    rooms = Rooms({"a": full, "b": full})
+    pool = Pool(rooms, {"flagship": "spread"}, price_of=prices, clock=Clock())
+
+    async def scenario() -> tuple[bool, list[str]]:
+        waiting = asyncio.create_task(pool.room("flagship", [A, B], 400))
+        await asyncio.sleep(0.05)
+        held = not waiting.done()
+        rooms.rooms["b"] = Headroom(requests_per_s=5.0, requests_ready=2.0)
+        async with pool.admit(B, 400):  # a row of b's queue gets its permits: room is told
+            pass
+        await asyncio.wait_for(waiting, timeout=1.0)
+        return held, [pool.order("flagship", [A, B], 400)[0].provider for _ in range(50)]
+
+    held, firsts_after = asyncio.run(scenario())
+    assert held
+    assert Counter(firsts_after)["b"] > 40
+
+
+def test_a_row_does_not_wait_on_deployments_closed_for_good() -> None:
+    gone = Headroom(exhausted=True)
+    pool = Pool(
+        Rooms({"a": gone, "b": gone}), {"flagship": "cheapest"}, price_of=prices, clock=Clock()
+    )
+    asyncio.run(asyncio.wait_for(pool.room("flagship", [A, B], 400), timeout=1.0))
