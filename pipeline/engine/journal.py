@@ -27,7 +27,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, fields
+from dataclasses import fields
 from types import TracebackType
 from typing import Any
 
@@ -53,8 +53,15 @@ def worth_keeping(outcome: RowOutcome) -> bool:
     return any(c.call_status not in FREE_STATUSES for c in outcome.calls)
 
 
+_CALL_FIELDS = tuple(f.name for f in fields(CallRecord))
+
+
 def to_record(outcome: RowOutcome, cost_usd: float) -> dict[str, Any]:
-    return {"id": outcome.id, "cost_usd": cost_usd, "outcome": asdict(outcome)}
+    # Field by field, not `dataclasses.asdict`: its recursive deep copy was 15% of a
+    # worker's CPU per row at zero latency; the values here are plain and only read.
+    doc = {name: getattr(outcome, name) for name in _OUTCOME_FIELDS}
+    doc["calls"] = [{k: getattr(c, k) for k in _CALL_FIELDS} for c in outcome.calls]
+    return {"id": outcome.id, "cost_usd": cost_usd, "outcome": doc}
 
 
 def from_record(record: dict[str, Any]) -> RowOutcome:

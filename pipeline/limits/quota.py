@@ -21,6 +21,11 @@ from schemas.job import Limits
 BURST_S = 1.0  # bucket capacity in seconds of rate
 MIN_MULTIPLIER = 0.05
 AI_STEP_PER_S = 0.05  # additive increase: +5% of the limit per second of clean operation
+# A client refused (its bucket empty) asks again after at least this long, not when the
+# next single permit comes: waiting for one permit at a time, each worker asked the actor
+# at the account's whole rate (1.1 to 4.3 calls per row measured with 1 to 8 workers,
+# 90% of one actor's ceiling). The bucket holds BURST_S of rate, so nothing is lost.
+MIN_WAIT_S = 0.05
 CLIENT_TIMEOUT_S = 15.0  # a client silent this long is presumed dead; its slots return
 
 
@@ -184,7 +189,7 @@ class QuotaState:
             wait = max(
                 self.requests.time_until(1, now) if self.requests else 0.0,
                 self.tokens.time_until(largest_request_tokens or 1, now) if self.tokens else 0.0,
-                0.005,
+                MIN_WAIT_S,
             )
         return self._grant(got_req, got_tok, got_slots, wait, None)
 

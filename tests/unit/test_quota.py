@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.limits.quota import QuotaState, TokenBucket
+from pipeline.limits.quota import MIN_WAIT_S, QuotaState, TokenBucket
 from schemas.job import Limits
 
 
@@ -117,3 +117,16 @@ def test_token_only_limits_grant_tokens_and_then_ask_to_wait() -> None:
     assert g.tokens == 90 and g.wait_s == 0.0
     empty = q.lease("w", requests=0, tokens=90, slots=0, largest_request_tokens=90)
     assert empty.tokens == 0 and empty.wait_s > 0  # never a busy loop
+
+
+def test_a_refused_client_waits_for_a_batch_not_for_the_next_single_permit() -> None:
+    """At 12,000 rpm the next permit comes in 5 ms; a worker told to come back then asked
+    the actor once per row or more. It is told to come back in MIN_WAIT_S, when the
+    bucket (one second of rate) holds a batch, so no capacity is lost."""
+    clock = Clock()
+    q = QuotaState(Limits(rpm=12_000), clock=clock)  # 200 requests/s, 200 in the bucket
+    assert q.lease("w", requests=200, tokens=0, slots=0).requests == 200
+    refused = q.lease("w", requests=64, tokens=0, slots=0)
+    assert refused.requests == 0 and refused.wait_s >= MIN_WAIT_S
+    clock.t += refused.wait_s
+    assert q.lease("w", requests=64, tokens=0, slots=0).requests >= 10
