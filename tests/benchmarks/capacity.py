@@ -23,16 +23,17 @@ from pathlib import Path
 from typing import Any
 
 # --- measured here (2-core machine); the benchmark that prints each --------------------
-WORKER_CPU_US_PER_ROW = 400.0  # tests/benchmarks/hotpath.py: worker_cpu_us_per_row
-QUOTA_ACTOR_CEILING = 1300.0  # hotpath.py: quota_actor.ceiling_calls_per_s (one actor)
-QUOTA_CALLS_PER_ROW = 0.05  # hotpath.py: quota_actor.calls_per_row at its highest worker count
-DRIVER_BASE_MB = 200.0  # scale.py: driver_peak_rss_mb (flat in rows)
+WORKER_CPU_US_PER_ROW = 413.0  # tests/benchmarks/hotpath.py: worker_cpu_us_per_row (402-413)
+QUOTA_ACTOR_CEILING = 2143.0  # hotpath.py: quota_actor.ceiling_calls_per_s (2,143-2,235)
+# A worker whose rows wait on an account asks its actor at most every 50 ms, and settles
+# twice a second: hotpath.py measured 195-198 calls/s from 8 such workers.
+QUOTA_CALLS_PER_WORKER_S = 24.4  # hotpath.py: quota_actor.calls_per_s / 8 workers
+DRIVER_BASE_MB = 226.0  # scale.py: driver_peak_rss_mb.rows_1m (flat in rows)
 DRIVER_KB_PER_UNIT = 4.0  # scale_plan.py: resume_kb_per_unit (markers held while summing)
-MARKER_KB = 8.0  # scale.py: marker bytes per unit (a classify unit's figures)
+MARKER_KB = 4.9  # scale.py: markers KB / units at 1M rows (a classify unit's figures)
 
 # --- the code's own constants (pipeline/) --------------------------------------------
 BUDGET_CHUNK_CALLS = 50  # pipeline/limits/budget.py: a budget lease covers ~50 calls
-QUOTA_SYNC_EVERY_S = 0.5  # pipeline/limits/quota_actor.py: each worker settles twice a second
 JOURNAL_EVERY_ROWS = 32  # pipeline/engine/journal.py: a journal part per 32 answers...
 JOURNAL_MAX_PER_S = 5.0  # ...at most 5 parts a second per unit in flight
 UNITS_PER_WORKER = 2  # a worker overlaps two units (pipeline/engine/worker.py)
@@ -63,7 +64,7 @@ class Workload:
 class Measured:
     worker_cpu_us_per_row: float = WORKER_CPU_US_PER_ROW
     quota_actor_ceiling: float = QUOTA_ACTOR_CEILING
-    quota_calls_per_row: float = QUOTA_CALLS_PER_ROW
+    quota_calls_per_worker_s: float = QUOTA_CALLS_PER_WORKER_S
     driver_base_mb: float = DRIVER_BASE_MB
     driver_kb_per_unit: float = DRIVER_KB_PER_UNIT
     marker_kb: float = MARKER_KB
@@ -86,7 +87,9 @@ def need(w: Workload, m: Measured) -> dict[str, Any]:
         * UNITS_PER_WORKER
         * min(JOURNAL_MAX_PER_S, rate / workers / UNITS_PER_WORKER / JOURNAL_EVERY_ROWS)
     )
-    quota_calls = rate * m.quota_calls_per_row + workers / QUOTA_SYNC_EVERY_S
+    # The worst case: every worker's rows wait on the one account (its polls and syncs).
+    # A worker the quota does not hold back leases up to 64 requests a call: fewer calls.
+    quota_calls = workers * m.quota_calls_per_worker_s
     budget_calls = 2 * calls / BUDGET_CHUNK_CALLS
     driver_mb = m.driver_base_mb + units * m.driver_kb_per_unit / 1024
     limits = {
@@ -170,7 +173,7 @@ def _dig(doc: Any, dotted: str) -> float | None:
 SOURCES = {
     "worker_cpu_us_per_row": ("figures.worker_cpu_us_per_row", "worker_cpu_us_per_row"),
     "quota_actor_ceiling": ("figures.quota_actor.ceiling_calls_per_s",),
-    "quota_calls_per_row": ("figures.quota_actor.calls_per_row",),
+    "quota_calls_per_worker_s": ("figures.quota_actor.calls_per_worker_s",),
     "driver_base_mb": ("figures.driver_peak_rss_mb.rows_1m",),
     "driver_kb_per_unit": ("s3.resume_kb_per_unit", "local.resume_kb_per_unit"),
 }

@@ -243,6 +243,7 @@ def quota_figures(seconds: float) -> dict[str, Any]:
         "loads": loads,
         "calls_per_s": top["calls_per_s"],
         "calls_per_row": top["calls_per_row"],
+        "calls_per_worker_s": top["calls_per_s"] / top["workers"],
         "share_of_ceiling": top["calls_per_s"] / ceiling,
     }
 
