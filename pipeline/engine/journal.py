@@ -167,7 +167,14 @@ class UnitJournal:
         tb: TracebackType | None,
     ) -> None:
         if self._task is not None:
-            self._task.cancel()
+            # Not while it writes a part: cancelled there, the part's answers would leave
+            # memory with their write still going on, unawaited, in its thread; the unit
+            # could commit and clear its journal before (or a crash come before) it lands.
+            try:
+                await self._lock.acquire()
+            finally:  # cancelled while waiting, the writer must still end
+                self._task.cancel()
+            self._lock.release()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -100,3 +101,47 @@ def test_block_ends_when_its_last_answer_and_its_end_come_in_one_turn(tmp_path: 
     assert asyncio.run(go()), "the journal's block did not end: its unit could not commit"
     assert j.written == 1
     assert sorted(journal(tmp_path).read()) == ["a"]
+
+
+def test_a_part_being_written_when_the_block_ends_is_written_before_it_ends(
+    tmp_path: Path,
+) -> None:
+    """The unit's block ends while the writer is in the middle of writing a part (slow
+    storage): the block must wait for that write. (It cancelled the writer instead: the
+    part's answers left memory, their write went on unawaited in its thread, and the unit
+    went on to commit and clear its journal with the part not yet down, or landing after
+    the clear; a crash in between paid for those answers again, issue 19.)"""
+    j = journal(tmp_path, every_rows=2)
+    store = j.folder.store
+    writing, release = threading.Event(), threading.Event()
+    plain_write = store.write_bytes
+
+    def slow_write(rel: str, data: bytes) -> None:
+        writing.set()
+        release.wait(timeout=30)  # only a broken test waits this long
+        plain_write(rel, data)
+
+    store.write_bytes = slow_write  # type: ignore[method-assign]
+    on_disk_at_end: list[str] = []
+
+    async def unit_block(ending: asyncio.Event) -> None:
+        async with j:
+            j.add(answered("a"))
+            j.add(answered("b"))  # a part's worth: the writer starts writing it
+            while not writing.is_set():
+                await asyncio.sleep(0.01)
+            ending.set()
+        on_disk_at_end.extend(sorted(journal(tmp_path).read()))
+
+    async def go() -> None:
+        ending = asyncio.Event()
+        block = asyncio.create_task(unit_block(ending))
+        await ending.wait()
+        for _ in range(20):  # the block's end has run as far as it can without the write
+            await asyncio.sleep(0)
+        release.set()
+        await asyncio.wait_for(block, timeout=10)
+
+    asyncio.run(go())
+    assert on_disk_at_end == ["a", "b"], "the block ended before its last part was written"
+    assert j.written == 2
