@@ -254,6 +254,15 @@ class JobFolder:
         no append), so two writers of one unit (a unit handed out again) never collide."""
         return f"{JOURNAL_DIR}/unit-{unit:05d}/part-{writer}-{seq:06d}.jsonl"
 
+    def journals(self) -> dict[int, list[str]]:
+        """unit -> its journal's parts, for every unit that has one (one listing)."""
+        found: dict[int, list[str]] = {}
+        for info in self.store.list_files(JOURNAL_DIR, suffix=".jsonl"):
+            folder = info.path.split("/")[-2]  # _journal/unit-<n>/part-*.jsonl
+            if folder.startswith("unit-") and folder[5:].isdigit():
+                found.setdefault(int(folder[5:]), []).append(info.path)
+        return found
+
     def clear_journal(self, unit: int) -> None:
         """After the unit's marker: its answers are in its committed files now."""
         for path in self.journal_parts(unit):

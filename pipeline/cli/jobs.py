@@ -194,6 +194,7 @@ def verify(
                 "units_checked": r.units_checked,
                 "rows_checked": r.rows_checked,
                 "pending_units": r.pending_units,
+                "stale_journals": r.stale_journals,
                 "problems": r.problems,
                 "missing_ids": r.missing_ids,
                 "duplicate_ids": r.duplicate_ids,
@@ -213,6 +214,12 @@ def verify(
             err.print(f"[red]verify failed[/] {escape(r.prefix)}:")
             for p in r.problems:
                 err.print(f"  - {escape(p)}")
+        if r.stale_journals:
+            out.print(
+                f"  note: {len(r.stale_journals)} committed units still have an answer "
+                "journal (a run ended before clearing it); their markers count, and the "
+                "next run removes it"
+            )
     failed = [r for r in reports if not r.ok]
     if len(reports) > 1 and output_format is OutputFormat.table:
         out.print(f"checked {len(reports)} job folders: {len(reports) - len(failed)} ok")

@@ -32,7 +32,7 @@ from pipeline.drift.shift import ShiftReport, previous_summary, shift_report
 from pipeline.engine.actors import SimActor, WorkerActor
 from pipeline.engine.canary import GoldenRow, run_canary
 from pipeline.engine.checks import check_spec
-from pipeline.engine.journal import journalled_rows, journalled_usd
+from pipeline.engine.journal import clear_settled, journalled_rows, journalled_usd
 from pipeline.engine.plan import Plan, Unit, make_plan
 from pipeline.engine.stall import StallWatch
 from pipeline.engine.stopping import ActorWatch, StopRequest
@@ -388,6 +388,10 @@ def run_job(
     plan = make_plan(spec, output_uri=out_uri, job_id=job_id)
     for bad in plan.bad_files:
         progress.note(f"skipping {bad.source}: {bad.reason}")
+    # A run ended between a unit's marker and the clearing of its journal left the
+    # journal behind; the marker counts, and the budget below must not count it again.
+    if cleared := clear_settled(JobFolder.open(out_uri, plan.job_id), plan.committed):
+        log.info("removed %d journal parts of units already committed", cleared)
     done_rows = sum(c.row_count - c.rows_retryable for c in plan.committed.values())
     todo = plan.todo
     failed: dict[int, str] = {}

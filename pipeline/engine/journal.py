@@ -11,7 +11,9 @@ until then its answers live in memory, and a crash, a stop or a lost node would 
 away every answered row of every unit in flight. The journal writes them in small parts
 beside the unit's outputs (`_journal/unit-<n>/`, named by `pipeline.jobfolder`); the next
 run of the unit takes them back at $0 instead of asking again, and its commit records
-them once, with the cost the first run paid (`rows_recovered` in the summary).
+them once, with the cost the first run paid (`rows_recovered` in the summary). A journal
+left beside a committed unit (a crash between its marker and the clear) is removed when
+the next run starts (`clear_settled`): the marker is what counts.
 
 Only answers that cost money to redo are kept: a result or an `invalid_output` error,
 with a billed call (an error met on the way, `budget_exhausted` say, is asked again).
@@ -26,16 +28,20 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from types import TracebackType
 from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline.calls.cache import FREE_STATUSES
 from pipeline.calls.outcome import CallRecord, RowOutcome
 from pipeline.calls.reuse import AnswerReuse
 from pipeline.errors import TierlineError
 from pipeline.jobfolder import JobFolder
+from schemas.records import UnitCommit
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +102,9 @@ class UnitJournal:
     def records(self) -> list[dict[str, Any]]:
         """Every record of the unit's journal; a part that cannot be read is skipped
         (its rows are asked again, as they would have been without a journal)."""
-        out: list[dict[str, Any]] = []
-        for path in self.folder.journal_parts(self.unit):
-            try:
-                text = self.folder.store.read_bytes(path).decode()
-                out.extend(json.loads(line) for line in text.splitlines() if line)
-            except (OSError, ValueError, TierlineError) as exc:
-                log.warning("journal part %s not read: %s", path, exc)
-        return out
+        return [
+            r for path in self.folder.journal_parts(self.unit) for r in _part(self.folder, path)
+        ]
 
     def read(self) -> dict[str, RowOutcome]:
         """id -> the answer an earlier run of this unit paid for."""
@@ -174,13 +175,81 @@ class UnitJournal:
         tb: TracebackType | None,
     ) -> None:
         if self._task is not None:
-            self._task.cancel()
+            # Not while it writes a part: cancelled there, the part's answers would leave
+            # memory with their write still going on, unawaited, in its thread; the unit
+            # could commit and clear its journal before (or a crash come before) it lands.
+            try:
+                await self._lock.acquire()
+            finally:  # cancelled while waiting, the writer must still end
+                self._task.cancel()
+            self._lock.release()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         try:
             await self.flush()  # what came back before the end (a stop, an error) is kept
         except TierlineError as e:  # the unit's own files hold them once it commits
             log.warning("journal of unit %s not written: %s", self.unit, e)
+
+
+def _part(folder: JobFolder, path: str) -> list[dict[str, Any]]:
+    try:
+        text = folder.store.read_bytes(path).decode()
+        return [json.loads(line) for line in text.splitlines() if line]
+    except (OSError, ValueError, TierlineError) as exc:
+        log.warning("journal part %s not read: %s", path, exc)
+        return []
+
+
+def settled_parts(folder: JobFolder, committed: Mapping[int, UnitCommit]) -> dict[int, list[str]]:
+    """unit -> journal parts whose answers its commit marker already holds, left by a
+    run that ended between the marker and the clearing of the journal. The marker is
+    what counts; kept, a rerun's budget would count those answers again. A committed
+    unit with retryable rows keeps a part that answers one of them: a later hand-out
+    of the unit wrote it, and was stopped before its own commit.
+
+        settled_parts(folder, plan.committed)    # {4: ["_journal/unit-00004/part-..."]}
+    """
+    settled: dict[int, list[str]] = {}
+    for unit, parts in folder.journals().items():
+        commit = committed.get(unit)
+        if commit is None:
+            continue  # not committed: its journal is what a rerun takes back
+        try:
+            retry = _retryable_ids(folder, commit) if commit.rows_retryable else frozenset()
+        except (OSError, ValueError, pa.ArrowException, TierlineError) as exc:
+            log.warning("unit %s: errors not read, its journal is kept: %s", unit, exc)
+            continue
+        done = [p for p in parts if not retry.intersection(_ids(folder, p))]
+        if done:
+            settled[unit] = done
+    return settled
+
+
+def clear_settled(folder: JobFolder, committed: Mapping[int, UnitCommit]) -> int:
+    """Remove the `settled_parts` (at a run's start); how many were removed. Storage
+    trouble is logged, not raised: a stale part costs a rerun nothing but budget."""
+    removed = 0
+    try:
+        for parts in settled_parts(folder, committed).values():
+            for path in parts:
+                folder.store.delete(path)
+                removed += 1
+    except (OSError, TierlineError) as exc:
+        log.warning("journals of committed units not cleared: %s", exc)
+    return removed
+
+
+def _ids(folder: JobFolder, path: str) -> set[str]:
+    return {str(r.get("id")) for r in _part(folder, path)}
+
+
+def _retryable_ids(folder: JobFolder, commit: UnitCommit) -> frozenset[str]:
+    data = folder.store.read_bytes(commit.errors.path)
+    errors = pq.read_table(pa.BufferReader(data), columns=["id", "retryable"])
+    flags = errors.column("retryable").to_pylist()
+    return frozenset(
+        str(i) for i, r in zip(errors.column("id").to_pylist(), flags, strict=True) if r
+    )
 
 
 def journalled_usd(folder: JobFolder, units: Iterable[int]) -> float:

@@ -8,7 +8,8 @@ marker records; every input id of the unit is in results or errors exactly once 
 repeated in the input count once); cost rows belong to the unit's ids and add up to the
 marker's cost; every result has a billed call of its model. Then the summary's totals
 against the files, and the figures each marker carries (what the summary and the report
-add up) against its unit's files. Units not yet committed are reported as pending, not as lost.
+add up) against its unit's files. Units not yet committed are reported as pending, not as lost;
+a journal left beside a committed unit is noted, not a problem (its marker counts).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from pipeline.engine.figures import conform, unit_figures
+from pipeline.engine.journal import settled_parts
 from pipeline.engine.plan import Unit
 from pipeline.engine.rows import read_unit
 from pipeline.jobfolder import MANIFEST, FigureSum, JobFolder
@@ -38,6 +40,9 @@ class VerifyReport:
     missing_ids: list[str] = field(default_factory=list)
     duplicate_ids: list[str] = field(default_factory=list)
     pending_units: int = 0
+    # Committed units with a journal left beside their marker (a run ended between the
+    # two): not a problem, the marker counts and the next run removes the journal.
+    stale_journals: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -168,6 +173,7 @@ def verify_job(prefix: str) -> VerifyReport:
         report.units_checked += 1
         _check_unit(out, inp, id_col, c, report)
     _check_summary(folder, commits, summed, report)
+    report.stale_journals = sorted(settled_parts(folder, commits))
     return report
 
 

@@ -486,7 +486,8 @@ class UnitRunner:
             write_unit, self.out, self.job_id, unit, tables, figures, previous, len(recovered)
         )
         self.metrics.committed(added)
-        try:  # the answers are in the committed files now; a stale journal is harmless
+        try:  # the answers are in the committed files now; one left (a crash now, an
+            # error) is cleared at the next run's start (`journal.clear_settled`)
             await asyncio.to_thread(journal.clear)
         except TierlineError as exc:
             log.warning("journal of unit %s not cleared: %s", unit.index, exc)

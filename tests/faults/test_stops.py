@@ -8,6 +8,7 @@ already answered (a row paid twice); `ok` counts every answer it gave.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -19,9 +20,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 import yaml
 
+from pipeline.engine.driver import run_job
+from pipeline.engine.journal import UnitJournal
+from pipeline.engine.verify import verify_job
+from pipeline.jobfolder import JobFolder, unit_files
+from pipeline.store import Store
+from schemas.job import JobSpec
 from tests.faults.test_fault_matrix import (
     REPO,
     TIERS,
@@ -34,6 +42,7 @@ from tests.faults.test_fault_matrix import (
 )
 from tests.faults.test_fault_matrix import _descends_from as descends_from
 from tests.integration.helpers import spec_for, write_shards
+from tests.unit.test_journal import answered
 
 pytestmark = pytest.mark.faults
 
@@ -277,6 +286,37 @@ def test_ctrl_c_twice_stops_at_once_then_rerun_finishes(tmp_path: Path, sim: Sim
     assert stats["total"]["ok"] == summary["calls"] + stats["repeated_answers"]
     assert stats["repeated_answers"] <= 2 * IN_FLIGHT
     assert len(commits(tmp_path / "out")) >= committed_before
+
+
+def test_journal_left_beside_a_committed_unit_is_noted_then_cleared(
+    tmp_path: Path, ray_local: None, sim: Sim
+) -> None:
+    """A run killed between a unit's marker and the clearing of its journal leaves the
+    journal behind. `tierline verify` still passes and counts the same (the marker is
+    what counts) and notes it; the next run of the job clears it."""
+    spec = JobSpec.model_validate(job_spec(tmp_path, sim))
+    first = run_job(spec)
+    assert first.status == "complete"
+    before = verify_job(first.output)
+    assert before.ok and before.stale_journals == []
+    # What the kill leaves: unit 1's answers, journalled as they came, beside its marker.
+    prefix = Path(first.output)
+    ids = pl.read_parquet(prefix / unit_files(1).results)["id"].to_list()
+    journal = UnitJournal(JobFolder(Store.open(first.output)), 1, lambda o: [0.001] * len(o))
+    for rid in ids:
+        journal.add(answered(rid))
+    asyncio.run(journal.flush())
+    assert list(prefix.glob("_journal/unit-00001/*.jsonl"))
+
+    after = verify_job(first.output)
+    assert after.ok, after.problems
+    assert (after.units_checked, after.rows_checked) == (before.units_checked, before.rows_checked)
+    assert after.stale_journals == [1]
+
+    again = run_job(spec)
+    assert again.status == "complete" and again.cost_usd == first.cost_usd
+    assert not list(prefix.glob("_journal/**/*.jsonl"))
+    assert verify_job(first.output).stale_journals == []
 
 
 def hang_report(root: int) -> str:
