@@ -241,7 +241,7 @@ class Store:
         with_retries(_delete, what=f"delete {self.display(rel)}")
 
 
-def table_to_parquet_bytes(table: pa.Table) -> bytes:
+def table_to_parquet_bytes(table: pa.Table, compression: str = "zstd") -> bytes:
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(table, sink, compression=compression)
     return bytes(sink.getvalue().to_pybytes())

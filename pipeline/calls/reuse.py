@@ -122,9 +122,9 @@ class AnswerReuse:
         if entries:
             self.cache.put_many(entries)
 
-    async def flush(self) -> None:
+    async def flush(self, *, due_only: bool = False) -> None:
         if self.cache is not None and self.cache.mode == "read-write":
-            await self.cache.flush()
+            await self.cache.flush(due_only=due_only)
 
 
 class InFlight:

@@ -143,9 +143,12 @@ def sim_config_json(spec: JobSpec, provider: str) -> str:
     return spec.providers[provider].sim.to_sim_config(served).model_dump_json()
 
 
-def start_quotas(spec: JobSpec, endpoints: dict[str, str]) -> dict[str, str]:
+def start_quotas(
+    spec: JobSpec, endpoints: dict[str, str], pending: list[Any] | None = None
+) -> dict[str, str]:
     """Find or create the quota actor of every account the job uses; key -> actor name.
-    Keys are the provider name, or 'provider::model' where limits are per model."""
+    Keys are the provider name, or 'provider::model' where limits are per model.
+    With `pending`, the calls that set their limits are left there to be waited on."""
     names: dict[str, str] = {}
     for dep in spec.deployments():
         limits = spec.providers[dep.provider].limits
@@ -154,12 +157,17 @@ def start_quotas(spec: JobSpec, endpoints: dict[str, str]) -> dict[str, str]:
             continue
         model = dep.model if limits.per_model else None
         names[key] = account_key(spec, dep.provider, endpoints.get(dep.provider), model)
-        ensure_quota_actor(names[key], limits)
+        ensure_quota_actor(names[key], limits, pending)
     return names
 
 
 def watch_actors(
-    watch: ActorWatch, spec: JobSpec, job_id: str, budget: Any, sims: dict[str, Any]
+    watch: ActorWatch,
+    spec: JobSpec,
+    job_id: str,
+    budget: Any,
+    sims: dict[str, Any],
+    pending: list[Any] | None = None,
 ) -> None:
     """The actors no worker can replace: the job's budget, the providers' daily budgets,
     the simulators. (Quota actors restart by themselves and are not watched.)"""
@@ -167,7 +175,7 @@ def watch_actors(
         watch.add(f"the job's budget actor ({job_actor_name(job_id)})", budget)
     for name, p in spec.providers.items():
         if p.daily_budget_usd:
-            daily = start_daily_budget(name, p.daily_budget_usd)
+            daily = start_daily_budget(name, p.daily_budget_usd, pending=pending)
             watch.add(f"the daily budget actor of provider {name!r}", daily)
     for name, actor in sims.items():
         watch.add(f"the simulator actor of provider {name!r}", actor)
@@ -189,6 +197,7 @@ class _Dispatch:
     stop: StopRequest = field(default_factory=StopRequest)
     watch: ActorWatch = field(default_factory=ActorWatch)
     batch_turnaround_s: float | None = None  # from earlier runs' batches, when known
+    ran: bool = False  # `run` began: its end closes the workers
 
     def canary(self) -> CanaryResult:
         """The golden set through every routed deployment, in a worker of its own (the
@@ -229,10 +238,23 @@ class _Dispatch:
             self.watch.actors,
         )
 
+    def start_workers(self) -> None:
+        """Start the worker actors (their processes come up while the driver goes on)."""
+        if not self.workers:
+            n = min(self.spec.run.workers, len(self.plan.todo))
+            self.workers = [self._new_worker() for _ in range(n)]
+
+    def dismiss(self) -> None:
+        """End workers that were started but never ran (a failed canary, an error)."""
+        if not self.ran:
+            for w in self.workers:
+                with contextlib.suppress(Exception):
+                    ray.kill(w)
+
     def run(self) -> None:
+        self.ran = True
         queue: deque[Unit] = deque(self.plan.todo)
-        n = min(self.spec.run.workers, len(queue))
-        self.workers = [self._new_worker() for _ in range(n)]
+        self.start_workers()
         running: dict[Any, tuple[Any, Unit]] = {}
         # One entry per free slot: a worker appears once for each unit it could take.
         idle = [w for _ in range(UNITS_PER_WORKER) for w in self.workers]
@@ -422,7 +444,11 @@ def run_job(
             forecast_usd=JobFolder.open(out_uri, plan.job_id).forecast_p50_usd(),
             spent_usd=sum(c.cost_usd for c in plan.committed.values()),
         )
-        quotas = start_quotas(spec, endpoints)
+        # Every actor the job needs starts at once, and the workers with them: each new
+        # actor is a process of its own (about a second, most of it imports), and they
+        # were started one after another. No unit is handed out before all are set up.
+        pending: list[Any] = []
+        quotas = start_quotas(spec, endpoints, pending)
         budget = None
         if spec.budget_usd:
             # The cap is for the whole job: what committed units cost already counts.
@@ -435,7 +461,7 @@ def run_job(
                 + journalled_usd(folder, (u.index for u in todo))
                 + folder.canary_spent_usd()
             )
-            budget = start_budget(plan.job_id, spec.budget_usd, spent)
+            budget = start_budget(plan.job_id, spec.budget_usd, spent, pending)
         deadline = (
             deadline_at(spec.run.deadline, datetime.now(UTC)).timestamp()
             if spec.run.deadline
@@ -451,8 +477,10 @@ def run_job(
             spec, plan, out_uri, endpoints, quotas, progress,
             deadline_at=deadline, batch_turnaround_s=turnaround, stop=stop,
         )  # fmt: skip
-        watch_actors(dispatch.watch, spec, plan.job_id, budget, sims)
+        watch_actors(dispatch.watch, spec, plan.job_id, budget, sims, pending)
         try:
+            dispatch.start_workers()
+            ray.get(pending)
             with stop.on_signals():
                 if spec.routing.canary is not None:
                     progress.note("canary: asking the golden set of every routed deployment")
@@ -460,6 +488,7 @@ def run_job(
                 if canary is None or canary.passed:
                     dispatch.run()
         finally:
+            dispatch.dismiss()  # workers a canary or an error kept from running
             progress.stop()
             if budget is not None:
                 ray.kill(budget)

@@ -135,17 +135,21 @@ class UnitJournal:
             batch, self.pending = self.pending, []
             if not batch:
                 return
-            costs = self.price(batch)
-            lines = [json.dumps(to_record(o, c)) for o, c in zip(batch, costs, strict=True)]
             path = self.folder.journal_part(self.unit, self.writer, self._seq)
             self._seq += 1
-            data = ("\n".join(lines) + "\n").encode()
             try:
-                await asyncio.to_thread(self.folder.store.write_bytes, path, data)
+                # Pricing and encoding too: in the loop they held up every call in
+                # flight (10% of a worker's loop at 50 ms answers, 64 in flight).
+                await asyncio.to_thread(self._write, path, batch)
             except TierlineError:
                 self.pending[:0] = batch  # kept for the next try; the unit goes on
                 raise
             self.written += len(batch)
+
+    def _write(self, path: str, batch: Sequence[RowOutcome]) -> None:
+        costs = self.price(batch)
+        lines = [json.dumps(to_record(o, c)) for o, c in zip(batch, costs, strict=True)]
+        self.folder.store.write_bytes(path, ("\n".join(lines) + "\n").encode())
 
     async def _run(self) -> None:
         while True:

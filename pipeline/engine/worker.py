@@ -30,7 +30,7 @@ from pipeline.calls.cache import ResponseCache
 from pipeline.calls.execute import Limiter, RowExecutor
 from pipeline.calls.outcome import RowOutcome
 from pipeline.calls.retry import RetryPolicy
-from pipeline.calls.reuse import AnswerReuse, InFlight, split_rows
+from pipeline.calls.reuse import AnswerReuse, InFlight, Row, split_rows
 from pipeline.engine.commit import read_commit, write_unit
 from pipeline.engine.figures import unit_figures
 from pipeline.engine.journal import UnitJournal, take_back
@@ -284,6 +284,7 @@ class UnitRunner:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        await self._flush_cache(None)
         await self.budgets.close()
         for batching in self.batching.values():
             await batching.close()
@@ -319,6 +320,18 @@ class UnitRunner:
                 tokens[i] = int(c) + overhead
         return tokens, text_tokens
 
+    def _call_plan(
+        self, todo: pl.DataFrame
+    ) -> tuple[list[int], list[int], list[Row], list[str | None]]:
+        """Per row: its tokens (see `_row_tokens`), (id, text, tier, sensitive) and its
+        reuse key; in a thread, off the loop."""
+        tokens, text_tokens = self._row_tokens(todo)
+        rows = [
+            (rid, text, tier, bool(sens))
+            for rid, text, tier, sens in todo.select(ID, TEXT, TIER, SENSITIVE).iter_rows()
+        ]
+        return tokens, text_tokens, rows, self.reuse.keys(rows)
+
     async def call_all(
         self, todo: pl.DataFrame, journal: UnitJournal | None = None
     ) -> list[RowOutcome]:
@@ -327,7 +340,7 @@ class UnitRunner:
         executor = self.executor
         # Batched calls wait in a provider batch, not in a connection: no bound here.
         sem = self.in_flight if not self.batching else asyncio.Semaphore(1 << 30)
-        tokens, text_tokens = self._row_tokens(todo)
+        tokens, text_tokens, rows, keys = await asyncio.to_thread(self._call_plan, todo)
         longdocs = self.longdocs
 
         rule = self.spec.routing.sensitive
@@ -354,12 +367,7 @@ class UnitRunner:
             self.metrics.row(outcome.tier, outcome.ok)
             return outcome
 
-        rows = [
-            (rid, text, tier, bool(sens))
-            for rid, text, tier, sens in todo.select(ID, TEXT, TIER, SENSITIVE).iter_rows()
-        ]
         # Answers already bought (cache) and identical requests (sent once) are not paid.
-        keys = self.reuse.keys(rows)
         asking = self.in_flight_requests
         split = split_rows(keys, await self.reuse.lookup(keys), asking)
         run, follow, leader = split.run, split.follow, split.leader
@@ -414,11 +422,14 @@ class UnitRunner:
         """Start no more rows; cancel those in flight after `grace_s` (see `RowGate`)."""
         self.gate.request(grace_s)
 
-    async def _flush_cache(self, unit: Unit) -> None:
+    async def _flush_cache(self, unit: Unit | None, *, due_only: bool = False) -> None:
+        """The answers waiting for the response cache: those due (after a unit, see
+        `ResponseCache.flush`), or all of them (a stop, the worker's end)."""
         try:
-            await self.reuse.flush()
+            await self.reuse.flush(due_only=due_only)
         except TierlineError as exc:
-            log.warning("response cache not written for unit %s: %s", unit.index, exc)
+            where = f"for unit {unit.index}" if unit is not None else "at the worker's end"
+            log.warning("response cache not written %s: %s", where, exc)
 
     async def _take_back(
         self, journal: UnitJournal, todo: pl.DataFrame
@@ -441,7 +452,9 @@ class UnitRunner:
         and write the next generation of its files. Several units may run at once on one
         runner (they share its in-flight bound)."""
         table = await asyncio.to_thread(read_unit, self.input, unit, unit_columns(self.spec))
-        todo, early = self.prepare(table, unit.index)
+        # Per-unit work runs in a thread (polars and the tokenizers let go of the GIL):
+        # in the loop, each unit's 50-100 ms held up every call the others had in flight.
+        todo, early = await asyncio.to_thread(self.prepare, table, unit.index)
         kept: tuple[pa.Table, pa.Table, pa.Table] | None = None
         if previous is not None:
             old_results, old_costs, old_errors = await asyncio.to_thread(
@@ -470,15 +483,10 @@ class UnitRunner:
             return UnitReport(unit.index, len(outcomes), 0, 0, 0, 0.0, {}, stopped=True)
         for o in early:
             self.metrics.row(o.tier, False)
-        results, costs, errors = unit_tables(unit.index, outcomes, self.prices, self.kind)
-        added = self._figures(results, costs, errors)  # what this run adds to the unit
-        figures = added
-        if kept is not None:
-            results = pa.concat_tables([kept[0], results])
-            costs = pa.concat_tables([kept[1], costs])
-            errors = pa.concat_tables([kept[2], errors])
-            figures = self._figures(results, costs, errors)
-        await self._flush_cache(unit)  # before the marker: a committed row's answer is kept
+        results, costs, errors, added, figures = await asyncio.to_thread(
+            self._account, unit.index, outcomes, kept
+        )
+        await self._flush_cache(unit, due_only=True)
         if self.before_commit is not None:
             await self.before_commit()
         tables = (results, costs, errors)
@@ -501,6 +509,23 @@ class UnitRunner:
             cost_usd=added.cost_usd,
             tiers={tier: t.rows for tier, t in added.by_tier.items()},
         )
+
+    def _account(
+        self,
+        unit: int,
+        outcomes: Sequence[RowOutcome],
+        kept: tuple[pa.Table, pa.Table, pa.Table] | None,
+    ) -> tuple[pa.Table, pa.Table, pa.Table, UnitFigures, UnitFigures]:
+        """The unit's three tables (with what an earlier generation kept), the figures
+        this run adds and the unit's figures."""
+        results, costs, errors = unit_tables(unit, list(outcomes), self.prices, self.kind)
+        added = self._figures(results, costs, errors)
+        if kept is None:
+            return results, costs, errors, added, added
+        results = pa.concat_tables([kept[0], results])
+        costs = pa.concat_tables([kept[1], costs])
+        errors = pa.concat_tables([kept[2], errors])
+        return results, costs, errors, added, self._figures(results, costs, errors)
 
     def _figures(self, results: pa.Table, costs: pa.Table, errors: pa.Table) -> UnitFigures:
         frames = [pl.DataFrame(pl.from_arrow(t)) for t in (results, costs, errors)]

@@ -97,8 +97,11 @@ BudgetActor = ray.remote(num_cpus=0, max_restarts=0)(JobBudget)
 DailyBudgetActor = ray.remote(num_cpus=0, max_restarts=0)(DailyBudget)
 
 
-def start_budget(job_id: str, cap_usd: float, already_spent_usd: float) -> Any:
-    """Start (or find) the job's budget actor and set its cap and the spend so far."""
+def start_budget(
+    job_id: str, cap_usd: float, already_spent_usd: float, pending: list[Any] | None = None
+) -> Any:
+    """Start (or find) the job's budget actor and set its cap and the spend so far (with
+    `pending`, the call that sets them is left there to be waited on)."""
     # On the driver's node: the job's ledger must not vanish with a worker node.
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     actor: Any = BudgetActor.options(
@@ -107,12 +110,15 @@ def start_budget(job_id: str, cap_usd: float, already_spent_usd: float) -> Any:
         get_if_exists=True,
         scheduling_strategy=here,
     ).remote(cap_usd, already_spent_usd)
-    ray.get(actor.configure.remote(cap_usd, already_spent_usd))
+    _configured(actor.configure.remote(cap_usd, already_spent_usd), pending)
     return actor
 
 
 def start_daily_budget(
-    provider: str, cap_usd: float, clock: Callable[[], float] = time.time
+    provider: str,
+    cap_usd: float,
+    clock: Callable[[], float] = time.time,
+    pending: list[Any] | None = None,
 ) -> Any:
     """Start (or find) the provider's detached daily budget actor; the cap is updated."""
     actor: Any = DailyBudgetActor.options(
@@ -122,8 +128,17 @@ def start_daily_budget(
         get_if_exists=True,
         **near_driver(),  # the day's spend lives in it: not on a node that may go
     ).remote(cap_usd, clock)
-    ray.get(actor.configure.remote(cap_usd))
+    _configured(actor.configure.remote(cap_usd), pending)
     return actor
+
+
+def _configured(ref: Any, pending: list[Any] | None) -> None:
+    """Wait for an actor's configure call here, or leave it in `pending` for the
+    caller, who starts several actors at once (each new one is a process: ~1 s)."""
+    if pending is None:
+        ray.get(ref)
+    else:
+        pending.append(ref)
 
 
 def spent_in_commits(commits: Iterable[UnitCommit]) -> float:

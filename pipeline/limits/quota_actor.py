@@ -116,7 +116,10 @@ class QuotaActor:
         return self.state.status()
 
 
-def ensure_quota_actor(name: str, limits: Limits) -> Any:
+def ensure_quota_actor(name: str, limits: Limits, pending: list[Any] | None = None) -> Any:
+    """Find or create the account's actor and set its limits; with `pending`, the call
+    that sets them is added there for the caller to wait on (with the others it starts)
+    instead of being waited for here."""
     # On the driver's node (see `placement`); if that node is lost the actor restarts
     # elsewhere with a fresh lease book.
     actor = QuotaActor.options(  # type: ignore[attr-defined]
@@ -127,7 +130,11 @@ def ensure_quota_actor(name: str, limits: Limits) -> Any:
         **near_driver(),
     ).remote(limits.model_dump_json())
     # A second job may bring other limits for the same account: the latest spec wins.
-    ray.get(actor.configure.remote(limits.model_dump_json()))
+    configured = actor.configure.remote(limits.model_dump_json())
+    if pending is None:
+        ray.get(configured)
+    else:
+        pending.append(configured)
     return actor
 
 

@@ -38,6 +38,10 @@ JOURNAL_EVERY_ROWS = 32  # pipeline/engine/journal.py: a journal part per 32 ans
 JOURNAL_MAX_PER_S = 5.0  # ...at most 5 parts a second per unit in flight
 UNITS_PER_WORKER = 2  # a worker overlaps two units (pipeline/engine/worker.py)
 FILES_PER_UNIT = 4  # results, costs, errors, commit marker
+CACHE_SHARDS = 256  # pipeline/calls/cache.py: a response cache segment per shard...
+CACHE_SEGMENT_MIN = 64  # ...once it holds 64 answers...
+CACHE_FLUSH_EVERY_S = 300.0  # ...or every shard once its oldest answer waited 300 s
+CACHE_COMPACT_AFTER = 16  # a shard's 16 segments are merged into one (another PUT)
 
 # --- S3 (Standard, us-east-1 list prices) and its documented request rates -----------
 S3_PUT_USD_PER_1K = 0.005
@@ -81,7 +85,19 @@ def need(w: Workload, m: Measured) -> dict[str, Any]:
     units = math.ceil(w.rows / w.rows_per_unit)
     unit_s = w.rows_per_unit / max(rate / workers / UNITS_PER_WORKER, 1e-9)
     parts = min(w.rows_per_unit / JOURNAL_EVERY_ROWS, JOURNAL_MAX_PER_S * unit_s) + 1
-    puts = units * (FILES_PER_UNIT + parts)
+    # The response cache (on by default): a worker writes a shard's segment when it
+    # holds CACHE_SEGMENT_MIN answers, and every shard it holds every CACHE_FLUSH_EVERY_S.
+    per_worker = rate / workers
+    cache_puts_per_s = (
+        workers
+        * max(
+            per_worker / CACHE_SEGMENT_MIN,
+            min(CACHE_SHARDS, per_worker * CACHE_FLUSH_EVERY_S) / CACHE_FLUSH_EVERY_S,
+        )
+        * (1 + 1 / CACHE_COMPACT_AFTER)
+    )
+    cache_puts = cache_puts_per_s * w.window_h * 3600
+    puts = units * (FILES_PER_UNIT + parts) + cache_puts
     journal_puts_per_s = (
         workers
         * UNITS_PER_WORKER
@@ -95,7 +111,8 @@ def need(w: Workload, m: Measured) -> dict[str, Any]:
     limits = {
         "quota actor": quota_calls / m.quota_actor_ceiling,
         "budget actor": budget_calls / m.quota_actor_ceiling,
-        "S3 PUTs per prefix": journal_puts_per_s / S3_PUTS_PER_S_PER_PREFIX,
+        "S3 PUTs per prefix": max(journal_puts_per_s, cache_puts_per_s / CACHE_SHARDS)
+        / S3_PUTS_PER_S_PER_PREFIX,
         "driver memory (8 GB pod)": driver_mb / 8192,
     }
     first = max(limits, key=lambda k: limits[k])
@@ -113,6 +130,7 @@ def need(w: Workload, m: Measured) -> dict[str, Any]:
         "units": units,
         "s3_objects_kept": units * FILES_PER_UNIT,
         "s3_puts": puts,
+        "cache_puts": cache_puts,
         "s3_put_usd": puts / 1000 * S3_PUT_USD_PER_1K,
         "s3_resume_get_usd": units / 1000 * S3_GET_USD_PER_1K,
         "markers_mb": units * m.marker_kb / 1024,
@@ -140,7 +158,8 @@ ROWS = (
     ("budget actor calls/s", "budget_actor_calls_per_s"),
     ("work units", "units"),
     ("S3 objects kept", "s3_objects_kept"),
-    ("S3 PUTs (journal included)", "s3_puts"),
+    ("S3 PUTs (journal and response cache included)", "s3_puts"),
+    ("of which response cache PUTs", "cache_puts"),
     ("S3 PUT cost, USD", "s3_put_usd"),
     ("driver memory, MB", "driver_mb"),
 )

@@ -103,6 +103,48 @@ def test_answers_are_served_before_the_flush(tmp_path: Path) -> None:
     asyncio.run(go())
 
 
+def test_a_due_flush_writes_full_shards_and_waits_with_the_rest(tmp_path: Path) -> None:
+    """After a unit, only shards holding `segment_min` answers are written; the others
+    wait (served from memory) until the oldest has waited `flush_every_s`, or a full
+    flush at the worker's end: a segment per shard per unit was 256 PUTs a unit."""
+
+    async def go() -> None:
+        now = [0.0]
+        c = cache(tmp_path, segment_min=3, flush_every_s=60.0, clock=lambda: now[0])
+        ids = range(300)  # 300 answers over 256 shards: a few shards hold 3
+        c.put_many({key(i): answer(i) for i in ids})
+        by_shard: dict[str, int] = {}
+        for i in ids:
+            by_shard[key(i)[:2]] = by_shard.get(key(i)[:2], 0) + 1
+        full = sorted(s for s, n in by_shard.items() if n >= 3)
+        assert full, "the test needs a shard with three answers"
+        assert await c.flush(due_only=True) == len(full)
+        assert sorted(p.parent.name.removeprefix("shard=") for p in segments(tmp_path)) == full
+        assert c.pending == 300 - sum(by_shard[s] for s in full)
+        # waiting answers are still served, from memory
+        assert len(await c.get_many([key(i) for i in ids])) == 300
+        assert await c.flush(due_only=True) == 0  # nothing more is due yet
+        now[0] = 61.0  # the oldest has waited past flush_every_s: all of it goes
+        assert await c.flush(due_only=True) == len(by_shard) - len(full)
+        assert c.pending == 0
+        fresh = cache(tmp_path)
+        assert len(await fresh.get_many([key(i) for i in ids])) == 300
+
+    asyncio.run(go())
+
+
+def test_a_full_flush_writes_everything_waiting(tmp_path: Path) -> None:
+    async def go() -> None:
+        c = cache(tmp_path, segment_min=1_000)
+        c.put_many({key(i): answer(i) for i in range(40)})
+        assert await c.flush(due_only=True) == 0 and segments(tmp_path) == []
+        assert await c.flush() == len({key(i)[:2] for i in range(40)})
+        assert c.pending == 0
+        assert len(await cache(tmp_path).get_many([key(i) for i in range(40)])) == 40
+
+    asyncio.run(go())
+
+
 def test_read_mode_never_writes(tmp_path: Path) -> None:
     async def go() -> None:
         await put_flush(cache(tmp_path), range(3))
