@@ -9,7 +9,10 @@ for object stores: a few Parquet segments per shard, never one object per answer
     await cache.flush()                   # one new segment per touched shard
 
 Layout: `<prefix>/shard=<first 2 hex of key>/seg-<uuid4>.parquet` with columns key, text,
-input_tokens, output_tokens, model, created_at, sorted by key. Segments are immutable, so
+input_tokens, output_tokens, model, created_at, sorted by key; and `<prefix>/mixed/seg-<uuid4>
+.parquet`, same columns, keys of any shard: where a flush's answers are too few for a
+segment per shard (a worker's last answers, say). Every reader reads the mixed segments;
+`compact_after` of them are split into their shards' segments. Segments are immutable, so
 writers never coordinate: one key always means one answer, and the same answer in two
 segments is harmless. A process keeps the listing (refreshed at most every
 `listing_ttl_s`) and the shards it has read (LRU, about `max_entries` answers) in memory.
@@ -39,16 +42,14 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 
+from pipeline.calls.segments import CachedAnswer, read_segment, segment_bytes
 from pipeline.costs import add_cost_column
 from pipeline.providers.base import ChatRequest
-from pipeline.store import Store, table_to_parquet_bytes
+from pipeline.store import Store
 from schemas.prices import PriceTable
 
 T = TypeVar("T")
@@ -61,25 +62,8 @@ FREE_STATUSES = frozenset({CACHED, DUPLICATE})
 # headers), but a body built elsewhere might, and a key must not depend on a secret.
 SECRET_FIELDS = frozenset({"api_key", "api-key", "x-api-key", "authorization", "headers"})
 _KEY = re.compile(r"^[0-9a-f]{64}$")
-_SEGMENT = re.compile(r"^shard=([0-9a-f]{2})/seg-[0-9a-f]{32}\.parquet$")
-SCHEMA = pa.schema(
-    [
-        pa.field("key", pa.string(), nullable=False),
-        pa.field("text", pa.string(), nullable=False),
-        pa.field("input_tokens", pa.int64()),
-        pa.field("output_tokens", pa.int64()),
-        pa.field("model", pa.string()),
-        pa.field("created_at", pa.timestamp("us", tz="UTC")),
-    ]
-)
-
-
-@dataclass(frozen=True, slots=True)
-class CachedAnswer:
-    text: str
-    input_tokens: int
-    output_tokens: int
-    model: str
+_SEGMENT = re.compile(r"^(?:shard=([0-9a-f]{2})|(mixed))/seg-[0-9a-f]{32}\.parquet$")
+MIXED = "mixed"  # the listing's name for the mixed segments
 
 
 def cache_key(provider_kind: str, model: str, request_body: Mapping[str, object]) -> str:
@@ -172,6 +156,7 @@ class ResponseCache:
         self._listing: dict[str, dict[str, int]] = {}  # shard -> {segment path: size}
         self._listed_at: float | None = None
         self._gone: set[str] = set()  # listed segments found deleted (compacted away)
+        self._mixed_read: dict[str, list[str]] = {}  # mixed segment -> its keys, in memory
         self._loop: asyncio.AbstractEventLoop | None = None
         self._io = asyncio.Semaphore(io_concurrency)
         self._locks: dict[str, asyncio.Lock] = {}
@@ -206,6 +191,7 @@ class ResponseCache:
         shards = sorted({_shard(k) for k in wanted if k not in hits})
         if shards:
             await self._refresh_listing()
+            await self._load_mixed()
             # Only shards with segments not read yet: a unit's keys touch every shard,
             # and a coroutine each for nothing was 4% of a worker's loop.
             await asyncio.gather(*(self._load(s) for s in shards if self._unread(s)))
@@ -232,7 +218,7 @@ class ResponseCache:
             for f in files:
                 m = _SEGMENT.match(f.path)
                 if m:
-                    listing.setdefault(m.group(1), {})[f.path] = f.size
+                    listing.setdefault(m.group(1) or MIXED, {})[f.path] = f.size
             self._listing, self._listed_at, self._gone = listing, now, set()
             self.stats.listings += 1
 
@@ -243,6 +229,21 @@ class ResponseCache:
         return sorted(
             p for p in self._listing.get(shard, {}) if p not in read and p not in self._gone
         )
+
+    async def _load_mixed(self) -> None:
+        """Read the mixed segments not read yet; their answers go to their shards."""
+        async with self._lock(MIXED):
+            listed = self._listing.get(MIXED, {})
+            todo = sorted(p for p in listed if p not in self._mixed_read and p not in self._gone)
+            if not todo:
+                return
+            for path, rows in zip(todo, await asyncio.gather(*map(self._read, todo)), strict=True):
+                if rows is None:  # split into its shards meanwhile: they have its answers
+                    self._gone.add(path)
+                    continue
+                for key, answer in rows.items():
+                    self._shards.setdefault(_shard(key), _Shard()).entries[key] = answer
+                self._mixed_read[path] = list(rows)
 
     async def _load(self, shard: str) -> None:
         async with self._lock(shard):
@@ -261,9 +262,7 @@ class ResponseCache:
                 data = self.store.read_bytes(path)
             except FileNotFoundError:
                 return None
-            t = pq.read_table(pa.BufferReader(data)).to_pydict()
-            cols = (t["text"], t["input_tokens"], t["output_tokens"], t["model"])
-            return {k: CachedAnswer(*v) for k, *v in zip(t["key"], *cols, strict=True)}
+            return read_segment(data)
 
         async with self._io:
             rows = await asyncio.to_thread(read)
@@ -278,6 +277,7 @@ class ResponseCache:
                 return
             if shard not in keep:
                 total -= len(self._shards.pop(shard).entries)
+                self._mixed_read.clear()  # some of their answers went too: read them again
 
     # --- writes -----------------------------------------------------------------------
 
@@ -316,38 +316,52 @@ class ResponseCache:
             self._pending_since = None
         for shard in shards:  # served from memory while their segment is being written
             self._shards.setdefault(shard, _Shard()).entries.update(pending[shard])
+        # A shard with too few answers for a segment of its own goes to one mixed segment:
+        # a worker's last flush wrote 256 small files (0.2 s locally, 256 PUTs on S3).
+        own = [sh for sh in shards if len(pending[sh]) >= self.segment_min]
+        few = [sh for sh in shards if len(pending[sh]) < self.segment_min]
+        groups: dict[str, dict[str, CachedAnswer]] = {sh: pending[sh] for sh in own}
+        if few:
+            groups[MIXED] = {k: a for sh in few for k, a in pending[sh].items()}
         try:
             # Encoded in one thread, then written many at a time: encoding in each
             # writer's thread made them fight over the GIL (256 segments took 0.3-0.5 s).
             blobs = await asyncio.to_thread(
-                lambda: {sh: segment_bytes(pending[sh], compress=False) for sh in shards}
+                lambda: {g: segment_bytes(e, compress=False) for g, e in groups.items()}
             )
         except BaseException:
-            for shard in shards:
-                self._pending.setdefault(shard, {}).update(pending[shard])
-            self._pending_since = self._pending_since or self.clock()
+            self._requeue(pending)
             raise
+        names = list(groups)
         done = await asyncio.gather(
-            *(self._put(s, blobs[s]) for s in shards), return_exceptions=True
+            *(self._put(g, blobs[g]) for g in names), return_exceptions=True
         )
         failed: BaseException | None = None
-        for shard, path in zip(shards, done, strict=True):
+        for group, path in zip(names, done, strict=True):
+            members = few if group == MIXED else [group]
             if isinstance(path, BaseException):
                 failed = failed or path
-                self._pending.setdefault(shard, {}).update(pending[shard])  # try again later
-                self._pending_since = self._pending_since or self.clock()
+                self._requeue({sh: pending[sh] for sh in members})  # try again later
                 continue
-            sh = self._shards.setdefault(shard, _Shard())
-            sh.entries.update(pending[shard])
-            sh.segments[path] = list(pending[shard])
+            if group == MIXED:
+                self._mixed_read[path] = list(groups[MIXED])
+            else:
+                self._shards.setdefault(group, _Shard()).segments[path] = list(groups[group])
         if failed is not None:
             raise failed
         # Compaction is upkeep: if it fails, the answers are safe and it runs again later.
         compacted = await asyncio.gather(
-            *(self._compact(s) for s in shards), return_exceptions=True
+            *(self._compact(s) for s in own),
+            *([self._split_mixed()] if few else []),
+            return_exceptions=True,
         )
         self.stats.compaction_errors += sum(isinstance(c, Exception) for c in compacted)
-        return len(shards)
+        return len(names)
+
+    def _requeue(self, pending: Mapping[str, Mapping[str, CachedAnswer]]) -> None:
+        for shard, entries in pending.items():
+            self._pending.setdefault(shard, {}).update(entries)
+        self._pending_since = self._pending_since or self.clock()
 
     async def _write(
         self, shard: str, entries: Mapping[str, CachedAnswer], *, compress: bool = False
@@ -356,13 +370,43 @@ class ResponseCache:
         return await self._put(shard, data)
 
     async def _put(self, shard: str, data: bytes) -> str:
-        """A new segment of the shard; returns its path."""
-        path = f"shard={shard}/seg-{uuid.uuid4().hex}.parquet"
+        """A new segment of the shard (or a mixed one); returns its path."""
+        where = MIXED if shard == MIXED else f"shard={shard}"
+        path = f"{where}/seg-{uuid.uuid4().hex}.parquet"
         async with self._io:
             await asyncio.to_thread(self.store.write_bytes, path, data)
         self._listing.setdefault(shard, {})[path] = len(data)
         self.stats.segments_written += 1
         return path
+
+    async def _split_mixed(self) -> None:
+        """Once there are `compact_after` mixed segments, all read here, their answers go
+        to their shards' segments (one each, compressed) and they are deleted."""
+        async with self._lock(MIXED):
+            listed = self._listing.get(MIXED, {})
+            if len(listed) < self.compact_after or any(p not in self._mixed_read for p in listed):
+                return
+            by_shard: dict[str, dict[str, CachedAnswer]] = {}
+            for path in listed:
+                for key in self._mixed_read[path]:
+                    answer = self._memory(key)
+                    if answer is None:
+                        return  # evicted meanwhile: split another time
+                    by_shard.setdefault(_shard(key), {})[key] = answer
+            paths = list(listed)
+            shards = sorted(by_shard)
+            written = await asyncio.gather(
+                *(self._write(sh, by_shard[sh], compress=True) for sh in shards)
+            )
+            for shard, path in zip(shards, written, strict=True):
+                self._shards.setdefault(shard, _Shard()).segments[path] = list(by_shard[shard])
+            async with self._io:
+                await asyncio.to_thread(self._delete_many, paths)
+            self._gone.update(paths)
+            for old in paths:
+                listed.pop(old, None)
+                self._mixed_read.pop(old, None)
+            self.stats.segments_deleted += len(paths)
 
     async def _compact(self, shard: str) -> None:
         """Merge a shard's segments once there are `compact_after` of them, all read here.
@@ -408,27 +452,6 @@ class ResponseCache:
         for i in range(0, len(paths), 1000):
             keys = [{"Key": f"{prefix}/{p}" if prefix else p} for p in paths[i : i + 1000]]
             client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
-
-
-def segment_bytes(entries: Mapping[str, CachedAnswer], *, compress: bool) -> bytes:
-    """A segment's Parquet, sorted by key. A flush's segments are small and soon
-    compacted: left uncompressed (zstd was 0.3 of a segment's 0.5 ms); a compaction's
-    are compressed."""
-    keys = sorted(entries)
-    rows = [entries[k] for k in keys]
-    # Typed arrays, not `pa.table(dict)`: that converted the datetimes one by one,
-    # 0.8 ms a segment, twice the Parquet encoding.
-    now_us = int(datetime.now(UTC).timestamp() * 1_000_000)
-    columns = [
-        pa.array(keys, pa.string()),
-        pa.array([a.text for a in rows], pa.string()),
-        pa.array([a.input_tokens for a in rows], pa.int64()),
-        pa.array([a.output_tokens for a in rows], pa.int64()),
-        pa.array([a.model for a in rows], pa.string()),
-        pa.array([now_us] * len(keys), SCHEMA.field("created_at").type),
-    ]
-    table = pa.Table.from_arrays(columns, schema=SCHEMA)
-    return table_to_parquet_bytes(table, "zstd" if compress else "none")
 
 
 def _shard(key: str) -> str:

@@ -37,11 +37,12 @@ def test_cache_round_trip_layout_and_compaction_on_s3(
         return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
     def laid_out(names: list[str]) -> bool:
-        pattern = r"shared/_cache/shard=[0-9a-f]{2}/seg-[0-9a-f]{32}\.parquet"
+        pattern = r"shared/_cache/(shard=[0-9a-f]{2}|mixed)/seg-[0-9a-f]{32}\.parquet"
         return all(re.fullmatch(pattern, n) for n in names)
 
     async def go() -> None:
-        writer = ResponseCache(Store.open(URI), "read-write", compact_after=2)
+        # A segment per shard for every flush, however few answers (segment_min=1).
+        writer = ResponseCache(Store.open(URI), "read-write", compact_after=2, segment_min=1)
         writer.put_many({key(i): answer(i) for i in range(150)})
         s3_server.fail_next(2)  # throttled PUTs are retried by the store
         written = await writer.flush()
@@ -65,5 +66,15 @@ def test_cache_round_trip_layout_and_compaction_on_s3(
 
         fresh = ResponseCache(Store.open(URI), "read")
         assert len(await fresh.get_many([key(i) for i in range(300)])) == 300
+
+        # A worker's last few answers: one mixed segment, split into shards with the next.
+        mixed = ResponseCache(Store.open(URI), "read-write", compact_after=2)
+        for batch in (range(300, 340), range(340, 380)):
+            await mixed.get_many([key(i) for i in batch])
+            mixed.put_many({key(i): answer(i) for i in batch})
+            assert await mixed.flush() == 1
+        assert laid_out(objects()) and not any("/mixed/" in n for n in objects())
+        again = ResponseCache(Store.open(URI), "read")
+        assert len(await again.get_many([key(i) for i in range(380)])) == 380
 
     asyncio.run(go())

@@ -124,9 +124,11 @@ def test_a_due_flush_writes_full_shards_and_waits_with_the_rest(tmp_path: Path) 
         # waiting answers are still served, from memory
         assert len(await c.get_many([key(i) for i in ids])) == 300
         assert await c.flush(due_only=True) == 0  # nothing more is due yet
-        now[0] = 61.0  # the oldest has waited past flush_every_s: all of it goes
-        assert await c.flush(due_only=True) == len(by_shard) - len(full)
+        now[0] = 61.0  # the oldest has waited past flush_every_s: all of it goes,
+        # in one mixed segment (too few answers a shard for a segment each)
+        assert await c.flush(due_only=True) == 1
         assert c.pending == 0
+        assert len([p for p in segments(tmp_path) if p.parent.name == "mixed"]) == 1
         fresh = cache(tmp_path)
         assert len(await fresh.get_many([key(i) for i in ids])) == 300
 
@@ -138,9 +140,37 @@ def test_a_full_flush_writes_everything_waiting(tmp_path: Path) -> None:
         c = cache(tmp_path, segment_min=1_000)
         c.put_many({key(i): answer(i) for i in range(40)})
         assert await c.flush(due_only=True) == 0 and segments(tmp_path) == []
-        assert await c.flush() == len({key(i)[:2] for i in range(40)})
+        assert await c.flush() == 1  # a worker's last answers: one mixed segment
+        assert [p.parent.name for p in segments(tmp_path)] == ["mixed"]
         assert c.pending == 0
         assert len(await cache(tmp_path).get_many([key(i) for i in range(40)])) == 40
+
+    asyncio.run(go())
+
+
+def test_mixed_segments_are_read_by_others_and_split_into_their_shards(
+    tmp_path: Path,
+) -> None:
+    """A flush of a few answers a shard writes one mixed segment; every reader finds its
+    answers; `compact_after` mixed segments are split into per-shard segments."""
+
+    async def go() -> None:
+        a = cache(tmp_path, compact_after=3)
+        for batch in (range(0, 100), range(100, 200)):
+            assert await put_flush(a, batch) == 1
+        assert {p.parent.name for p in segments(tmp_path)} == {"mixed"}
+        b = cache(tmp_path)  # another worker: reads the mixed segments for any shard
+        assert len(await b.get_many([key(i) for i in range(0, 200, 3)])) == 67
+        await a.get_many([key(10_000)])  # a lists the segments b may have written
+        assert await put_flush(a, range(200, 300)) == 1  # the third: split
+        names = {p.parent.name for p in segments(tmp_path)}
+        assert "mixed" not in names and len(names) > 100
+        assert a.stats.segments_deleted == 3
+        # b still lists the deleted mixed segments: answers it read stay, others are
+        # found in the shards once its listing is refreshed
+        fresh = cache(tmp_path)
+        assert len(await fresh.get_many([key(i) for i in range(300)])) == 300
+        assert len(await b.get_many([key(i) for i in range(0, 200)])) == 200
 
     asyncio.run(go())
 
@@ -172,16 +202,19 @@ def test_off_does_nothing(tmp_path: Path) -> None:
 
 def test_many_keys_make_a_bounded_number_of_files(tmp_path: Path) -> None:
     async def go() -> None:
-        c = cache(tmp_path, compact_after=2)
+        c = cache(tmp_path, compact_after=2, segment_min=8)
         assert await put_flush(c, range(3_000)) <= 256
         assert len(segments(tmp_path)) <= 256
         # a second flush touches most shards again; compaction merges them back to one
         await c.get_many([key(i) for i in range(3_000, 3_400)])
-        assert await put_flush(c, range(3_000, 3_400)) > 100
+        assert await put_flush(c, range(3_000, 3_400)) == 1  # 1-2 a shard: one mixed
+        assert c.stats.segments_deleted > 0  # the mixed segments split into their shards
+        assert await put_flush(c, range(3_400, 6_400)) > 100
         per_shard: dict[str, int] = {}
         for p in segments(tmp_path):
-            per_shard[p.parent.name] = per_shard.get(p.parent.name, 0) + 1
-        assert len(per_shard) == 256 and max(per_shard.values()) < 2
+            if p.parent.name != "mixed":  # the few shards with fewer than 8 answers
+                per_shard[p.parent.name] = per_shard.get(p.parent.name, 0) + 1
+        assert len(per_shard) == 256 and max(per_shard.values()) <= 2
         assert c.stats.segments_deleted > 0
         fresh = cache(tmp_path)
         wanted = [key(i) for i in range(0, 3_400, 7)]
