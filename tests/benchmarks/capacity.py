@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 # --- measured here (2-core machine); the benchmark that prints each --------------------
-WORKER_CPU_US_PER_ROW = 413.0  # tests/benchmarks/hotpath.py: worker_cpu_us_per_row (402-413)
-QUOTA_ACTOR_CEILING = 2143.0  # hotpath.py: quota_actor.ceiling_calls_per_s (2,143-2,235)
+WORKER_CPU_US_PER_ROW = 384.0  # tests/benchmarks/hotpath.py: worker_cpu_us_per_row (378-384)
+QUOTA_ACTOR_CEILING = 1951.0  # hotpath.py: quota_actor.ceiling_calls_per_s (1,951-2,074)
 # A worker whose rows wait on an account asks its actor at most every 50 ms, and settles
 # twice a second: hotpath.py measured 195-198 calls/s from 8 such workers.
-QUOTA_CALLS_PER_WORKER_S = 24.4  # hotpath.py: quota_actor.calls_per_s / 8 workers
+QUOTA_CALLS_PER_WORKER_S = 24.1  # hotpath.py: quota_actor.calls_per_s / 8 workers (190-193)
 DRIVER_BASE_MB = 226.0  # scale.py: driver_peak_rss_mb.rows_1m (flat in rows)
 DRIVER_KB_PER_UNIT = 4.0  # scale_plan.py: resume_kb_per_unit (markers held while summing)
 MARKER_KB = 4.9  # scale.py: markers KB / units at 1M rows (a classify unit's figures)
@@ -40,7 +40,7 @@ UNITS_PER_WORKER = 2  # a worker overlaps two units (pipeline/engine/worker.py)
 FILES_PER_UNIT = 4  # results, costs, errors, commit marker
 CACHE_SHARDS = 256  # pipeline/calls/cache.py: a response cache segment per shard...
 CACHE_SEGMENT_MIN = 64  # ...once it holds 64 answers...
-CACHE_FLUSH_EVERY_S = 300.0  # ...or every shard once its oldest answer waited 300 s
+CACHE_FLUSH_EVERY_S = 300.0  # ...or all it holds once the oldest waited 300 s (mixed)
 CACHE_COMPACT_AFTER = 16  # a shard's 16 segments are merged into one (another PUT)
 
 # --- S3 (Standard, us-east-1 list prices) and its documented request rates -----------
@@ -86,13 +86,15 @@ def need(w: Workload, m: Measured) -> dict[str, Any]:
     unit_s = w.rows_per_unit / max(rate / workers / UNITS_PER_WORKER, 1e-9)
     parts = min(w.rows_per_unit / JOURNAL_EVERY_ROWS, JOURNAL_MAX_PER_S * unit_s) + 1
     # The response cache (on by default): a worker writes a shard's segment when it
-    # holds CACHE_SEGMENT_MIN answers, and every shard it holds every CACHE_FLUSH_EVERY_S.
+    # holds CACHE_SEGMENT_MIN answers, and every CACHE_FLUSH_EVERY_S the rest in one mixed
+    # segment (the 16th of which is split into up to CACHE_SHARDS segments); a shard's
+    # CACHE_COMPACT_AFTER segments are merged into one.
     per_worker = rate / workers
     cache_puts_per_s = (
         workers
-        * max(
-            per_worker / CACHE_SEGMENT_MIN,
-            min(CACHE_SHARDS, per_worker * CACHE_FLUSH_EVERY_S) / CACHE_FLUSH_EVERY_S,
+        * (
+            per_worker / CACHE_SEGMENT_MIN
+            + (1 + CACHE_SHARDS / CACHE_COMPACT_AFTER) / CACHE_FLUSH_EVERY_S
         )
         * (1 + 1 / CACHE_COMPACT_AFTER)
     )
