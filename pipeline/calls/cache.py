@@ -363,10 +363,9 @@ class ResponseCache:
             self._pending.setdefault(shard, {}).update(entries)
         self._pending_since = self._pending_since or self.clock()
 
-    async def _write(
-        self, shard: str, entries: Mapping[str, CachedAnswer], *, compress: bool = False
-    ) -> str:
-        data = await asyncio.to_thread(segment_bytes, entries, compress=compress)
+    async def _write(self, shard: str, entries: Mapping[str, CachedAnswer]) -> str:
+        """A compaction's segment: compressed (it stays)."""
+        data = await asyncio.to_thread(segment_bytes, entries, compress=True)
         return await self._put(shard, data)
 
     async def _put(self, shard: str, data: bytes) -> str:
@@ -395,18 +394,10 @@ class ResponseCache:
                     by_shard.setdefault(_shard(key), {})[key] = answer
             paths = list(listed)
             shards = sorted(by_shard)
-            written = await asyncio.gather(
-                *(self._write(sh, by_shard[sh], compress=True) for sh in shards)
-            )
+            written = await asyncio.gather(*(self._write(sh, by_shard[sh]) for sh in shards))
             for shard, path in zip(shards, written, strict=True):
                 self._shards.setdefault(shard, _Shard()).segments[path] = list(by_shard[shard])
-            async with self._io:
-                await asyncio.to_thread(self._delete_many, paths)
-            self._gone.update(paths)
-            for old in paths:
-                listed.pop(old, None)
-                self._mixed_read.pop(old, None)
-            self.stats.segments_deleted += len(paths)
+            await self._retire(paths, listed, self._mixed_read)
 
     async def _compact(self, shard: str) -> None:
         """Merge a shard's segments once there are `compact_after` of them, all read here.
@@ -422,15 +413,21 @@ class ResponseCache:
             rest = sum(listed[p] for p in paths[1:])
             merge = paths[1:] if listed[paths[0]] > rest and len(paths) > 2 else paths
             keys = {k for p in merge for k in sh.segments[p]}
-            path = await self._write(shard, {k: sh.entries[k] for k in keys}, compress=True)
+            path = await self._write(shard, {k: sh.entries[k] for k in keys})
             sh.segments[path] = sorted(keys)
-            async with self._io:
-                await asyncio.to_thread(self._delete_many, merge)
-            self._gone.update(merge)
-            for old in merge:
-                listed.pop(old, None)
-                sh.segments.pop(old, None)
-            self.stats.segments_deleted += len(merge)
+            await self._retire(merge, listed, sh.segments)
+
+    async def _retire(
+        self, paths: list[str], listed: dict[str, int], read: dict[str, list[str]]
+    ) -> None:
+        """Delete segments whose answers now live in newer ones; forget them."""
+        async with self._io:
+            await asyncio.to_thread(self._delete_many, paths)
+        self._gone.update(paths)
+        for old in paths:
+            listed.pop(old, None)
+            read.pop(old, None)
+        self.stats.segments_deleted += len(paths)
 
     def _s3_client(self) -> Any:
         with self._client_lock:  # boto3 clients are thread-safe; creating one is not

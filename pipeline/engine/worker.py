@@ -513,12 +513,12 @@ class UnitRunner:
     def _account(
         self,
         unit: int,
-        outcomes: Sequence[RowOutcome],
+        outcomes: list[RowOutcome],
         kept: tuple[pa.Table, pa.Table, pa.Table] | None,
     ) -> tuple[pa.Table, pa.Table, pa.Table, UnitFigures, UnitFigures]:
         """The unit's three tables (with what an earlier generation kept), the figures
         this run adds and the unit's figures."""
-        results, costs, errors = unit_tables(unit, list(outcomes), self.prices, self.kind)
+        results, costs, errors = unit_tables(unit, outcomes, self.prices, self.kind)
         added = self._figures(results, costs, errors)
         if kept is None:
             return results, costs, errors, added, added

@@ -23,7 +23,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from pipeline.limits.budget import BudgetClient, DailyLeaseBook, LeaseBook
-from pipeline.limits.placement import near_driver
+from pipeline.limits.placement import configured, near_driver
 from schemas.records import UnitCommit
 
 NAMESPACE = "tierline"
@@ -110,7 +110,7 @@ def start_budget(
         get_if_exists=True,
         scheduling_strategy=here,
     ).remote(cap_usd, already_spent_usd)
-    _configured(actor.configure.remote(cap_usd, already_spent_usd), pending)
+    configured(actor.configure.remote(cap_usd, already_spent_usd), pending)
     return actor
 
 
@@ -128,17 +128,8 @@ def start_daily_budget(
         get_if_exists=True,
         **near_driver(),  # the day's spend lives in it: not on a node that may go
     ).remote(cap_usd, clock)
-    _configured(actor.configure.remote(cap_usd), pending)
+    configured(actor.configure.remote(cap_usd), pending)
     return actor
-
-
-def _configured(ref: Any, pending: list[Any] | None) -> None:
-    """Wait for an actor's configure call here, or leave it in `pending` for the
-    caller, who starts several actors at once (each new one is a process: ~1 s)."""
-    if pending is None:
-        ray.get(ref)
-    else:
-        pending.append(ref)
 
 
 def spent_in_commits(commits: Iterable[UnitCommit]) -> float:

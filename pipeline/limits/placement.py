@@ -1,6 +1,7 @@
 """Where the cluster-wide actors start: on the node of the driver that starts them.
 
     actor = QuotaActor.options(**near_driver(), name=name, lifetime="detached").remote(...)
+    configured(actor.configure.remote(...), pending)   # waited for here, or by the caller
 
 The quota and daily budget actors are detached and shared by every job; they belong on
 the driver's node (the head, as a rule: the node least likely to go away) so that losing
@@ -26,3 +27,12 @@ def near_driver() -> dict[str, Any]:
     """Actor options: prefer this process's node; elsewhere if it cannot be had."""
     here = ray.get_runtime_context().get_node_id()
     return {"scheduling_strategy": NodeAffinitySchedulingStrategy(here, soft=True), "memory": 1}
+
+
+def configured(ref: Any, pending: list[Any] | None) -> None:
+    """Wait for an actor's configure call here, or leave it in `pending` for a caller
+    that starts several actors at once (a new one is a process of its own: ~1 s)."""
+    if pending is None:
+        ray.get(ref)
+    else:
+        pending.append(ref)

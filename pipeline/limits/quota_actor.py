@@ -28,7 +28,7 @@ import ray
 
 from pipeline.errors import RateLimited, TierlineError
 from pipeline.limits.headroom import UNLIMITED, Headroom
-from pipeline.limits.placement import near_driver
+from pipeline.limits.placement import configured, near_driver
 from pipeline.limits.quota import QuotaState
 from pipeline.providers.base import ChatResponse
 from schemas.job import Deployment, JobSpec, Limits
@@ -130,11 +130,7 @@ def ensure_quota_actor(name: str, limits: Limits, pending: list[Any] | None = No
         **near_driver(),
     ).remote(limits.model_dump_json())
     # A second job may bring other limits for the same account: the latest spec wins.
-    configured = actor.configure.remote(limits.model_dump_json())
-    if pending is None:
-        ray.get(configured)
-    else:
-        pending.append(configured)
+    configured(actor.configure.remote(limits.model_dump_json()), pending)
     return actor
 
 
